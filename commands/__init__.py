@@ -1,0 +1,1 @@
+"""The write side: command models, the application service and the event store."""

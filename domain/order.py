@@ -1,0 +1,156 @@
+"""Order: what a checkout placed, and its way to the customer.
+
+Placed → Paid → Shipped → Delivered, or Cancelled before shipment. A payment must
+match the total; cancelling a paid order records the refund it owes.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import event
+
+from domain.base import ShopAggregate, named_id
+from domain.errors import RuleBroken
+from domain.values import Address, money, text
+
+PLACED, PAID, SHIPPED, DELIVERED, CANCELLED = "placed", "paid", "shipped", "delivered", "cancelled"
+
+
+class Order(ShopAggregate):
+    class Placed(ShopAggregate.Created):
+        customer_id: str
+        cart_id: UUID
+        lines: list[dict[str, Any]]
+        total: Decimal
+        shipping_address: dict[str, str]
+        email: str
+
+    class Paid(ShopAggregate.Event):
+        amount: Decimal
+        reference: str
+
+    class Shipped(ShopAggregate.Event):
+        carrier: str
+        tracking_number: str
+
+    class Delivered(ShopAggregate.Event):
+        pass
+
+    class Cancelled(ShopAggregate.Event):
+        reason: str
+        refund: Decimal | None
+
+    @staticmethod
+    def create_id(cart_id: UUID) -> UUID:
+        # One cart yields at most one order, even if a checkout is retried.
+        return named_id("order", str(cart_id))
+
+    @event(Placed)
+    def __init__(
+        self,
+        customer_id: str,
+        cart_id: UUID,
+        lines: list[dict[str, Any]],
+        total: Decimal,
+        shipping_address: dict[str, str],
+        email: str,
+    ) -> None:
+        self.customer_id = customer_id
+        self.cart_id = cart_id
+        self.lines = lines
+        self.total = total
+        self.shipping_address = shipping_address
+        self.email = email
+        self.status = PLACED
+        self.payment_reference: str | None = None
+        self.refund: Decimal | None = None
+
+    @classmethod
+    def place(
+        cls,
+        customer_id: str,
+        cart_id: UUID,
+        lines: dict[str, tuple[int, Decimal]],
+        shipping_address: Address,
+        email: str,
+    ) -> Order:
+        """Place an order for ``lines`` (sku -> (quantity, unit price))."""
+        if not lines:
+            raise RuleBroken("An order needs at least one line")
+        if "@" not in email or len(email) > 254:
+            raise RuleBroken(f"{email!r} is not an e-mail address")
+        rows = [
+            {"sku": s, "quantity": q, "unit_price": p, "subtotal": q * p}
+            for s, (q, p) in sorted(lines.items())
+        ]
+        return cls(
+            customer_id=customer_id,
+            cart_id=cart_id,
+            lines=rows,
+            total=sum((r["subtotal"] for r in rows), Decimal("0.00")),
+            shipping_address=shipping_address.as_dict(),
+            email=email,
+        )
+
+    @property
+    def skus(self) -> list[str]:
+        return [line["sku"] for line in self.lines]
+
+    def pay(self, amount: Decimal | str, reference: str) -> None:
+        self._require(PLACED, "be paid")
+        amount = money(amount)
+        if amount != self.total:
+            raise RuleBroken(
+                f"Payment of {amount} does not match the order total {self.total}",
+                total=str(self.total),
+                amount=str(amount),
+            )
+        self._paid(amount, text(reference, "reference", max_length=100))
+
+    @event(Paid)
+    def _paid(self, amount: Decimal, reference: str) -> None:
+        self.status = PAID
+        self.payment_reference = reference
+
+    def ship(self, carrier: str, tracking_number: str) -> None:
+        self._require(PAID, "be shipped")
+        self._shipped(
+            text(carrier, "carrier", max_length=100),
+            text(tracking_number, "tracking_number", max_length=100),
+        )
+
+    @event(Shipped)
+    def _shipped(self, carrier: str, tracking_number: str) -> None:
+        self.status = SHIPPED
+
+    def deliver(self) -> None:
+        self._require(SHIPPED, "be delivered")
+        self._delivered()
+
+    @event(Delivered)
+    def _delivered(self) -> None:
+        self.status = DELIVERED
+
+    def cancel(self, reason: str) -> None:
+        """Cancel before shipment; a paid order owes a refund of its total."""
+        self._require((PLACED, PAID), "be cancelled")
+        refund = self.total if self.status == PAID else None
+        self._cancelled(text(reason, "reason", max_length=500), refund)
+
+    @event(Cancelled)
+    def _cancelled(self, reason: str, refund: Decimal | None) -> None:
+        self.status = CANCELLED
+        self.refund = refund
+
+    def _require(self, allowed: str | tuple[str, ...], action: str) -> None:
+        allowed = (allowed,) if isinstance(allowed, str) else allowed
+        if self.status not in allowed:
+            raise RuleBroken(
+                f"Order {self.id} is {self.status}; only a {' or '.join(allowed)} order can"
+                f" {action}",
+                order_id=str(self.id),
+                status=self.status,
+            )

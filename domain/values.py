@@ -1,0 +1,100 @@
+"""Value objects: Money, Sku, Quantity and Address.
+
+Events store their plain forms (``Decimal``, ``str``, ``int``, ``dict``) so that the
+stored JSON stays readable by auditors and by any later version of this code.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from domain.errors import InvalidValue
+
+CENT = Decimal("0.01")
+MAX_PRICE = Decimal("1000000.00")
+MAX_QUANTITY = 1000
+"""Most units of one SKU in one cart line, receipt or adjustment."""
+
+_SKU = re.compile(r"[A-Z0-9][A-Z0-9-]{0,31}")
+
+
+def money(value: Decimal | str | int, field: str = "amount") -> Decimal:
+    """A non-negative amount with exactly two decimal places.
+
+    Refuses floats and anything with fractions of a cent, rather than rounding
+    silently: a price typed wrong must not become another price.
+    """
+    if isinstance(value, float) or isinstance(value, bool):
+        raise InvalidValue(field, f"{field} must be a decimal string such as '12.50'")
+    try:
+        amount = Decimal(value)
+    except (InvalidOperation, ValueError, TypeError):
+        raise InvalidValue(field, f"{field} {value!r} is not a decimal number") from None
+    if not amount.is_finite():
+        raise InvalidValue(field, f"{field} must be a finite number")
+    if amount < 0:
+        raise InvalidValue(field, f"{field} must not be negative")
+    if amount > MAX_PRICE:
+        raise InvalidValue(field, f"{field} must not exceed {MAX_PRICE}")
+    cents = amount.quantize(CENT)
+    if cents != amount:
+        raise InvalidValue(field, f"{field} {value} has more than two decimal places")
+    return cents
+
+
+def sku(value: str) -> str:
+    """A stock-keeping unit: upper-case letters, digits and dashes, at most 32."""
+    if not isinstance(value, str) or not _SKU.fullmatch(value):
+        raise InvalidValue("sku", f"SKU {value!r} must match [A-Z0-9][A-Z0-9-]{{0,31}}")
+    return value
+
+
+def quantity(value: int, field: str = "quantity", *, allow_zero: bool = False) -> int:
+    """A whole number of units, positive (or zero where allowed), at most MAX_QUANTITY."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidValue(field, f"{field} must be a whole number")
+    low = 0 if allow_zero else 1
+    if not low <= value <= MAX_QUANTITY:
+        raise InvalidValue(field, f"{field} must be between {low} and {MAX_QUANTITY}")
+    return value
+
+
+def text(value: str, field: str, *, max_length: int = 200, required: bool = True) -> str:
+    """A trimmed string of bounded length."""
+    if not isinstance(value, str):
+        raise InvalidValue(field, f"{field} must be a string")
+    value = value.strip()
+    if required and not value:
+        raise InvalidValue(field, f"{field} must not be empty")
+    if len(value) > max_length:
+        raise InvalidValue(field, f"{field} must be at most {max_length} characters")
+    return value
+
+
+@dataclass(frozen=True)
+class Address:
+    """A shipping address."""
+
+    name: str
+    line1: str
+    city: str
+    postal_code: str
+    country: str
+    line2: str = ""
+
+    def __post_init__(self) -> None:
+        for field in ("name", "line1", "city", "postal_code"):
+            text(getattr(self, field), field)
+        text(self.line2, "line2", required=False)
+        if not re.fullmatch(r"[A-Z]{2}", self.country):
+            raise InvalidValue("country", "country must be an ISO 3166 alpha-2 code such as 'DE'")
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Address:
+        return cls(**data)
