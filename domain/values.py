@@ -27,7 +27,7 @@ def money(value: Decimal | str | int, field: str = "amount") -> Decimal:
     Refuses floats and anything with fractions of a cent, rather than rounding
     silently: a price typed wrong must not become another price.
     """
-    if isinstance(value, float) or isinstance(value, bool):
+    if isinstance(value, (float, bool)):
         raise InvalidValue(field, f"{field} must be a decimal string such as '12.50'")
     try:
         amount = Decimal(value)

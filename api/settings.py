@@ -1,0 +1,34 @@
+"""Settings from the environment (and an optional ``.env``), prefixed ``EVENTSHOP_``."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from commands.store import DEFAULT_URL
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EVENTSHOP_", env_file=".env", extra="ignore")
+
+    database_url: str = DEFAULT_URL
+    jwt_secret: str = Field(default="", description="HS256 key; generated under var/ if empty")
+    currency: str = "EUR"
+    var_dir: Path = Path("var")
+    max_body_bytes: int = 64 * 1024
+    run_projections: bool = True
+
+    def secret(self) -> str:
+        """The JWT key: the configured one, else one generated once and kept under var/."""
+        if self.jwt_secret:
+            return self.jwt_secret
+        path = self.var_dir / "jwt-secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        self.jwt_secret = path.read_text().strip()
+        return self.jwt_secret
