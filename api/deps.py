@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Header, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import InvalidToken, Principal, decode
 from api.settings import Settings
+from commands.metadata import identify
 from commands.service import Shop
 
 _bearer = HTTPBearer(auto_error=False, description="JWT signed with EVENTSHOP_JWT_SECRET")
@@ -35,6 +38,7 @@ def principal(
     except InvalidToken as error:
         raise HTTPException(401, str(error), {"WWW-Authenticate": "Bearer"}) from None
     request.state.principal = caller
+    identify(caller.sub, caller.roles)
     return caller
 
 
@@ -47,3 +51,36 @@ def require(*roles: str) -> Callable[[Principal], Principal]:
         return caller
 
     return check
+
+
+ShopDep = Annotated[Shop, Depends(get_shop)]
+Caller = Annotated[Principal, Depends(principal)]
+
+# If-Match names one version: "3", W/"3" or a bare 3; "*" means "whatever is current".
+_IF_MATCH = re.compile(r'\s*(?:(?:W/)?"(\d{1,18})"|(\d{1,18}))\s*')
+
+
+def expected_version(
+    if_match: Annotated[
+        str | None,
+        Header(
+            description='Act only on this version of the aggregate: its ETag ("3"), W/"3" or 3.'
+            " A malformed value is refused with 400; a stale one with 412.",
+        ),
+    ] = None,
+) -> int | None:
+    """The version an ``If-Match`` header names, for the service's ``expected_version``."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    matched = _IF_MATCH.fullmatch(if_match)
+    if matched is None:
+        raise HTTPException(400, f'If-Match must name one version, such as "3"; got {if_match!r}')
+    return int(matched.group(1) or matched.group(2))
+
+
+ExpectedVersion = Annotated[int | None, Depends(expected_version)]
+
+
+def owner_unless_staff(caller: Principal) -> str | None:
+    """Whose orders a change may touch: any for staff, else only the caller's own."""
+    return None if caller.has("staff") else caller.sub

@@ -1,0 +1,88 @@
+"""The composition root of the HTTP API: settings, store, service, routers, errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from fastapi import FastAPI
+
+from api import errors
+from api.routers import audit, carts, health, orders, products, stock
+from api.settings import Settings
+from commands.service import Shop
+from commands.store import prepare, store_env
+
+DESCRIPTION = """\
+The back end of an online shop, event-sourced: every command appends events to an
+event store, and every command answer carries the aggregate's `version` (also its
+`ETag`; send it back as `If-Match` to act only on that version) and `position`, the
+place of the command's last event in the global log.
+
+Money is a decimal string (`"12.50"`). Errors are RFC 9457 problem details
+(`application/problem+json`). Send `Authorization: Bearer <JWT>`; `eventshop token
+--role staff` prints one.
+"""
+
+
+def _version() -> str:
+    try:
+        return version("eventshop")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def open_shop(settings: Settings) -> Shop:
+    """The write side on the store ``settings.database_url`` names (tables made if absent)."""
+    prepare(settings.database_url)
+    return Shop(env=store_env(settings.database_url))
+
+
+def create_app(settings: Settings | None = None, shop: Shop | None = None) -> FastAPI:
+    """Build the API; without ``shop``, open one on ``settings.database_url``.
+
+    A shop opened here is closed when the app shuts down; a shop passed in stays the
+    caller's to close.
+    """
+    settings = settings or Settings()
+    owned = shop is None
+    the_shop = shop or open_shop(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if owned:
+                the_shop.close()
+
+    app = FastAPI(
+        title="eventshop",
+        description=DESCRIPTION,
+        version=_version(),
+        lifespan=lifespan,
+    )
+    app.state.shop = the_shop
+    app.state.settings = settings
+    errors.install(app, settings.max_body_bytes)
+    for module in (health, products, stock, carts, orders, audit):
+        app.include_router(module.router)
+    app.openapi = _with_problem_media_type(app.openapi)  # type: ignore[method-assign]
+    return app
+
+
+def _with_problem_media_type(build: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+    """FastAPI documents every response as application/json; errors are problem+json."""
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        for operation in (op for path in schema["paths"].values() for op in path.values()):
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if status[0] in "45" and "application/json" in content:
+                    content[errors.PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+        return schema
+
+    return openapi

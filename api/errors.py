@@ -1,0 +1,267 @@
+"""Every error the API answers with, as RFC 9457 problem details, mapped in one place.
+
+Domain errors are mapped by class, request validation and HTTP errors by kind, and
+anything unexpected becomes a 500 that says nothing of our internals (the traceback
+goes to the log, under the request id the client was given). Two pure ASGI
+middlewares sit in front of the app: one gives every response an ``X-Request-ID``,
+one refuses bodies larger than ``max_body_bytes`` with 413.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY, RequestBodyLimitMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from commands.metadata import caused_by
+from domain.errors import (
+    AlreadyExists,
+    ConcurrencyConflict,
+    DomainError,
+    InsufficientStock,
+    InvalidValue,
+    NotFound,
+    RuleBroken,
+    StaleVersion,
+)
+
+log = logging.getLogger("eventshop.api")
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPES = "https://eventshop.example/problems/"
+REQUEST_ID_HEADER = "X-Request-ID"
+# What a client may send as its own request id: short, and safe to log and echo.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+# The most specific class wins (looked up along the error's MRO).
+DOMAIN_STATUS: dict[type[DomainError], int] = {
+    InvalidValue: 422,
+    NotFound: 404,
+    AlreadyExists: 409,
+    InsufficientStock: 409,
+    RuleBroken: 409,
+    StaleVersion: 412,
+    ConcurrencyConflict: 409,
+    DomainError: 409,
+}
+_STANDARD_MEMBERS = frozenset({"type", "title", "status", "detail", "instance", "errors"})
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="where the bad value is: a body path such as 'price'")
+    message: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem: what went wrong, for people and for programs."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(examples=[f"{PROBLEM_TYPES}insufficient-stock"])
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: list[FieldError] | None = Field(
+        default=None, description="each field that failed validation (422)"
+    )
+
+
+def problem(
+    request: Request,
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    kind: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extensions: Any,
+) -> JSONResponse:
+    """A problem+json response; ``kind`` names the problem type, else ``about:blank``."""
+    body = {
+        "type": f"{PROBLEM_TYPES}{kind}" if kind else "about:blank",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        **jsonable_encoder(extensions),
+    }
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def _kebab(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
+
+
+def domain_status(error: DomainError) -> int:
+    return next(DOMAIN_STATUS[k] for k in type(error).__mro__ if k in DOMAIN_STATUS)
+
+
+async def domain_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, DomainError)
+    # The error's facts (which SKU, which state) become extension members; a fact
+    # whose name is taken by the standard members is renamed rather than dropped.
+    facts = {(f"current_{k}" if k in _STANDARD_MEMBERS else k): v for k, v in error.info.items()}
+    if isinstance(error, InvalidValue):
+        facts = {"errors": [{"field": error.field, "message": error.detail}]}
+    return problem(
+        request,
+        domain_status(error),
+        error.detail,
+        title=error.title,
+        kind=_kebab(type(error).__name__),
+        **facts,
+    )
+
+
+def _field(location: tuple[Any, ...]) -> str:
+    where, *path = location
+    return ".".join(str(part) for part in path) or str(where)
+
+
+async def validation_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    errors = error.errors()
+    broken = next((e for e in errors if e.get("type") == "json_invalid"), None)
+    if broken is not None:
+        reason = broken.get("ctx", {}).get("error", "malformed")
+        return problem(
+            request,
+            400,
+            f"The body is not valid JSON: {reason} (at character {broken['loc'][-1]})",
+            title="Malformed JSON",
+            kind="malformed-json",
+        )
+    fields = [{"field": _field(tuple(e["loc"])), "message": e["msg"]} for e in errors]
+    named = ", ".join(dict.fromkeys(f["field"] for f in fields))
+    return problem(
+        request,
+        422,
+        f"Invalid input: {named}",
+        title="Invalid input",
+        kind="invalid-input",
+        errors=fields,
+    )
+
+
+async def http_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StarletteHTTPException)
+    status = error.status_code
+    if status == 413:
+        # Starlette's limiter, which counted a streamed body, raised this one.
+        return too_large(request, request.scope.get(MAX_BODY_SIZE_SCOPE_KEY))
+    detail = str(error.detail)
+    if detail == HTTPStatus(status).phrase:
+        detail = f"{request.method} {request.url.path}: {detail.lower()}"
+    return problem(request, status, detail, headers=error.headers)
+
+
+def too_large(request: Request, max_bytes: int | None) -> JSONResponse:
+    limit = f"{max_bytes} bytes" if max_bytes is not None else "the limit"
+    return problem(
+        request,
+        413,
+        f"The body is larger than {limit}",
+        title="Content Too Large",
+        kind="body-too-large",
+    )
+
+
+async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
+    log.error(
+        "unexpected error in %s %s [request %s]",
+        request.method,
+        request.url.path,
+        request_id,
+        exc_info=error,
+    )
+    # This response is sent outside the request-id middleware, so it sets the header.
+    return problem(
+        request,
+        500,
+        f"An unexpected error occurred; quote request id {request_id} when reporting it",
+        headers={REQUEST_ID_HEADER: request_id},
+    )
+
+
+class RequestId:
+    """Tag every response with ``X-Request-ID``: the client's if it is sane, else a new one.
+
+    The id is also the correlation id of the events the request causes.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get(REQUEST_ID_HEADER)
+        request_id = given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_tagged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        # The events this request causes are stamped with its id (and, once the token
+        # is checked, with the caller: api.deps.principal).
+        with caused_by(correlation_id=request_id):
+            await self.app(scope, receive, send_tagged)
+
+
+class BodyLimit:
+    """Refuse request bodies over ``max_bytes`` with 413.
+
+    A declared ``Content-Length`` over the limit is refused before the app runs. A
+    body without one (chunked) is counted as it streams, by Starlette's own limiter,
+    which raises a 413 ``HTTPException`` from the read, so that ``http_error`` answers.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.app = RequestBodyLimitMiddleware(app, max_body_size=max_bytes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self._declared_too_much(scope):
+            await too_large(Request(scope), self.max_bytes)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _declared_too_much(self, scope: Scope) -> bool:
+        declared = Headers(scope=scope).get("content-length", "")
+        return declared.isdigit() and int(declared) > self.max_bytes
+
+
+def install(app: FastAPI, max_body_bytes: int) -> None:
+    """Register the one error mapping and the two middlewares on ``app``."""
+    app.add_exception_handler(DomainError, domain_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)
+    # Added last = outermost: the request id also tags the 413s of BodyLimit.
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(RequestId)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route that may answer these problems (for /openapi.json)."""
+    return {
+        status: {"model": Problem, "description": HTTPStatus(status).phrase} for status in statuses
+    }

@@ -1,0 +1,159 @@
+"""Carts: open one, change its lines, check it out; read one."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Response
+
+from api.auth import Principal
+from api.deps import Caller, ExpectedVersion, ShopDep, require
+from api.errors import problem_responses
+from api.routers.orders import LineView, OrderResult, order_view
+from api.routers.orders import router as orders_router
+from api.routers.shapes import Committed, SkuPath, View, committed, money_text, shown
+from commands.models import AddItem, CheckOut, OpenCart, SetQuantity
+from domain.cart import Cart
+
+router = APIRouter(prefix="/api/carts", tags=["carts"])
+# Only a cart's owner changes it; the service answers 404 for anyone else's cart.
+Customer = Annotated[Principal, Depends(require("customer"))]
+
+
+class CartView(View):
+    id: UUID
+    customer_id: str
+    status: str
+    lines: list[LineView]
+    total: str
+    order_id: UUID | None
+
+
+class CartResult(Committed, CartView):
+    pass
+
+
+def cart_view(cart: Cart) -> CartView:
+    return CartView(
+        id=cart.id,
+        customer_id=cart.customer_id,
+        status=cart.status,
+        lines=[
+            LineView(
+                sku=sku,
+                quantity=line.quantity,
+                unit_price=money_text(line.unit_price),
+                subtotal=money_text(line.subtotal),
+            )
+            for sku, line in sorted(cart.lines.items())
+        ],
+        total=money_text(cart.total),
+        order_id=cart.order_id,
+        version=cart.version,
+    )
+
+
+_CHANGE_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 412, 413, 422)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=CartResult,
+    responses=problem_responses(400, 401, 403, 413, 422),
+)
+def open_cart(
+    response: Response, shop: ShopDep, caller: Customer, body: OpenCart | None = None
+) -> CartResult:
+    """Open an empty cart for the caller (the body, if any, is ``{}``)."""
+    done = shop.open_cart(caller.sub)
+    response.headers["Location"] = f"{router.prefix}/{done.aggregate.id}"
+    return committed(response, cart_view(done.aggregate), CartResult, done.position)
+
+
+@router.post("/{cart_id}/items", response_model=CartResult, responses=_CHANGE_PROBLEMS)
+def add_item(
+    cart_id: UUID,
+    body: AddItem,
+    response: Response,
+    shop: ShopDep,
+    version: ExpectedVersion,
+    caller: Customer,
+) -> CartResult:
+    """Add units of a product at its current catalogue price."""
+    done = shop.add_to_cart(
+        cart_id, body.sku, body.quantity, owner=caller.sub, expected_version=version
+    )
+    return committed(response, cart_view(done.aggregate), CartResult, done.position)
+
+
+@router.put("/{cart_id}/items/{sku}", response_model=CartResult, responses=_CHANGE_PROBLEMS)
+def set_quantity(
+    cart_id: UUID,
+    sku: SkuPath,
+    body: SetQuantity,
+    response: Response,
+    shop: ShopDep,
+    version: ExpectedVersion,
+    caller: Customer,
+) -> CartResult:
+    """Set a line's quantity; 0 removes the line."""
+    done = shop.set_cart_quantity(
+        cart_id, sku, body.quantity, owner=caller.sub, expected_version=version
+    )
+    return committed(response, cart_view(done.aggregate), CartResult, done.position)
+
+
+@router.delete(
+    "/{cart_id}/items/{sku}",
+    response_model=CartResult,
+    responses=problem_responses(400, 401, 403, 404, 409, 412, 422),
+)
+def remove_item(
+    cart_id: UUID,
+    sku: SkuPath,
+    response: Response,
+    shop: ShopDep,
+    version: ExpectedVersion,
+    caller: Customer,
+) -> CartResult:
+    """Remove a line."""
+    done = shop.remove_from_cart(cart_id, sku, owner=caller.sub, expected_version=version)
+    return committed(response, cart_view(done.aggregate), CartResult, done.position)
+
+
+@router.post(
+    "/{cart_id}/checkout",
+    status_code=201,
+    response_model=OrderResult,
+    responses=_CHANGE_PROBLEMS,
+)
+def check_out(
+    cart_id: UUID,
+    body: CheckOut,
+    response: Response,
+    shop: ShopDep,
+    version: ExpectedVersion,
+    caller: Customer,
+) -> OrderResult:
+    """Atomically close the cart, place the order and reserve its stock (201, the order).
+
+    If any SKU is short, the answer is 409 listing every short SKU (``short``), and
+    nothing at all is recorded: the cart stays open. ``If-Match`` names the cart's version.
+    """
+    done = shop.check_out(
+        cart_id,
+        body.shipping_address.to_domain(),
+        body.email,
+        owner=caller.sub,
+        expected_version=version,
+    )
+    response.headers["Location"] = f"{orders_router.prefix}/{done.aggregate.id}"
+    return committed(response, order_view(done.aggregate), OrderResult, done.position)
+
+
+@router.get("/{cart_id}", response_model=CartView, responses=problem_responses(401, 404, 422))
+def get_cart(cart_id: UUID, response: Response, shop: ShopDep, caller: Caller) -> CartView:
+    """One cart: its owner's, or any for staff and auditors."""
+    return shown(response, cart_view(shop.cart(cart_id, caller.owner_filter)))

@@ -1,0 +1,151 @@
+"""Orders: pay, ship, deliver, cancel; read one."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Response
+from pydantic import BaseModel
+
+from api.auth import Principal
+from api.deps import Caller, ExpectedVersion, ShopDep, owner_unless_staff, require
+from api.errors import problem_responses
+from api.routers.shapes import Committed, View, committed, money_text, shown
+from commands.models import Cancel, Deliver, Pay, Ship
+from domain.order import Order
+
+router = APIRouter(prefix="/api/orders", tags=["orders"])
+Staff = Annotated[Principal, Depends(require("staff"))]
+OwnerOrStaff = Annotated[Principal, Depends(require("customer", "staff"))]
+
+
+class LineView(BaseModel):
+    sku: str
+    quantity: int
+    unit_price: str
+    subtotal: str
+
+
+class AddressView(BaseModel):
+    name: str
+    line1: str
+    line2: str
+    city: str
+    postal_code: str
+    country: str
+
+
+class OrderView(View):
+    id: UUID
+    customer_id: str
+    cart_id: UUID
+    status: str
+    lines: list[LineView]
+    total: str
+    shipping_address: AddressView
+    email: str
+    payment_reference: str | None
+    refund: str | None
+
+
+class OrderResult(Committed, OrderView):
+    pass
+
+
+def line_view(line: dict[str, Any]) -> LineView:
+    return LineView(
+        sku=line["sku"],
+        quantity=line["quantity"],
+        unit_price=money_text(line["unit_price"]),
+        subtotal=money_text(line["subtotal"]),
+    )
+
+
+def order_view(order: Order) -> OrderView:
+    return OrderView(
+        id=order.id,
+        customer_id=order.customer_id,
+        cart_id=order.cart_id,
+        status=order.status,
+        lines=[line_view(line) for line in order.lines],
+        total=money_text(order.total),
+        shipping_address=AddressView(**order.shipping_address),
+        email=order.email,
+        payment_reference=order.payment_reference,
+        refund=None if order.refund is None else money_text(order.refund),
+        version=order.version,
+    )
+
+
+_CHANGE_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 412, 413, 422)
+
+
+@router.post("/{order_id}/payment", response_model=OrderResult, responses=_CHANGE_PROBLEMS)
+def pay(
+    order_id: UUID,
+    body: Pay,
+    response: Response,
+    shop: ShopDep,
+    version: ExpectedVersion,
+    caller: OwnerOrStaff,
+) -> OrderResult:
+    """Pay a placed order; the amount must equal its total (else 409)."""
+    done = shop.pay(
+        order_id,
+        body.amount,
+        body.reference,
+        owner=owner_unless_staff(caller),
+        expected_version=version,
+    )
+    return committed(response, order_view(done.aggregate), OrderResult, done.position)
+
+
+@router.post("/{order_id}/shipment", response_model=OrderResult, responses=_CHANGE_PROBLEMS)
+def ship(
+    order_id: UUID,
+    body: Ship,
+    response: Response,
+    shop: ShopDep,
+    version: ExpectedVersion,
+    _: Staff,
+) -> OrderResult:
+    """Ship a paid order; its reserved units leave stock."""
+    done = shop.ship(order_id, body.carrier, body.tracking_number, expected_version=version)
+    return committed(response, order_view(done.aggregate), OrderResult, done.position)
+
+
+@router.post("/{order_id}/delivery", response_model=OrderResult, responses=_CHANGE_PROBLEMS)
+def deliver(
+    order_id: UUID,
+    response: Response,
+    shop: ShopDep,
+    version: ExpectedVersion,
+    _: Staff,
+    body: Deliver | None = None,
+) -> OrderResult:
+    """Mark a shipped order delivered (the body, if any, is ``{}``)."""
+    done = shop.deliver(order_id, expected_version=version)
+    return committed(response, order_view(done.aggregate), OrderResult, done.position)
+
+
+@router.post("/{order_id}/cancellation", response_model=OrderResult, responses=_CHANGE_PROBLEMS)
+def cancel(
+    order_id: UUID,
+    body: Cancel,
+    response: Response,
+    shop: ShopDep,
+    version: ExpectedVersion,
+    caller: OwnerOrStaff,
+) -> OrderResult:
+    """Cancel before shipment: reservations are released; a paid order records a refund."""
+    done = shop.cancel(
+        order_id, body.reason, owner=owner_unless_staff(caller), expected_version=version
+    )
+    return committed(response, order_view(done.aggregate), OrderResult, done.position)
+
+
+@router.get("/{order_id}", response_model=OrderView, responses=problem_responses(401, 404, 422))
+def get_order(order_id: UUID, response: Response, shop: ShopDep, caller: Caller) -> OrderView:
+    """One order: its owner's, or any for staff and auditors."""
+    return shown(response, order_view(shop.order(order_id, caller.owner_filter)))
