@@ -16,7 +16,7 @@ from eventsourcing.domain import event
 
 from domain.base import ShopAggregate
 from domain.errors import InvalidValue, NotFound, RuleBroken
-from domain.values import MAX_QUANTITY, quantity, sku, text
+from domain.values import MAX_QUANTITY, money, quantity, sku, text
 
 MAX_LINES = 100
 
@@ -80,6 +80,7 @@ class Cart(ShopAggregate):
         """
         self._require_open()
         sku_, units = sku(sku_), quantity(units)
+        unit_price = money(unit_price, "unit_price")
         line = self.lines.get(sku_)
         if line is None and len(self.lines) >= MAX_LINES:
             raise RuleBroken(f"A cart holds at most {MAX_LINES} lines")

@@ -13,7 +13,7 @@ from uuid import UUID
 from eventsourcing.domain import event
 
 from domain.base import ShopAggregate, named_id
-from domain.errors import RuleBroken
+from domain.errors import InvalidValue, RuleBroken
 from domain.values import Address, money, text
 
 PLACED, PAID, SHIPPED, DELIVERED, CANCELLED = "placed", "paid", "shipped", "delivered", "cancelled"
@@ -80,9 +80,9 @@ class Order(ShopAggregate):
         """Place an order for ``lines`` (sku -> (quantity, unit price))."""
         if not lines:
             raise RuleBroken("An order needs at least one line")
-        if "@" not in email or len(email) > 254:
-            raise RuleBroken(f"{email!r} is not an e-mail address")
-        rows = [
+        if not isinstance(email, str) or "@" not in email or len(email) > 254:
+            raise InvalidValue("email", f"{email!r} is not an e-mail address")
+        rows: list[dict[str, Any]] = [
             {"sku": s, "quantity": q, "unit_price": p, "subtotal": q * p}
             for s, (q, p) in sorted(lines.items())
         ]

@@ -40,9 +40,12 @@ class Product(ShopAggregate):
 
     def change(self, name: str | None = None, price: Decimal | str | None = None) -> None:
         """Rename and/or reprice; an unchanged value records nothing."""
-        if name is not None and (name := text(name, "name")) != self.name:
+        # Check both values before recording either, so that a bad price leaves no rename.
+        name = None if name is None else text(name, "name")
+        price = None if price is None else money(price, "price")
+        if name is not None and name != self.name:
             self._rename(name)
-        if price is not None and (price := money(price, "price")) != self.price:
+        if price is not None and price != self.price:
             self._reprice(price)
 
     @event(Renamed)

@@ -42,7 +42,8 @@ def money(value: Decimal | str | int, field: str = "amount") -> Decimal:
     cents = amount.quantize(CENT)
     if cents != amount:
         raise InvalidValue(field, f"{field} {value} has more than two decimal places")
-    return cents
+    # "-0" passes the sign check but would be stored and shown as "-0.00".
+    return cents.copy_abs()
 
 
 def sku(value: str) -> str:
@@ -89,7 +90,7 @@ class Address:
         for field in ("name", "line1", "city", "postal_code"):
             text(getattr(self, field), field)
         text(self.line2, "line2", required=False)
-        if not re.fullmatch(r"[A-Z]{2}", self.country):
+        if not isinstance(self.country, str) or not re.fullmatch(r"[A-Z]{2}", self.country):
             raise InvalidValue("country", "country must be an ISO 3166 alpha-2 code such as 'DE'")
 
     def as_dict(self) -> dict[str, str]:
