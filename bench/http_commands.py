@@ -36,7 +36,7 @@ from api.auth import mint  # noqa: E402
 from bench.load import LoadResult, run_load  # noqa: E402
 
 ADMIN_DSN = os.environ.get("BENCH_ADMIN_DSN", "dbname=postgres host=127.0.0.1 user=postgres")
-SECRET = "bench-secret"
+SECRET = "bench-secret-of-at-least-32-bytes-long"
 
 
 def free_port() -> int:
