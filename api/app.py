@@ -37,7 +37,7 @@ def _version() -> str:
 def open_shop(settings: Settings) -> Shop:
     """The write side on the store ``settings.database_url`` names (tables made if absent)."""
     prepare(settings.database_url)
-    return Shop(env=store_env(settings.database_url))
+    return Shop(env={**store_env(settings.database_url), "EVENTSHOP_CURRENCY": settings.currency})
 
 
 def create_app(settings: Settings | None = None, shop: Shop | None = None) -> FastAPI:

@@ -1,0 +1,231 @@
+"""The auditors' routes: the log, histories, time travel, export, digest and live feed.
+
+All of them read the event store itself (not the projections), and only auditors may.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import anyio
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+from pydantic_core import to_jsonable_python
+from sse_starlette import EventSourceResponse
+
+from api.deps import ShopDep, require
+from api.errors import problem_responses
+from commands.audit import Auditor
+from domain.errors import InvalidValue
+
+router = APIRouter(prefix="/api/audit", tags=["audit"], dependencies=[Depends(require("auditor"))])
+
+MAX_LIMIT = 500
+# How often the live feed looks for new events; one cheap indexed query per client.
+POLL_SECONDS = 0.5
+
+
+def get_auditor(request: Request, shop: ShopDep) -> Auditor:
+    """The app's one Auditor (made on first use: it creates the checkpoint table)."""
+    auditor: Auditor | None = getattr(request.app.state, "auditor", None)
+    if auditor is None or auditor.shop is not shop:
+        auditor = request.app.state.auditor = Auditor(shop)
+    return auditor
+
+
+AuditorDep = Annotated[Auditor, Depends(get_auditor)]
+
+
+class CauseView(BaseModel):
+    actor: str = Field(description="the token subject that caused the event, or 'system'")
+    role: str | None = Field(description="the caller's roles, comma-separated")
+    correlation_id: str | None = Field(description="the X-Request-ID of the request that made it")
+
+
+class AuditEvent(BaseModel):
+    position: int = Field(description="the event's place in the global log")
+    aggregate_id: UUID
+    aggregate_type: str = Field(examples=["Cart"])
+    version: int = Field(description="the aggregate's version this event made")
+    type: str = Field(examples=["Cart.ItemAdded"])
+    timestamp: datetime | None = Field(description="when it happened; null if undecodable")
+    data: dict[str, Any] | None = Field(description="what the event says; null if undecodable")
+    metadata: CauseView | None = Field(description="who caused it, for which request")
+
+
+class EventPage(BaseModel):
+    items: list[AuditEvent]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: done")
+
+
+class AggregateHistory(BaseModel):
+    aggregate_id: UUID
+    aggregate_type: str
+    version: int = Field(description="the aggregate's current version")
+    items: list[AuditEvent]
+
+
+class AggregateState(BaseModel):
+    id: UUID
+    type: str
+    version: int
+    created_on: datetime
+    modified_on: datetime
+    state: dict[str, Any] = Field(description="the aggregate's attributes at that version")
+
+
+class DigestView(BaseModel):
+    upto: int = Field(description="the last position the chain covers")
+    events: int = Field(description="how many events the chain covers")
+    head: str = Field(description="SHA-256 chain head, hex; keep it to verify later")
+
+
+def _start(after: int, cursor: str | None) -> int:
+    if cursor is None:
+        return after
+    if not cursor.isdigit():
+        raise InvalidValue("cursor", "cursor must be a next_cursor this API returned")
+    return int(cursor)
+
+
+@router.get("/events", response_model=EventPage, responses=problem_responses(401, 403, 422))
+def events(
+    auditor: AuditorDep,
+    after: Annotated[int, Query(ge=0, description="list events after this position")] = 0,
+    cursor: Annotated[str | None, Query(description="a next_cursor from an earlier page")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+    type: Annotated[
+        str | None, Query(description="an event type: Cart.ItemAdded, or just ItemAdded")
+    ] = None,
+    aggregate_id: UUID | None = None,
+    from_: Annotated[
+        datetime | None, Query(alias="from", description="events at or after (ISO 8601)")
+    ] = None,
+    to: Annotated[datetime | None, Query(description="events before (ISO 8601)")] = None,
+) -> Any:
+    """The global log in order, filtered; a page may be short when filters skip much."""
+    where = auditor.log_filter(type, aggregate_id, from_, to)
+    page = auditor.events(_start(after, cursor), limit, where)
+    return {"items": page.items, "next_cursor": page.next_cursor}
+
+
+@router.get(
+    "/aggregates/{aggregate_id}/events",
+    response_model=AggregateHistory,
+    responses=problem_responses(401, 403, 404, 422),
+)
+def aggregate_events(aggregate_id: UUID, auditor: AuditorDep) -> Any:
+    """One aggregate's whole history, in order."""
+    items = auditor.history(aggregate_id)
+    return {
+        "aggregate_id": aggregate_id,
+        "aggregate_type": items[-1]["aggregate_type"],
+        "version": items[-1]["version"],
+        "items": items,
+    }
+
+
+@router.get(
+    "/aggregates/{aggregate_id}/state",
+    response_model=AggregateState,
+    responses=problem_responses(401, 403, 404, 422),
+)
+def aggregate_state(
+    aggregate_id: UUID,
+    auditor: AuditorDep,
+    version: Annotated[int | None, Query(ge=1, description="the state at this version")] = None,
+    at: Annotated[datetime | None, Query(description="the state at this moment (ISO 8601)")] = None,
+) -> Any:
+    """The aggregate as it was at a version or a moment (else now), replayed from its events."""
+    return auditor.state(aggregate_id, version=version, at=at)
+
+
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"application/x-ndjson": {}},
+            "description": "one JSON event per line: the fields of /events plus `topic` and"
+            " `state` (the stored bytes, base64)",
+        },
+        **problem_responses(401, 403, 422),
+    },
+)
+def export(
+    auditor: AuditorDep,
+    after: Annotated[int, Query(ge=0, description="export events after this position")] = 0,
+    until: Annotated[int | None, Query(ge=0, description="up to this position")] = None,
+) -> StreamingResponse:
+    """The log as NDJSON, streamed in constant memory however long it is."""
+    return StreamingResponse(
+        auditor.export(after, until),
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": 'attachment; filename="eventshop-log.ndjson"'},
+    )
+
+
+@router.get("/digest", response_model=DigestView, responses=problem_responses(401, 403, 422))
+def digest(
+    auditor: AuditorDep,
+    upto: Annotated[int | None, Query(ge=0, description="default: the whole log")] = None,
+) -> Any:
+    """The SHA-256 hash chain head over the log up to a position.
+
+    Keep it: `eventshop audit verify --digest HEAD --upto N` later proves that nothing
+    up to N was changed, deleted, inserted or reordered.
+    """
+    return auditor.digest(upto)
+
+
+@router.get(
+    "/live",
+    response_class=EventSourceResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "each new event as it is stored: `id` is its position, `data`"
+            " the event as /events shows it",
+        },
+        **problem_responses(401, 403, 422),
+    },
+)
+def live(
+    auditor: AuditorDep,
+    after: Annotated[
+        int | None, Query(ge=0, description="start after this position (default: now)")
+    ] = None,
+    last_event_id: Annotated[
+        str | None, Header(alias="Last-Event-ID", description="resume after this event")
+    ] = None,
+) -> EventSourceResponse:
+    """Server-Sent Events: every new event as it is stored; resumes from Last-Event-ID."""
+    if last_event_id is not None and last_event_id.strip().isdigit():
+        start = int(last_event_id)
+    elif after is not None:
+        start = after
+    else:
+        start = auditor.head()
+    return EventSourceResponse(live_events(auditor, start), ping=15)
+
+
+async def live_events(
+    auditor: Auditor, after: int, poll_seconds: float = POLL_SECONDS
+) -> AsyncGenerator[dict[str, str], None]:
+    """Server-sent events for each event after ``after``, following the log forever.
+
+    Polls, so that it works alike on SQLite (which has no subscriptions) and PostgreSQL;
+    the read runs in a worker thread because the store is synchronous.
+    """
+    while True:
+        page = await anyio.to_thread.run_sync(auditor.events, after, MAX_LIMIT)
+        for item in page.items:
+            after = item["position"]
+            yield {"id": str(after), "data": json.dumps(to_jsonable_python(item))}
+        if page.next_cursor is None:
+            await anyio.sleep(poll_seconds)
