@@ -1,0 +1,56 @@
+"""The read side: read models fed from the event log exactly once, and their queries.
+
+Interface for the API and the CLI
+---------------------------------
+
+``build_read_side(shop, url, *, prefix="", batch_size=500) -> ReadSide``
+    Every read model of ``shop`` in the database of ``url``: the event store's own
+    PostgreSQL schema (``?schema=``) or SQLite file; tables are created if missing.
+    ``memory://`` works too, for tests: the read models then live in an in-memory SQLite
+    database of this process, fed from the shop's in-memory log (nothing survives the
+    process, and no worker process can see them).
+
+``ReadSide``
+    ``start()`` / ``stop()`` / ``close()``: feed the read models in threads of this process
+    (``eventshop serve``); without ``start()`` the queries still answer from whatever
+    ``eventshop worker`` processes have written.
+    ``wait_for(name_or_None, position, timeout=5.0) -> bool``: read-your-writes; True
+    once that read model (``None``/``"all"``: every one) has applied log ``position``.
+    ``position(name) -> int``: how far a read model has got (``X-Projection-Position``;
+    read it before the query, and the answer is at least that fresh).
+    ``status() -> list[dict]``: per read model ``name``, ``state`` (``live``,
+    ``catching_up``, ``standby``, ``retrying``, ``stopped``, ``not_running``),
+    ``position``, ``head``, ``lag``, ``events_per_second``, ``events_applied``,
+    ``last_error`` (``None``, or the failing event's ``position``, ``topic``,
+    ``originator_id``, ``originator_version``, ``error``, ``at``, ``worker``) and ``worker``.
+    ``runner.restart(name)``: resume a read model stopped on a failing event.
+    ``names``, ``projection(name)``.
+
+``run_worker(url, stop_event, *, prefix="", batch_size=500)``
+    The body of ``eventshop worker``: feeds every read model until ``stop_event`` is set.
+    Several may run on one PostgreSQL database; each read model is fed by one at a time
+    (advisory lock) and another takes over within seconds when it dies.
+    ``python -m projections URL`` runs one too.
+
+Queries (plain dicts ready for JSON; money as decimal strings; times as UTC ISO 8601).
+Lists answer ``{"items": [...], "next_cursor": str | None}`` with ``limit`` (default 50,
+at most 500) and an opaque ``cursor``. Unknown ids raise ``domain.errors.NotFound`` (404),
+bad arguments ``InvalidValue`` (422). ``owner`` = the calling customer's id: another
+customer's cart or order is NotFound.
+
+- ``read_side.catalogue.list_products(limit, cursor)``, ``.get_product(sku)``
+- ``read_side.stock.list_stock(below, limit, cursor)``, ``.get_stock(sku)``
+- ``read_side.carts.get_cart(cart_id, owner=None)``
+- ``read_side.orders.list_orders(customer_id, status, placed_from, placed_to, limit,
+  cursor)`` newest first; ``.get_order(order_id, owner=None)`` with ``status_history``
+- ``read_side.customers.get_customer(customer_id)``, ``.order_history(customer_id,
+  limit, cursor)``
+- ``read_side.sales.sales_report(day_from, day_to)`` per day and per SKU
+
+How it works: ``runner.py`` (locks, catch-up, live feed, poison events), ``store.py``
+(one transaction for rows + tracking position), ``base.py`` (declaring a read model).
+"""
+
+from projections.readside import MODELS, ReadSide, build_read_side, migration_lock, run_worker
+
+__all__ = ["MODELS", "ReadSide", "build_read_side", "migration_lock", "run_worker"]

@@ -1,0 +1,222 @@
+"""What every read model shares: how it declares its tables and handlers, how a batch
+of the log is applied exactly once, and the plain values its queries answer with.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import Any, ClassVar, TypeVar
+
+from eventsourcing.persistence import Mapper, Notification, Tracking
+from eventsourcing.projection import Projection
+from eventsourcing.utils import get_topic
+
+from domain.errors import InvalidValue
+from projections.store import LostOwnership, ReadModelStore, Tx
+
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def handles(*event_classes: type) -> Callable[[F], F]:
+    """Mark a method ``(self, tx, event)`` as the handler of these event classes."""
+
+    def mark(method: F) -> F:
+        method.__handles__ = event_classes  # type: ignore[attr-defined]
+        return method
+
+    return mark
+
+
+class EventFailed(Exception):
+    """A read model failed on one event of the log: a poison event, or a database outage.
+
+    Not ``exact``: the failure came from a batch starting at that event, and which event
+    of the batch caused it is not known (the runner then retries them one by one).
+    """
+
+    def __init__(
+        self, model: str, notification: Notification, error: BaseException, *, exact: bool = True
+    ) -> None:
+        where = "on event" if exact else "in a batch from event"
+        super().__init__(
+            f"projection {model!r} failed {where} {notification.id} ({notification.topic},"
+            f" {notification.originator_id} v{notification.originator_version}):"
+            f" {type(error).__name__}: {error}"
+        )
+        self.notification = notification
+        self.error = error
+        self.exact = exact
+
+    def as_dict(self) -> dict[str, Any]:
+        n = self.notification
+        return {
+            "position": n.id,
+            "topic": n.topic,
+            "originator_id": str(n.originator_id),
+            "originator_version": n.originator_version,
+            "error": f"{type(self.error).__name__}: {self.error}",
+        }
+
+
+class ReadModel(Projection[ReadModelStore]):
+    """A read model: its tables, the events it handles, and its queries.
+
+    It is an eventsourcing ``Projection``, so the library's ``ProjectionRunner`` can run it
+    one event per transaction (``process_event``); our runner feeds it whole batches of the
+    log per transaction (``apply_batch``).
+    """
+
+    name = ""
+    tables: ClassVar[tuple[str, ...]] = ()
+    """Logical table names; SQL refers to them as ``{name}``, and to the table prefix as ``{p}``."""
+    ddl: ClassVar[tuple[str, ...]] = ()
+    handlers: ClassVar[dict[str, Callable[..., None]]] = {}
+    """Event topic -> handler; every other event only advances the tracked position."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        found: dict[str, Callable[..., None]] = {}
+        for klass in reversed(cls.__mro__):
+            for attribute in vars(klass).values():
+                for event_class in getattr(attribute, "__handles__", ()):
+                    found[get_topic(event_class)] = attribute
+        cls.handlers = found
+        # The library's runner subscribes to these topics only.
+        cls.topics = tuple(found)
+
+    def __init__(self, view: ReadModelStore) -> None:
+        """Bind to the recorder that holds the tables, and create them if they are missing."""
+        super().__init__(view)
+        self._tables = {t: view.qualify(view.table_prefix + t) for t in self.tables}
+        self._tables["p"] = view.table_prefix
+        self._compiled: dict[str, str] = {}
+        view.create_read_model(self.name, [self.sql(statement) for statement in self.ddl])
+
+    def sql(self, template: str) -> str:
+        """A statement of this read model in its database's dialect (cached)."""
+        compiled = self._compiled.get(template)
+        if compiled is None:
+            compiled = self._compiled[template] = self.view.compile_sql(template, self._tables)
+        return compiled
+
+    # --- feeding -------------------------------------------------------------------------
+
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        """Apply one event and track it in one transaction (the library runner's way)."""
+        handler = self.handlers.get(get_topic(type(domain_event)))
+        with self.view.writing() as cursor:
+            if handler is not None:
+                handler(self, Tx(cursor, self.sql), domain_event)
+            self.view.track(cursor, self.name, tracking, 1)
+
+    def apply_batch(
+        self,
+        notifications: Sequence[Notification],
+        mapper: Mapper[Any],
+        application_name: str,
+        expected: int,
+    ) -> int:
+        """Apply a run of the log that follows position ``expected``, in ONE transaction.
+
+        The read-model rows, the new tracking position and the count of applied events are
+        committed together or not at all. Returns the new position.
+        """
+        pipelined = len(notifications) > 1
+        try:
+            with self.view.writing(pipeline=pipelined) as cursor:
+                self.view.fence(cursor, application_name, expected)
+                tx = Tx(cursor, self.sql)
+                for notification in notifications:
+                    handler = self.handlers.get(notification.topic)
+                    if handler is None:
+                        continue
+                    try:
+                        handler(self, tx, mapper.to_domain_event(notification))
+                    except Exception as error:
+                        raise EventFailed(self.name, notification, error) from error
+                last = notifications[-1].id
+                self.view.track(
+                    cursor, self.name, Tracking(application_name, last), len(notifications)
+                )
+        except (EventFailed, LostOwnership):
+            raise
+        except Exception as error:
+            # E.g. a statement's error reported at the pipeline's sync, or at commit.
+            first = notifications[0]
+            raise EventFailed(self.name, first, error, exact=not pipelined) from error
+        return last
+
+    # --- reading -------------------------------------------------------------------------
+
+    @contextmanager
+    def reading(self) -> Iterator[Tx]:
+        """A consistent snapshot of this read model's tables, for one query."""
+        with self.view.reading() as cursor:
+            yield Tx(cursor, self.sql)
+
+    def dump(self) -> dict[str, list[dict[str, Any]]]:
+        """Every row of every table, in a stable order: to compare two copies."""
+        with self.reading() as tx:
+            return {
+                table: sorted(
+                    tx.execute(f"SELECT * FROM {{{table}}}").rows(),
+                    key=lambda row: json.dumps(row, sort_keys=True, default=str),
+                )
+                for table in self.tables
+            }
+
+
+# --- plain values of answers and tables ---------------------------------------------------
+
+
+def cents(amount: Decimal) -> int:
+    """Money as whole cents: exact sums on both databases."""
+    return int(amount.scaleb(2).to_integral_exact())
+
+
+def money(amount_cents: int) -> str:
+    """Cents as the API's decimal string, e.g. 1250 -> "12.50"."""
+    return f"{Decimal(int(amount_cents)).scaleb(-2):.2f}"
+
+
+def stamp(moment: datetime) -> str:
+    """A timestamp as fixed-width UTC ISO 8601, so that text order is time order."""
+    # isoformat() with fixed microseconds: the same text as strftime, several times faster.
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse_moment(
+    value: datetime | date | str | None, field: str, *, end: bool = False
+) -> str | None:
+    """A query bound as a stamp. A bare date means the start of that day, or with ``end``
+    its last microsecond, so that a date bound includes the whole day."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidValue(field, f"{field} must be an ISO 8601 date or time") from None
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, time.max if end else time.min, tzinfo=UTC)
+    elif value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return stamp(value)
+
+
+def parse_day(value: date | str | None, field: str) -> str | None:
+    """A day bound as ``YYYY-MM-DD``."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).date().isoformat()
+    if isinstance(value, str):
+        try:
+            value = date.fromisoformat(value)
+        except ValueError:
+            raise InvalidValue(field, f"{field} must be an ISO 8601 date (YYYY-MM-DD)") from None
+    return value.isoformat()

@@ -1,0 +1,152 @@
+"""The event log as the read side reads it: in batches to catch up, and live.
+
+Live, a process reads each new event once, through ONE library subscription (LISTEN/
+NOTIFY on PostgreSQL; SQLite has no subscription, so there the feed polls the log),
+and hands it to every live worker through a bounded tap. A worker whose tap overflows
+is detached: it catches up from the log again instead of holding events in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
+
+log = logging.getLogger("eventshop.projections")
+
+
+class Source:
+    """The event log of one application, and how to decode its events."""
+
+    def __init__(
+        self,
+        recorder: ApplicationRecorder,
+        mapper: Mapper[Any],
+        application_name: str,
+        *,
+        subscribe: bool,
+    ) -> None:
+        self.recorder = recorder
+        self.mapper = mapper
+        self.application_name = application_name
+        self.subscribe = subscribe
+        """Whether the recorder has a subscription (PostgreSQL); otherwise the feed polls."""
+
+    def head(self) -> int:
+        """The position of the last event of the log (0 when empty)."""
+        return int(self.recorder.max_notification_id() or 0)
+
+    def read(self, after: int, limit: int, stop: int | None = None) -> Sequence[Notification]:
+        """Up to ``limit`` events after position ``after`` (and up to ``stop``), in order."""
+        return self.recorder.select_notifications(after, limit, stop=stop, inclusive_of_start=False)
+
+
+class Tap:
+    """One live worker's end of the feed."""
+
+    def __init__(self, capacity: int) -> None:
+        self.queue: queue.Queue[Notification] = queue.Queue(maxsize=capacity)
+        self.detached = threading.Event()
+
+
+class LiveFeed:
+    """New events of the log, read once per process and handed to every attached tap."""
+
+    def __init__(self, source: Source, *, poll_interval: float, capacity: int) -> None:
+        self._source = source
+        self._poll_interval = poll_interval
+        self._capacity = capacity
+        self._taps: set[Tap] = set()
+        self._lock = threading.Lock()
+        self._last = 0
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._subscription: Any = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._last = self._source.head()
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="projections-feed", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._subscription is not None:
+            self._subscription.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def wake(self) -> None:
+        """Poll now, rather than at the next interval: someone waits for a position."""
+        self._wake.set()
+
+    def attach(self) -> tuple[Tap, int]:
+        """A tap that will receive every event after the position returned with it."""
+        tap = Tap(self._capacity)
+        with self._lock:
+            if self._thread is None:
+                tap.detached.set()
+            else:
+                self._taps.add(tap)
+            return tap, self._last
+
+    def detach(self, tap: Tap) -> None:
+        with self._lock:
+            self._taps.discard(tap)
+        tap.detached.set()
+
+    def _run(self) -> None:
+        backoff = 0.5
+        while not self._stopping.is_set():
+            try:
+                for notification in self._stream(self._last):
+                    self._push(notification)
+                    backoff = 0.5
+            except Exception as error:
+                log.warning("live feed failed, restarting in %.1fs: %s", backoff, error)
+                self._detach_all()
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+        self._detach_all()
+
+    def _stream(self, after: int) -> Iterator[Notification]:
+        if self._source.subscribe:
+            subscription = self._subscription = self._source.recorder.subscribe(gt=after)
+            if self._stopping.is_set():  # stop() ran before the subscription existed
+                subscription.stop()
+            with subscription:
+                # stop() stops the subscription, which ends this iteration.
+                yield from subscription
+            return
+        while not self._stopping.is_set():
+            notifications = self._source.read(after, 500)
+            if notifications:
+                yield from notifications
+                after = notifications[-1].id
+                continue
+            self._wake.wait(self._poll_interval)
+            self._wake.clear()
+
+    def _push(self, notification: Notification) -> None:
+        with self._lock:
+            for tap in list(self._taps):
+                try:
+                    tap.queue.put_nowait(notification)
+                except queue.Full:
+                    # Too far behind to be live: it catches up from the log instead.
+                    self._taps.discard(tap)
+                    tap.detached.set()
+            self._last = notification.id
+
+    def _detach_all(self) -> None:
+        with self._lock:
+            taps, self._taps = self._taps, set()
+        for tap in taps:
+            tap.detached.set()

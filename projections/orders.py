@@ -1,0 +1,222 @@
+"""Orders: summaries to list and filter, newest first; details with lines, totals,
+address, and the time of every status change."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+from domain.errors import InvalidValue, NotFound
+from domain.order import CANCELLED, DELIVERED, PAID, PLACED, SHIPPED, Order
+from projections.base import ReadModel, cents, handles, money, parse_moment, stamp
+from projections.pagination import Keyset
+from projections.store import Tx
+
+STATUSES = (PLACED, PAID, SHIPPED, DELIVERED, CANCELLED)
+
+
+class Orders(ReadModel):
+    name = "orders"
+    tables = ("orders", "order_lines", "order_history")
+    ddl = (
+        "CREATE TABLE IF NOT EXISTS {orders} ("
+        " order_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, cart_id TEXT NOT NULL,"
+        " status TEXT NOT NULL, total_cents BIGINT NOT NULL, units BIGINT NOT NULL,"
+        " email TEXT NOT NULL, shipping_address TEXT NOT NULL, payment_reference TEXT,"
+        " carrier TEXT, tracking_number TEXT, cancel_reason TEXT, refund_cents BIGINT,"
+        " version INTEGER NOT NULL, placed_at TEXT NOT NULL, updated_at TEXT NOT NULL)",
+        'CREATE INDEX IF NOT EXISTS "{p}orders_by_time" ON {orders} (placed_at, order_id)',
+        'CREATE INDEX IF NOT EXISTS "{p}orders_by_customer" ON {orders}'
+        " (customer_id, placed_at, order_id)",
+        'CREATE INDEX IF NOT EXISTS "{p}orders_by_status" ON {orders}'
+        " (status, placed_at, order_id)",
+        "CREATE TABLE IF NOT EXISTS {order_lines} ("
+        " order_id TEXT NOT NULL, sku TEXT NOT NULL, quantity BIGINT NOT NULL,"
+        " unit_price_cents BIGINT NOT NULL, subtotal_cents BIGINT NOT NULL,"
+        " PRIMARY KEY (order_id, sku))",
+        "CREATE TABLE IF NOT EXISTS {order_history} ("
+        " order_id TEXT NOT NULL, version INTEGER NOT NULL, status TEXT NOT NULL,"
+        " at TEXT NOT NULL, PRIMARY KEY (order_id, version))",
+    )
+
+    # --- handlers ------------------------------------------------------------------------
+
+    @handles(Order.Placed)
+    def _placed(self, tx: Tx, event: Order.Placed) -> None:
+        order_id, at = str(event.originator_id), stamp(event.timestamp)
+        tx.execute(
+            "INSERT INTO {orders} (order_id, customer_id, cart_id, status, total_cents, units,"
+            " email, shipping_address, version, placed_at, updated_at) VALUES (:id,"
+            " :customer_id, :cart_id, :status, :total, :units, :email, :address, :version,"
+            " :at, :at)",
+            {
+                "id": order_id,
+                "customer_id": event.customer_id,
+                "cart_id": str(event.cart_id),
+                "status": PLACED,
+                "total": cents(event.total),
+                "units": sum(line["quantity"] for line in event.lines),
+                "email": event.email,
+                "address": json.dumps(event.shipping_address, sort_keys=True),
+                "version": event.originator_version,
+                "at": at,
+            },
+        )
+        tx.executemany(
+            "INSERT INTO {order_lines} (order_id, sku, quantity, unit_price_cents,"
+            " subtotal_cents) VALUES (:id, :sku, :quantity, :price, :subtotal)",
+            [
+                {
+                    "id": order_id,
+                    "sku": line["sku"],
+                    "quantity": line["quantity"],
+                    "price": cents(line["unit_price"]),
+                    "subtotal": cents(line["subtotal"]),
+                }
+                for line in event.lines
+            ],
+        )
+        self._history(tx, event, PLACED)
+
+    @handles(Order.Paid)
+    def _paid(self, tx: Tx, event: Order.Paid) -> None:
+        self._status(tx, event, PAID, payment_reference=event.reference)
+
+    @handles(Order.Shipped)
+    def _shipped(self, tx: Tx, event: Order.Shipped) -> None:
+        self._status(
+            tx, event, SHIPPED, carrier=event.carrier, tracking_number=event.tracking_number
+        )
+
+    @handles(Order.Delivered)
+    def _delivered(self, tx: Tx, event: Order.Delivered) -> None:
+        self._status(tx, event, DELIVERED)
+
+    @handles(Order.Cancelled)
+    def _cancelled(self, tx: Tx, event: Order.Cancelled) -> None:
+        refund = None if event.refund is None else cents(event.refund)
+        self._status(tx, event, CANCELLED, cancel_reason=event.reason, refund_cents=refund)
+
+    def _status(self, tx: Tx, event: Order.Event, status: str, **columns: Any) -> None:
+        assignments = "".join(f", {column} = :{column}" for column in columns)
+        tx.execute(
+            f"UPDATE {{orders}} SET status = :status{assignments}, version = :version,"
+            " updated_at = :at WHERE order_id = :id",
+            {
+                **columns,
+                "status": status,
+                "version": event.originator_version,
+                "at": stamp(event.timestamp),
+                "id": str(event.originator_id),
+            },
+        )
+        self._history(tx, event, status)
+
+    def _history(self, tx: Tx, event: Order.Event, status: str) -> None:
+        tx.execute(
+            "INSERT INTO {order_history} (order_id, version, status, at)"
+            " VALUES (:id, :version, :status, :at)",
+            {
+                "id": str(event.originator_id),
+                "version": event.originator_version,
+                "status": status,
+                "at": stamp(event.timestamp),
+            },
+        )
+
+    # --- queries -------------------------------------------------------------------------
+
+    def list_orders(
+        self,
+        customer_id: str | None = None,
+        status: str | None = None,
+        placed_from: datetime | date | str | None = None,
+        placed_to: datetime | date | str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """Order summaries, newest first, keyset-paginated; every filter is optional.
+
+        ``placed_from``/``placed_to`` are inclusive; a bare date covers its whole day.
+        """
+        keys = Keyset.parse("orders", limit, cursor, 2)
+        if status is not None and status not in STATUSES:
+            raise InvalidValue("status", f"status must be one of {', '.join(STATUSES)}")
+        bounds = {
+            "customer_id": customer_id,
+            "status": status,
+            "placed_from": parse_moment(placed_from, "placed_from"),
+            "placed_to": parse_moment(placed_to, "placed_to", end=True),
+        }
+        tests = {
+            "customer_id": "customer_id = :customer_id",
+            "status": "status = :status",
+            "placed_from": "placed_at >= :placed_from",
+            "placed_to": "placed_at <= :placed_to",
+        }
+        clauses = [tests[key] for key, value in bounds.items() if value is not None]
+        params: dict[str, Any] = {k: v for k, v in bounds.items() if v is not None}
+        if keys.after:
+            clauses.append("(placed_at, order_id) < (:after_at, :after_id)")
+            params.update(after_at=keys.after[0], after_id=keys.after[1])
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self.reading() as tx:
+            rows = tx.execute(
+                f"SELECT * FROM {{orders}} {where} ORDER BY placed_at DESC, order_id DESC LIMIT :n",
+                {**params, "n": keys.fetch},
+            ).rows()
+        return keys.page(rows, lambda row: [row["placed_at"], row["order_id"]], _summary)
+
+    def get_order(self, order_id: UUID | str, owner: str | None = None) -> dict[str, Any]:
+        """An order in full; with ``owner``, NotFound unless it is that customer's."""
+        params = {"id": str(order_id)}
+        with self.reading() as tx:
+            order = tx.execute("SELECT * FROM {orders} WHERE order_id = :id", params).row()
+            lines = tx.execute(
+                "SELECT * FROM {order_lines} WHERE order_id = :id ORDER BY sku", params
+            ).rows()
+            history = tx.execute(
+                "SELECT * FROM {order_history} WHERE order_id = :id ORDER BY version", params
+            ).rows()
+        if order is None or (owner is not None and order["customer_id"] != owner):
+            raise NotFound(f"Order {order_id} does not exist")
+        refund = order["refund_cents"]
+        return {
+            **_summary(order),
+            "cart_id": order["cart_id"],
+            "lines": [
+                {
+                    "sku": line["sku"],
+                    "quantity": int(line["quantity"]),
+                    "unit_price": money(line["unit_price_cents"]),
+                    "subtotal": money(line["subtotal_cents"]),
+                }
+                for line in lines
+            ],
+            "shipping_address": json.loads(order["shipping_address"]),
+            "email": order["email"],
+            "payment_reference": order["payment_reference"],
+            "carrier": order["carrier"],
+            "tracking_number": order["tracking_number"],
+            "cancel_reason": order["cancel_reason"],
+            "refund": None if refund is None else money(refund),
+            "status_history": [
+                {"status": h["status"], "at": h["at"], "version": int(h["version"])}
+                for h in history
+            ],
+        }
+
+
+def _summary(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["order_id"],
+        "customer_id": row["customer_id"],
+        "status": row["status"],
+        "total": money(row["total_cents"]),
+        "units": int(row["units"]),
+        "version": int(row["version"]),
+        "placed_at": row["placed_at"],
+        "updated_at": row["updated_at"],
+    }

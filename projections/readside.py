@@ -1,0 +1,226 @@
+"""Composition of the read side: every read model of a Shop, its runner and its store."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import psycopg
+from eventsourcing.application import Application
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore, SQLiteFactory
+from eventsourcing.utils import Environment
+
+from commands.store import postgres_dsn, prepare, store_env
+from projections.base import ReadModel
+from projections.carts import Carts
+from projections.catalogue import Catalogue
+from projections.customers import Customers
+from projections.feed import Source
+from projections.locks import AdvisoryLocks, FileLocks, LockKeeper
+from projections.orders import Orders
+from projections.runner import Runner
+from projections.sales import Sales
+from projections.stock import StockLevels
+from projections.store import (
+    PostgresReadModelRecorder,
+    ReadModelStore,
+    SQLiteReadModelRecorder,
+    advisory_key,
+)
+
+MODELS: tuple[type[ReadModel], ...] = (Catalogue, StockLevels, Carts, Orders, Customers, Sales)
+
+log = logging.getLogger("eventshop.projections")
+
+
+class ReadSide:
+    """Every read model of the shop, the runner that feeds them, and their queries.
+
+    The read models are attributes (``read_side.orders.list_orders(...)``); ``start()``
+    feeds them in threads of this process, ``wait_for``/``status``/``position`` work
+    whether they are fed here or by ``eventshop worker`` processes.
+    """
+
+    catalogue: Catalogue
+    stock: StockLevels
+    carts: Carts
+    orders: Orders
+    customers: Customers
+    sales: Sales
+
+    def __init__(self, models: Sequence[ReadModel], runner: Runner, closers: Sequence[Any]) -> None:
+        self.models = {model.name: model for model in models}
+        for model in models:
+            setattr(self, model.name, model)
+        self.runner = runner
+        self._closers = closers
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.models)
+
+    def projection(self, name: str) -> ReadModel:
+        """A read model by name; KeyError if there is none."""
+        return self.models[name]
+
+    def start(self) -> None:
+        self.runner.start()
+
+    def stop(self) -> None:
+        self.runner.stop()
+
+    def wait_for(self, name: str | None, position: int, timeout: float = 5.0) -> bool:
+        return self.runner.wait_for(name, position, timeout)
+
+    def position(self, name: str) -> int:
+        return self.runner.position(name)
+
+    def status(self) -> list[dict[str, Any]]:
+        return self.runner.status()
+
+    def close(self) -> None:
+        """Stop feeding and close the read side's connections."""
+        self.runner.stop()
+        for closer in self._closers:
+            with contextlib.suppress(Exception):
+                closer.close()
+
+
+def build_read_side(
+    shop: Application[Any],
+    url: str,
+    *,
+    prefix: str = "",
+    batch_size: int = 500,
+    worker_id: str | None = None,
+    models: Sequence[type[ReadModel]] = MODELS,
+) -> ReadSide:
+    """Every read model of ``shop``, in the database ``url`` names (the event store's own).
+
+    Creates the tables that are missing (serialised across processes on PostgreSQL).
+    ``prefix`` names another copy of every table (a rebuild next to the live copy).
+    Nothing runs until ``start()``. ``memory://`` keeps the read models in an in-memory
+    SQLite database of this process, fed from the shop's in-memory log.
+    """
+    env = store_env(url)
+    module = env.get("PERSISTENCE_MODULE")
+    events_table = getattr(shop.recorder, "events_table_name", "stored_events")
+    names = [f"{prefix}{m.name}" for m in models]
+    locks: LockKeeper
+    guard: contextlib.AbstractContextManager[None]
+    view_class: Callable[..., ReadModelStore]
+    if module == "eventsourcing.postgres":
+        factory = PostgresFactory(Environment(env={**env, **_pool_settings(len(models))}))
+        datastore: Any = factory.datastore
+        reader: Any = PostgresApplicationRecorder(datastore, events_table_name=events_table)
+        view_class = PostgresReadModelRecorder
+        schema = datastore.schema
+        dsn = postgres_dsn(url)
+        locks = AdvisoryLocks(
+            dsn, {m.name: advisory_key(schema, n) for m, n in zip(models, names, strict=True)}
+        )
+        guard = migration_lock(url)
+        closers: list[Any] = [datastore]
+    elif module == "eventsourcing.sqlite":
+        datastore = SQLiteFactory(Environment(env=env)).datastore
+        reader = SQLiteApplicationRecorder(datastore, events_table_name=events_table)
+        view_class = SQLiteReadModelRecorder
+        db = env["SQLITE_DBNAME"]
+        locks = FileLocks({m.name: f"{db}.{n}.lock" for m, n in zip(models, names, strict=True)})
+        guard = contextlib.nullcontext()
+        closers = [datastore]
+    elif not env:
+        datastore = SQLiteDatastore(f"file:eventshop-{uuid.uuid4().hex}?mode=memory&cache=shared")
+        reader = shop.recorder
+        view_class = SQLiteReadModelRecorder
+        locks = LockKeeper()
+        guard = contextlib.nullcontext()
+        closers = [datastore]
+    else:
+        raise ValueError(f"no read side for {url!r}")
+
+    built: list[ReadModel] = []
+    with guard:
+        for model_class in models:
+            view = view_class(
+                datastore,
+                tracking_table_name=f"{prefix}{model_class.name}_tracking",
+                table_prefix=prefix,
+            )
+            view.create_table()
+            model = model_class(view)
+            view.start_tracking(shop.name)
+            built.append(model)
+    source = Source(reader, shop.mapper, shop.name, subscribe=module == "eventsourcing.postgres")
+    runner = Runner(built, source, locks, batch_size=batch_size, worker_id=worker_id)
+    return ReadSide(built, runner, closers)
+
+
+@contextlib.contextmanager
+def migration_lock(url: str) -> Iterator[None]:
+    """Serialise schema changes of concurrent starters (CREATE ... IF NOT EXISTS races)."""
+    env = store_env(url)
+    if env.get("PERSISTENCE_MODULE") != "eventsourcing.postgres":
+        yield
+        return
+    key = advisory_key("migrate", env["POSTGRES_DBNAME"], env.get("POSTGRES_SCHEMA", "public"))
+    with psycopg.connect(postgres_dsn(url), autocommit=True, connect_timeout=10) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
+def run_worker(
+    url: str,
+    stop_event: threading.Event,
+    *,
+    prefix: str = "",
+    batch_size: int = 500,
+    worker_id: str | None = None,
+) -> None:
+    """Feed every read model from ``url`` until ``stop_event`` is set (``eventshop worker``).
+
+    Start as many as you like on one PostgreSQL database: each read model is fed by one
+    of them at a time, and another takes over within seconds when that one dies.
+    """
+    if not store_env(url):
+        raise ValueError("a worker needs a shared store: sqlite:// or postgresql://, not memory://")
+    # The worker decodes the shop's events with the shop's own mapper (transcodings).
+    from commands.service import Shop
+
+    with migration_lock(url):
+        prepare(url)
+        # The worker only decodes events; a small pool is plenty.
+        shop = Shop(env={**store_env(url), "POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "2"})
+    try:
+        read_side = build_read_side(
+            shop, url, prefix=prefix, batch_size=batch_size, worker_id=worker_id
+        )
+        try:
+            read_side.start()
+            log.info("projection worker %s running", read_side.runner.worker_id)
+            stop_event.wait()
+        finally:
+            read_side.close()
+    finally:
+        shop.close()
+
+
+def _pool_settings(models: int) -> dict[str, str]:
+    # Connections: the feed holds one for LISTEN and briefly one to read; each worker
+    # one per batch; queries borrow the rest. Creating tables happens once, under a lock.
+    return {
+        "POSTGRES_POOL_SIZE": "2",
+        "POSTGRES_MAX_OVERFLOW": str(models + 8),
+        # A batch transaction is short, but on a busy 2-core box 5 s of GIL starvation
+        # between two statements must not kill it.
+        "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "60",
+        "CREATE_TABLE": "n",
+    }

@@ -1,0 +1,451 @@
+"""The runner: feeds every read model from the event log, exactly once, in log order.
+
+Each read model has a worker thread. A worker first takes the read model's lock (see
+``locks.py``), so that across all processes one worker at a time feeds it; the others
+stand by and take over when the holder dies. Holding it, the worker *catches up*: it
+reads the log in batches and applies each batch in one transaction; then it *goes live*
+on the process's :class:`~projections.feed.LiveFeed` and still commits whatever has
+arrived meanwhile as one batch.
+
+A failing handler stops only its read model, with the event and the error in its status
+and in the log; its position stays just before that event, so it resumes from it once
+the code is fixed and the worker restarted. Database outages are retried with backoff.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+from uuid import uuid4
+
+from eventsourcing.persistence import Notification
+
+from projections.base import EventFailed, ReadModel, stamp
+from projections.feed import LiveFeed, Source, Tap
+from projections.locks import LockKeeper
+from projections.store import LostOwnership, is_transient
+
+log = logging.getLogger("eventshop.projections")
+
+
+class State(StrEnum):
+    STARTING = "starting"
+    STANDBY = "standby"  # another worker holds the lock
+    CATCHING_UP = "catching_up"
+    LIVE = "live"
+    RETRYING = "retrying"  # the database failed; trying again
+    STOPPED = "stopped"  # by stop(), or on a failing event (then last_error says which)
+
+
+class Worker:
+    """Feeds one read model: lock, catch up, go live; stops only on stop() or a failing event."""
+
+    def __init__(
+        self,
+        model: ReadModel,
+        source: Source,
+        feed: LiveFeed,
+        locks: LockKeeper,
+        *,
+        batch_size: int,
+        worker_id: str,
+        standby_interval: float,
+        publish: Callable[[Worker], None],
+    ) -> None:
+        self.model = model
+        self.name = model.name
+        self.source = source
+        self.feed = feed
+        self.locks = locks
+        self.batch_size = batch_size
+        self.worker_id = worker_id
+        self.standby_interval = standby_interval
+        self._publish = publish
+        self.state = State.STOPPED
+        self.position = 0
+        """The position applied, as far as this process knows (while it holds the lock)."""
+        self.owned = False
+        self.last_error: dict[str, Any] | None = None
+        self._stopping = threading.Event()
+        self._progress = threading.Condition()
+        self._rate: deque[tuple[float, int]] = deque()
+        self._thread: threading.Thread | None = None
+
+    # --- control -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stopping.clear()
+        with self._progress:
+            self.last_error = None
+            self.state = State.STARTING
+        self._thread = threading.Thread(
+            target=self._run, name=f"projection-{self.name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def events_per_second(self) -> float:
+        """Events applied per second, over the last five seconds."""
+        horizon = time.monotonic() - 5.0
+        with self._progress:
+            while self._rate and self._rate[0][0] < horizon:
+                self._rate.popleft()
+            return sum(n for _, n in self._rate) / 5.0
+
+    def wait(self, position: int, deadline: float) -> bool | None:
+        """Block until this process has applied ``position``: True; False at the deadline;
+        None when this process does not feed the read model (then ask the database)."""
+        with self._progress:
+            while self.position < position:
+                if not self.owned:
+                    return None
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self.feed.wake()
+                self._progress.wait(min(remaining, 0.05))
+            return True
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = 0.5
+        try:
+            while not self._stopping.is_set():
+                try:
+                    acquired = self.locks.try_acquire(self.name)
+                except Exception as error:
+                    if not is_transient(error):
+                        self._fail(error)
+                        return
+                    backoff = self._retry(error, backoff)
+                    continue
+                if not acquired:
+                    self._set_state(State.STANDBY)
+                    self._stopping.wait(self.standby_interval)
+                    continue
+                # Every outcome is published while the lock is still held, so that it
+                # cannot overwrite the state of a worker that takes over.
+                self.owned = True
+                try:
+                    self._feed()
+                    self._set_state(State.STOPPED, publish=True)
+                except LostOwnership as lost:
+                    log.warning("projection %s: %s; standing by", self.name, lost)
+                    self._set_state(State.STANDBY)
+                except Exception as error:
+                    cause = error.error if isinstance(error, EventFailed) else error
+                    if not is_transient(cause):
+                        self._fail(error)
+                        return
+                    backoff = self._retry(error, backoff)
+                else:
+                    backoff = 0.5
+                finally:
+                    self.owned = False
+                    self.locks.release(self.name)
+        finally:
+            with self._progress:
+                self.state = State.STOPPED
+                self._progress.notify_all()
+
+    def _feed(self) -> None:
+        position = self.model.view.position(self.source.application_name)
+        with self._progress:
+            self.position = position
+            self._progress.notify_all()
+        while not self._stopping.is_set():
+            self._set_state(State.CATCHING_UP, publish=True)
+            position = self._catch_up(position)
+            tap, mark = self.feed.attach()
+            try:
+                # The feed has everything after ``mark``; the log has the rest.
+                position = self._catch_up(position, until=mark)
+                self._set_state(State.LIVE, publish=True)
+                position = self._follow(tap, position)
+            finally:
+                self.feed.detach(tap)
+
+    def _catch_up(self, position: int, until: int | None = None) -> int:
+        while not self._stopping.is_set() and (until is None or position < until):
+            notifications = self.source.read(position, self.batch_size, stop=until)
+            if notifications:
+                position = self._apply(notifications, position)
+            self._check_lock()
+            if len(notifications) < self.batch_size:
+                break
+        return position
+
+    def _follow(self, tap: Tap, position: int) -> int:
+        """Apply what the feed brings, as batches; return when detached or stopping."""
+        while not self._stopping.is_set():
+            batch = self._drain(tap, position)
+            if batch:
+                position = self._apply(batch, position)
+            elif tap.detached.is_set():
+                return position
+            self._check_lock()
+        return position
+
+    def _drain(self, tap: Tap, position: int) -> list[Notification]:
+        batch: list[Notification] = []
+        with contextlib.suppress(queue.Empty):
+            batch.append(tap.queue.get(timeout=0.25))
+            while len(batch) < self.batch_size:
+                batch.append(tap.queue.get_nowait())
+        return [n for n in batch if n.id > position]
+
+    def _apply(self, notifications: Sequence[Notification], position: int) -> int:
+        try:
+            new = self.model.apply_batch(
+                notifications, self.source.mapper, self.source.application_name, position
+            )
+        except EventFailed as failed:
+            if is_transient(failed.error) or len(notifications) == 1:
+                raise
+            # Commit the events before the failing one, then let it fail on its own,
+            # in a transaction of its own, where its error is its own.
+            for notification in notifications:
+                position = self._apply([notification], position)
+            return position
+        with self._progress:
+            self.position = new
+            self._rate.append((time.monotonic(), len(notifications)))
+            self._progress.notify_all()
+        return new
+
+    def _check_lock(self) -> None:
+        if not self.locks.holds(self.name):
+            raise LostOwnership(f"the lock of {self.name} was lost")
+
+    def _retry(self, error: BaseException, backoff: float) -> float:
+        log.warning("projection %s: %s; retrying in %.1fs", self.name, error, backoff)
+        self._set_state(State.RETRYING, publish=self.owned)
+        self._stopping.wait(backoff)
+        return min(backoff * 2, 10.0)
+
+    def _fail(self, error: BaseException) -> None:
+        details = (
+            error.as_dict()
+            if isinstance(error, EventFailed)
+            else {"position": None, "error": f"{type(error).__name__}: {error}"}
+        )
+        log.error(
+            "projection %s STOPPED on a failing event; it resumes from that event after a"
+            " fix and a restart: %s",
+            self.name,
+            error,
+            exc_info=error,
+        )
+        failure = {**details, "at": stamp(datetime.now(UTC)), "worker": self.worker_id}
+        self._set_state(State.STOPPED, publish=True, error=failure)
+
+    def _set_state(
+        self, state: State, *, publish: bool = False, error: dict[str, Any] | None = None
+    ) -> None:
+        with self._progress:
+            self.state = state
+            if error is not None:
+                self.last_error = error
+        if publish:
+            self._publish(self)
+
+    def snapshot(self) -> tuple[State, dict[str, Any] | None]:
+        """The state and the last error, as one consistent pair."""
+        with self._progress:
+            return self.state, self.last_error
+
+
+# --- all read models of a process ------------------------------------------------------------
+
+
+class Runner:
+    """Runs every read model in threads of this process; answers waits and status.
+
+    Usable without ``start()`` too (an API process whose projections run in workers):
+    ``wait_for`` and ``status`` then read positions and states from the database.
+    """
+
+    def __init__(
+        self,
+        models: Sequence[ReadModel],
+        source: Source,
+        locks: LockKeeper,
+        *,
+        batch_size: int = 500,
+        worker_id: str | None = None,
+        standby_interval: float = 1.0,
+        heartbeat_interval: float = 2.0,
+        poll_interval: float = 0.1,
+    ) -> None:
+        self.source = source
+        self.locks = locks
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:6]}"
+        self.heartbeat_interval = heartbeat_interval
+        self.feed = LiveFeed(source, poll_interval=poll_interval, capacity=batch_size * 20)
+        self.workers = {
+            model.name: Worker(
+                model,
+                source,
+                self.feed,
+                locks,
+                batch_size=batch_size,
+                worker_id=self.worker_id,
+                standby_interval=standby_interval,
+                publish=self._publish,
+            )
+            for model in models
+        }
+        self._status_view = models[0].view
+        self._stopping = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start feeding every read model (each where this process gets its lock)."""
+        if self._heartbeat is not None:
+            return
+        self._stopping.clear()
+        self.feed.start()
+        for worker in self.workers.values():
+            worker.start()
+        self._heartbeat = threading.Thread(
+            target=self._beat, name="projections-heartbeat", daemon=True
+        )
+        self._heartbeat.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop every worker (each finishes its batch and frees its lock), then the feed."""
+        self._stopping.set()
+        for worker in self.workers.values():
+            worker.stop()
+        for worker in self.workers.values():
+            worker.join(timeout)
+        self.feed.stop()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout)
+            self._heartbeat = None
+        self.locks.close()
+
+    def restart(self, name: str) -> None:
+        """Start a read model's worker again, e.g. after a fix for the event it stopped on."""
+        worker = self._worker(name)
+        worker.stop()
+        worker.join(10.0)
+        worker.start()
+
+    def position(self, name: str) -> int:
+        """The last log position applied to a read model (from the database)."""
+        return self._worker(name).model.view.position(self.source.application_name)
+
+    def wait_for(self, name: str | None, position: int, timeout: float = 5.0) -> bool:
+        """Wait until the read model (``None`` or ``"all"``: every one) has applied
+        ``position``; False when ``timeout`` seconds pass first."""
+        names = list(self.workers) if name in (None, "all") else [name]
+        deadline = time.monotonic() + timeout
+        return all(self._wait_one(self._worker(n), position, deadline) for n in names)
+
+    def status(self) -> list[dict[str, Any]]:
+        """Per read model: name, state, position, head, lag, events/s, last error, worker."""
+        head = self.source.head()
+        stored = self._status_view.read_status()
+        fresh_after = time.time() - max(3 * self.heartbeat_interval, 10.0)
+        answer = []
+        for name, worker in self.workers.items():
+            row = stored.get(name, {})
+            position = worker.model.view.position(self.source.application_name)
+            holder: str | None
+            local_state, local_error = worker.snapshot()
+            if worker.owned or local_error is not None:
+                state, eps = local_state.value, worker.events_per_second
+                error, holder = local_error, self.worker_id
+            else:
+                beat = row.get("heartbeat_at")
+                fresh = beat is not None and datetime.fromisoformat(beat).timestamp() > fresh_after
+                state = str(row.get("state") or State.STOPPED.value)
+                if not fresh and state != State.STOPPED:
+                    state = "not_running"
+                eps = float(row.get("events_per_second") or 0) if fresh else 0.0
+                error, holder = row.get("last_error"), row.get("worker")
+            answer.append(
+                {
+                    "name": name,
+                    "state": state,
+                    "position": position,
+                    "head": head,
+                    "lag": max(head - position, 0),
+                    "events_per_second": round(eps, 1),
+                    "events_applied": int(row.get("events_applied") or 0),
+                    "last_error": error,
+                    "worker": holder,
+                }
+            )
+        return answer
+
+    def _worker(self, name: str) -> Worker:
+        try:
+            return self.workers[name]
+        except KeyError:
+            raise KeyError(
+                f"no projection named {name!r}; there are {sorted(self.workers)}"
+            ) from None
+
+    def _wait_one(self, worker: Worker, position: int, deadline: float) -> bool:
+        delay = 0.005
+        while True:
+            local = worker.wait(position, deadline)
+            if local is not None:
+                return local
+            # Fed by another process: its progress is in the database.
+            if worker.model.view.position(self.source.application_name) >= position:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.05)
+
+    def _row(self, worker: Worker) -> dict[str, Any]:
+        state, error = worker.snapshot()
+        return {
+            "name": worker.name,
+            "state": state.value,
+            "worker": self.worker_id,
+            "eps": round(worker.events_per_second),
+            "error": error,
+            "heartbeat_at": stamp(datetime.now(UTC)),
+        }
+
+    def _publish(self, worker: Worker) -> None:
+        try:
+            self._status_view.write_status([self._row(worker)])
+        except Exception as error:  # status is best effort; feeding must go on
+            log.debug("could not publish the status of %s: %s", worker.name, error)
+
+    def _beat(self) -> None:
+        while not self._stopping.wait(self.heartbeat_interval):
+            rows = [self._row(w) for w in self.workers.values() if w.owned]
+            if not rows:
+                continue
+            try:
+                self._status_view.write_status(rows)
+            except Exception as error:
+                log.debug("could not publish projection status: %s", error)

@@ -1,0 +1,76 @@
+"""wait_for: a query asked with a command's position sees that command's effect."""
+
+from __future__ import annotations
+
+from projections import build_read_side
+from tests.projections.support import ADDRESS, opened, until
+
+
+def test_each_read_model_is_fresh_right_after_a_command(url: str) -> None:
+    with opened(url) as (shop, read_side):
+        read_side.start()
+
+        done = shop.add_product("MUG-1", "Mug", "12.50")
+        assert read_side.wait_for("catalogue", done.position, timeout=5)
+        assert read_side.catalogue.get_product("MUG-1")["price"] == "12.50"
+
+        done = shop.change_product("MUG-1", price="9.99")
+        assert read_side.wait_for("catalogue", done.position, timeout=5)
+        assert read_side.catalogue.get_product("MUG-1")["price"] == "9.99"
+
+        done = shop.receive_stock("MUG-1", 5)
+        assert read_side.wait_for("stock", done.position, timeout=5)
+        assert read_side.stock.get_stock("MUG-1")["on_hand"] == 5
+        assert read_side.wait_for("catalogue", done.position, timeout=5)
+        assert read_side.catalogue.get_product("MUG-1")["available"] == 5
+
+        # The catalogue ignores carts, but still gets past their events.
+        cart = shop.open_cart("ann")
+        assert read_side.wait_for("catalogue", cart.position, timeout=5)
+        done = shop.add_to_cart(cart.aggregate.id, "MUG-1", 2)
+        assert read_side.wait_for("carts", done.position, timeout=5)
+        assert read_side.carts.get_cart(cart.aggregate.id)["total"] == "19.98"
+
+        order = shop.check_out(cart.aggregate.id, ADDRESS, "ann@example.com")
+        assert read_side.wait_for(None, order.position, timeout=5)
+        assert read_side.orders.get_order(order.aggregate.id)["status"] == "placed"
+        assert read_side.carts.get_cart(cart.aggregate.id)["status"] == "checked_out"
+        assert read_side.stock.get_stock("MUG-1")["reserved"] == 2
+        assert read_side.customers.get_customer("ann")["orders"] == 1
+        assert read_side.sales.sales_report()["totals"]["revenue"] == "19.98"
+
+        done = shop.pay(order.aggregate.id, "19.98", "pay-1")
+        assert read_side.wait_for("orders", done.position, timeout=5)
+        history = read_side.orders.get_order(order.aggregate.id)["status_history"]
+        assert [h["status"] for h in history] == ["placed", "paid"]
+
+        assert read_side.wait_for("orders", shop.head() + 1000, timeout=0.2) is False
+
+
+def test_a_process_that_does_not_feed_the_read_models_still_waits_and_reads(url: str) -> None:
+    # The API process with its projections in `eventshop worker` processes.
+    with opened(url) as (shop, api_side):
+        worker_side = build_read_side(shop, url, worker_id="worker-1")
+        try:
+            worker_side.start()
+            done = shop.add_product("MUG-1", "Mug", "12.50")
+            assert api_side.wait_for("catalogue", done.position, timeout=5)
+            assert api_side.catalogue.get_product("MUG-1")["name"] == "Mug"
+            assert api_side.position("catalogue") >= done.position
+
+            done = shop.receive_stock("MUG-1", 3)
+            assert api_side.wait_for(None, done.position, timeout=5)
+            stock = until(
+                lambda: next(
+                    (s for s in api_side.status() if s["name"] == "stock" and s["state"] == "live"),
+                    None,
+                ),
+                10,
+                "the worker's heartbeat",
+            )
+            assert (stock["position"], stock["lag"]) == (done.position, 0)
+            assert stock["worker"] == "worker-1"
+        finally:
+            worker_side.close()
+        stopped = {s["name"]: s["state"] for s in api_side.status()}
+        assert set(stopped.values()) == {"stopped"}
