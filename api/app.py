@@ -7,11 +7,19 @@ from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
-from api import errors
-from api.routers import audit, carts, health, orders, products, stock
+from api import errors, observability
+from api.deps import (
+    KEY_DESCRIPTION,
+    KEY_SCHEMA,
+    UNSAFE_METHODS,
+    idempotency_key,
+    one_value_per_query_parameter,
+)
+from api.routers import audit, carts, health, metrics, orders, products, stock
 from api.settings import Settings
+from commands import idempotency
 from commands.service import Shop
 from commands.store import prepare, store_env
 
@@ -34,10 +42,20 @@ def _version() -> str:
         return "0+unknown"
 
 
-def open_shop(settings: Settings) -> Shop:
-    """The write side on the store ``settings.database_url`` names (tables made if absent)."""
+def open_shop(settings: Settings, **env: str) -> Shop:
+    """The write side on the store ``settings.database_url`` names (tables made if absent).
+
+    ``env`` adds eventsourcing settings, e.g. an aggregate cache for a bulk writer.
+    """
     prepare(settings.database_url)
-    return Shop(env={**store_env(settings.database_url), "EVENTSHOP_CURRENCY": settings.currency})
+    return Shop(
+        env={
+            **store_env(settings.database_url),
+            "EVENTSHOP_CURRENCY": settings.currency,
+            idempotency.TTL_ENV: str(settings.idempotency_ttl_seconds),
+            **env,
+        }
+    )
 
 
 def create_app(settings: Settings | None = None, shop: Shop | None = None) -> FastAPI:
@@ -63,13 +81,19 @@ def create_app(settings: Settings | None = None, shop: Shop | None = None) -> Fa
         description=DESCRIPTION,
         version=_version(),
         lifespan=lifespan,
+        # Every unsafe request may carry an Idempotency-Key; no query parameter that
+        # takes one value may come twice (api/deps.py).
+        dependencies=[Depends(idempotency_key), Depends(one_value_per_query_parameter)],
     )
     app.state.shop = the_shop
     app.state.settings = settings
     errors.install(app, settings.max_body_bytes)
-    for module in (health, products, stock, carts, orders, audit):
+    # After errors.install: its middleware is then the outermost and sees every answer.
+    observability.install(app, the_shop)
+    for module in (health, metrics, products, stock, carts, orders, audit):
         app.include_router(module.router)
-    app.openapi = _with_problem_media_type(app.openapi)  # type: ignore[method-assign]
+    documented = _with_idempotency_key(_with_problem_media_type(app.openapi))
+    app.openapi = documented  # type: ignore[method-assign]
     return app
 
 
@@ -83,6 +107,30 @@ def _with_problem_media_type(build: Callable[[], dict[str, Any]]) -> Callable[[]
                 content = response.get("content", {})
                 if status[0] in "45" and "application/json" in content:
                     content[errors.PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+        return schema
+
+    return openapi
+
+
+def _with_idempotency_key(build: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+    """Document the Idempotency-Key header, read by an app-wide dependency, where it counts."""
+    header = {
+        "name": idempotency.HEADER,
+        "in": "header",
+        "required": False,
+        "description": KEY_DESCRIPTION,
+        "schema": KEY_SCHEMA,
+    }
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        for path in schema["paths"].values():
+            for method, operation in path.items():
+                if method.upper() not in UNSAFE_METHODS:
+                    continue
+                parameters = operation.setdefault("parameters", [])
+                if header not in parameters:
+                    parameters.append(header)
         return schema
 
     return openapi

@@ -14,10 +14,13 @@ import uvicorn
 
 from api.auth import ROLES, mint
 from api.cli_audit import audit
+from api.cli_seed import seed
+from api.observability import configure_logging
 from api.settings import Settings
 
 app = typer.Typer(help="eventshop: an event-sourced shop back end.", no_args_is_help=True)
 app.add_typer(audit, name="audit")
+app.command()(seed)
 
 
 @app.command()
@@ -25,8 +28,22 @@ def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
 ) -> None:
-    """Serve the HTTP API on the store EVENTSHOP_DATABASE_URL names (SQLite under ./var/)."""
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port)
+    """Serve the HTTP API on the store EVENTSHOP_DATABASE_URL names (SQLite under ./var/).
+
+    Logs are JSON lines on stderr (level: EVENTSHOP_LOG_LEVEL); the app writes its own
+    access log, with each request's id, in place of uvicorn's.
+    """
+    level = Settings().log_level
+    configure_logging(level)
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        log_config=None,
+        log_level=level.lower(),
+        access_log=False,
+    )
 
 
 @app.command()

@@ -1,18 +1,26 @@
-"""FastAPI dependencies: the service, the settings and the caller's identity."""
+"""FastAPI dependencies: the service, the settings, the caller's identity, idempotency
+keys, If-Match, pagination and timestamps."""
 
 from __future__ import annotations
 
+import json
 import re
+from collections import Counter
 from collections.abc import Callable
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, Header, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AwareDatetime
 
 from api.auth import InvalidToken, Principal, decode
 from api.settings import Settings
+from commands import idempotency
 from commands.metadata import identify
 from commands.service import Shop
+from projections.pagination import DEFAULT_LIMIT, MAX_LIMIT, Keyset
 
 _bearer = HTTPBearer(auto_error=False, description="JWT signed with EVENTSHOP_JWT_SECRET")
 
@@ -58,6 +66,8 @@ Caller = Annotated[Principal, Depends(principal)]
 
 # If-Match names one version: "3", W/"3" or a bare 3; "*" means "whatever is current".
 _IF_MATCH = re.compile(r'\s*(?:(?:W/)?"(\d{1,18})"|(\d{1,18}))\s*')
+# The same, for the OpenAPI document (validated here, so that a bad one is a 400).
+IF_MATCH_PATTERN = r'^\s*(?:\*|(?:W/)?"\d{1,18}"|\d{1,18})\s*$'
 
 
 def expected_version(
@@ -66,6 +76,7 @@ def expected_version(
         Header(
             description='Act only on this version of the aggregate: its ETag ("3"), W/"3" or 3.'
             " A malformed value is refused with 400; a stale one with 412.",
+            json_schema_extra={"pattern": IF_MATCH_PATTERN},
         ),
     ] = None,
 ) -> int | None:
@@ -84,3 +95,153 @@ ExpectedVersion = Annotated[int | None, Depends(expected_version)]
 def owner_unless_staff(caller: Principal) -> str | None:
     """Whose orders a change may touch: any for staff, else only the caller's own."""
     return None if caller.has("staff") else caller.sub
+
+
+# --- idempotency keys ------------------------------------------------------------------
+
+# Methods that change something; a key sent with any other is ignored.
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Visible ASCII only: the key is stored, compared and may be logged.
+KEY_PATTERN = rf"^[\x21-\x7e]{{1,{idempotency.MAX_KEY_LENGTH}}}$"
+_KEY = re.compile(KEY_PATTERN)
+KEY_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": idempotency.MAX_KEY_LENGTH,
+    "pattern": KEY_PATTERN,
+}
+KEY_DESCRIPTION = (
+    "Any unique string (a UUID, say). A repeat with the same key and body gets the first"
+    " answer again and records nothing; the same key with another body is refused (422)."
+    " Keys are kept for a day (EVENTSHOP_IDEMPOTENCY_TTL_SECONDS)."
+)
+
+
+def _canonical(body: bytes) -> bytes:
+    """The body with JSON formatting (spacing, key order) made irrelevant."""
+    try:
+        return json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+    except ValueError:
+        return body
+
+
+async def idempotency_key(request: Request) -> None:
+    """Serve an unsafe request under its ``Idempotency-Key`` (commands/idempotency.py).
+
+    Applied to every route of the app; async on purpose: it runs in the request's own
+    task, so the key it sets reaches the route and nothing else. The fingerprint covers
+    what makes two requests the same one: method, path, query, If-Match and body; the
+    caller scopes the key itself.
+    """
+    key = request.headers.get(idempotency.HEADER)
+    if request.method not in UNSAFE_METHODS or key is None:
+        idempotency.use_key(None)
+        return
+    if not _KEY.fullmatch(key):
+        raise RequestValidationError(
+            [
+                {
+                    "type": "string_pattern_mismatch",
+                    "loc": ("header", idempotency.HEADER),
+                    "msg": f"must be 1 to {idempotency.MAX_KEY_LENGTH} visible ASCII characters",
+                    "input": key,
+                }
+            ]
+        )
+    body = await request.body()
+    digest = idempotency.fingerprint(
+        request.method,
+        request.url.path,
+        request.url.query,
+        request.headers.get("if-match", ""),
+        _canonical(body),
+    )
+    idempotency.use_key(idempotency.IdempotentRequest(key, digest))
+
+
+# --- query strings -----------------------------------------------------------------------
+
+
+def _scalar_query_parameters(request: Request) -> set[str]:
+    """The query parameters the matched route takes one value of, per its OpenAPI entry."""
+    route = request.scope.get("route")
+    operation = (
+        request.app.openapi()["paths"]
+        .get(getattr(route, "path", None), {})
+        .get(request.method.lower(), {})
+    )
+    return {
+        parameter["name"]
+        for parameter in operation.get("parameters", [])
+        if parameter["in"] == "query" and not _takes_many(parameter.get("schema", {}))
+    }
+
+
+def _takes_many(schema: dict[str, Any]) -> bool:
+    alternatives = [*schema.get("anyOf", []), *schema.get("oneOf", [])]
+    return schema.get("type") == "array" or any(_takes_many(s) for s in alternatives)
+
+
+async def one_value_per_query_parameter(request: Request) -> None:
+    """Refuse ``?after=1&after=2`` where a route takes one ``after`` (422), rather than
+    silently using the last one. Applied to every route of the app.
+
+    Found by fuzzing: such a request was answered as if the other values were not there.
+    """
+    counts = Counter(name for name, _ in request.query_params.multi_items())
+    repeated = {name for name, count in counts.items() if count > 1}
+    if not repeated:
+        return
+    given_twice = sorted(repeated & _scalar_query_parameters(request))
+    if given_twice:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "too_many_values",
+                    "loc": ("query", name),
+                    "msg": "give this parameter once",
+                    "input": request.query_params.getlist(name),
+                }
+                for name in given_twice
+            ]
+        )
+
+
+# --- lists -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PageParams:
+    """What a list route was asked for: how many items, after which cursor."""
+
+    limit: int
+    cursor: str | None
+
+    def keyset(self, kind: str, size: int) -> Keyset:
+        """The page of list ``kind`` sorted by a key of ``size`` values (422 if the cursor
+        is not one that list handed out)."""
+        return Keyset.parse(kind, self.limit, self.cursor, size)
+
+
+def page_params(
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_LIMIT, description=f"items per page, at most {MAX_LIMIT}")
+    ] = DEFAULT_LIMIT,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=1024,
+            pattern=r"^[A-Za-z0-9_-]+$",
+            description="the `next_cursor` of the page before; opaque",
+        ),
+    ] = None,
+) -> PageParams:
+    """The shared ``limit`` and ``cursor`` of every list (over-long or foreign: 422)."""
+    return PageParams(limit, cursor)
+
+
+Page = Annotated[PageParams, Depends(page_params)]
+
+# A moment in a query (``placed_from``, ``from``...): ISO 8601 with its UTC offset; a
+# naive one names no moment and is refused (422).
+Instant = AwareDatetime

@@ -188,6 +188,8 @@ async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
         request.url.path,
         request_id,
         exc_info=error,
+        # Logged outside the request's context (see below): name its id explicitly.
+        extra={"request_id": request_id},
     )
     # This response is sent outside the request-id middleware, so it sets the header.
     return problem(

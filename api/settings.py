@@ -19,6 +19,10 @@ class Settings(BaseSettings):
     currency: str = "EUR"
     var_dir: Path = Path("var")
     max_body_bytes: int = 64 * 1024
+    idempotency_ttl_seconds: float = Field(
+        default=24 * 3600, gt=0, description="how long an Idempotency-Key is remembered"
+    )
+    log_level: str = Field(default="INFO", description="of the JSON logs `eventshop serve` writes")
     run_projections: bool = True
 
     def secret(self) -> str:

@@ -2,7 +2,9 @@
 
 Each method loads the aggregates it needs, calls them (they check the rules) and
 saves all their new events in one transaction. A write that loses an optimistic
-concurrency race is retried from a fresh load a bounded number of times.
+concurrency race is retried from a fresh load a bounded number of times. A command run
+under an idempotency key (commands/idempotency.py) that was already executed is
+answered from its first execution instead, and its key is saved with its events.
 """
 
 from __future__ import annotations
@@ -12,21 +14,32 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import Mapper, RecordConflictError
+from eventsourcing.persistence import ApplicationRecorder, Mapper, RecordConflictError
+from eventsourcing.utils import Environment, EnvType
 
-from commands.metadata import CausedMapper
+from commands import idempotency
+from commands.idempotency import IdempotencyKeys, KeyStore, POPOKeyRecorder
+from commands.metadata import CausedMapper, current_cause
 from domain.cart import Cart
-from domain.errors import AlreadyExists, ConcurrencyConflict, NotFound
+from domain.errors import (
+    AlreadyExists,
+    ConcurrencyConflict,
+    DomainError,
+    InvalidValue,
+    NotFound,
+    StaleVersion,
+)
 from domain.order import Order
 from domain.product import Product
 from domain.stock import Stock
-from domain.values import Address, sku
+from domain.values import Address, currency_code, sku
 
 P = ParamSpec("P")
 A = TypeVar("A", bound=Aggregate)
@@ -47,37 +60,102 @@ class Done:
 
     aggregate: Any
     position: int
+    # True when answered from an earlier execution with the same idempotency key.
+    replayed: bool = False
 
     @property
     def version(self) -> int:
         return int(self.aggregate.version)
 
 
-def retry_on_conflict(method: Callable[P, Done]) -> Callable[P, Done]:
-    """Re-run a command from a fresh load when a concurrent write got there first."""
+class CommandObserver(Protocol):
+    """Told what commands do, for metrics (api/observability.py); must not raise."""
+
+    def command_retried(self, command: str) -> None:
+        """A command lost a concurrency race and is run again."""
+
+    def command_finished(self, command: str, outcome: str) -> None:
+        """A command ended: ``ok``, ``replayed``, ``refused``, ``conflict`` or ``error``."""
+
+
+def outcome_of(error: BaseException | None) -> str:
+    """How a command that raised ``error`` (None: did not raise) ended, for observers."""
+    if error is None:
+        return "ok"
+    if isinstance(error, ConcurrencyConflict | StaleVersion):
+        return "conflict"
+    return "refused" if isinstance(error, DomainError) else "error"
+
+
+def retry_on_conflict(
+    method: Callable[Concatenate[Shop, P], Done],
+) -> Callable[Concatenate[Shop, P], Done]:
+    """Run a command: replay it if its idempotency key was done, else execute it,
+    re-running from a fresh load when a concurrent write got there first.
+
+    The key is looked up again before every attempt: the write that won the race may
+    have been this very request's twin, which stored the key.
+    """
 
     @functools.wraps(method)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Done:
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            try:
-                return method(*args, **kwargs)
-            except RecordConflictError:
-                if attempt == MAX_ATTEMPTS:
-                    break
-                time.sleep(random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)))
-        raise ConcurrencyConflict(
-            f"{method.__name__} lost to concurrent writes {MAX_ATTEMPTS} times; try again"
-        )
+    def wrapper(shop: Shop, /, *args: P.args, **kwargs: P.kwargs) -> Done:
+        name = method.__name__
+        try:
+            done = shop._attempt(name, functools.partial(method, shop, *args, **kwargs))
+        except BaseException as error:
+            shop._tell("command_finished", name, outcome_of(error))
+            raise
+        shop._tell("command_finished", name, "replayed" if done.replayed else "ok")
+        return done
 
     return wrapper
 
 
 class Shop(Application):
-    """The eventshop write side over any eventsourcing store."""
+    """The eventshop write side over any eventsourcing store.
+
+    Prices and orders are in the shop's currency, ``EVENTSHOP_CURRENCY`` of its
+    environment (default EUR).
+    """
 
     name = "Shop"
     # A SKU's stock lives for years and gains events with every order.
     snapshotting_intervals = {Stock: 100}  # noqa: RUF012
+
+    def __init__(self, env: EnvType | None = None) -> None:
+        super().__init__(env)
+        try:
+            # Checked at start-up: a misconfigured currency must not reach a single event.
+            self.currency = currency_code(self.env.get("EVENTSHOP_CURRENCY", "EUR"))
+        except InvalidValue:
+            self.close()
+            raise
+        if not isinstance(self.recorder, KeyStore):
+            self.close()
+            raise TypeError(
+                f"{type(self.recorder).__name__} keeps no idempotency keys;"
+                " APPLICATION_RECORDER_TOPIC must name a commands.idempotency recorder"
+            )
+        ttl = self.env.get(idempotency.TTL_ENV)
+        self.keys = IdempotencyKeys(
+            self.recorder,
+            timedelta(seconds=float(ttl)) if ttl else idempotency.DEFAULT_TTL,
+        )
+        self.observers: list[CommandObserver] = []
+
+    def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
+        environment = super().construct_env(name, env)
+        # The SQL stores' recorders, chosen the library's way, also keep idempotency keys.
+        topic = idempotency.RECORDER_TOPICS.get(environment.get("PERSISTENCE_MODULE", ""))
+        if topic and not environment.get("APPLICATION_RECORDER_TOPIC"):
+            environment["APPLICATION_RECORDER_TOPIC"] = topic
+        return environment
+
+    def construct_recorder(self) -> ApplicationRecorder:
+        if not self.env.get("PERSISTENCE_MODULE", "eventsourcing.popo").endswith(".popo"):
+            return super().construct_recorder()
+        # The in-memory factory takes no recorder topic.
+        return POPOKeyRecorder()
 
     def construct_mapper(self) -> Mapper[UUID]:
         # Every stored event also records who caused it (commands/metadata.py).
@@ -87,7 +165,7 @@ class Shop(Application):
 
     @retry_on_conflict
     def add_product(self, sku_: str, name: str, price: Decimal | str) -> Done:
-        product = Product.add(sku_, name, price)
+        product = Product.add(sku_, name, price, currency=self.currency)
         if self._exists(product.id):
             raise AlreadyExists(f"Product {product.sku} already exists", sku=product.sku)
         return self._save(product, Stock.open(product.sku))
@@ -125,6 +203,7 @@ class Shop(Application):
 
     # --- carts ---------------------------------------------------------------
 
+    @retry_on_conflict
     def open_cart(self, customer_id: str) -> Done:
         return self._save(Cart.open(customer_id))
 
@@ -139,7 +218,7 @@ class Shop(Application):
     ) -> Done:
         cart = self.cart(cart_id, owner)
         cart.check_version(expected_version)
-        cart.add_item(sku_, quantity, self.product(sku_).price)
+        cart.add_item(sku_, quantity, self.product(sku_).price_in(self.currency))
         return self._save(cart)
 
     @retry_on_conflict
@@ -194,6 +273,7 @@ class Shop(Application):
             lines=lines,
             shipping_address=shipping_address,
             email=email,
+            currency=self.currency,
         )
         stocks = [self.stock(s) for s in sorted(lines)]
         Stock.reserve_all(order.id, {s: q for s, (q, _) in lines.items()}, stocks)
@@ -297,6 +377,54 @@ class Shop(Application):
     def _exists(self, aggregate_id: UUID) -> bool:
         return aggregate_id in self.repository
 
+    def purge_idempotency_keys(self) -> int:
+        """Delete the expired idempotency keys now (commands also do it now and then)."""
+        return self.keys.purge()
+
+    def _attempt(self, name: str, run: Callable[[], Done]) -> Done:
+        """Replay or run the command ``name``, running it again after each lost race."""
+        request = idempotency.current_request()
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            if request is not None and (done := self._replay(request)) is not None:
+                return done
+            try:
+                return run()
+            except DomainError:
+                # A twin with this key may have won meanwhile and left this run a mix of
+                # old and new state that it refuses (a stale open cart beside the twin's
+                # fresh reservations): then the answer is the twin's.
+                if request is not None and (done := self._replay(request)) is not None:
+                    return done
+                raise
+            except RecordConflictError:
+                if attempt == MAX_ATTEMPTS:
+                    break
+                self._tell("command_retried", name)
+                time.sleep(random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)))
+        raise ConcurrencyConflict(
+            f"{name} lost to concurrent writes {MAX_ATTEMPTS} times; try again"
+        )
+
+    def _replay(self, request: idempotency.IdempotentRequest) -> Done | None:
+        """The first execution's answer if this request's key was done (else None)."""
+        record = self.keys.find(current_cause().actor, request)
+        if record is None:
+            return None
+        aggregate: Aggregate = self.repository.get(
+            record.aggregate_id, version=record.aggregate_version
+        )
+        return Done(aggregate, record.position, replayed=True)
+
+    def _tell(self, what: str, *args: str) -> None:
+        for observer in self.observers:
+            getattr(observer, what)(*args)
+
     def _save(self, *aggregates: Aggregate) -> Done:
-        recordings = self.save(*aggregates)
+        request = idempotency.current_request()
+        if request is None:
+            recordings = self.save(*aggregates)
+        else:
+            first = aggregates[0]
+            key = self.keys.record(current_cause().actor, request, first.id, first.version)
+            recordings = self.save(*aggregates, **{idempotency.SAVE_KWARG: key})
         return Done(aggregates[0], recordings[-1].notification.id if recordings else self.head())

@@ -2,6 +2,9 @@
 
 Placed → Paid → Shipped → Delivered, or Cancelled before shipment. A payment must
 match the total; cancelling a paid order records the refund it owes.
+
+Every amount of an order (line prices, total, payment, refund) is counted in the
+order's currency, fixed when it is placed (``Placed`` carries it since v2).
 """
 
 from __future__ import annotations
@@ -14,19 +17,28 @@ from eventsourcing.domain import event
 
 from domain.base import ShopAggregate, named_id
 from domain.errors import InvalidValue, RuleBroken
-from domain.values import Address, money, text
+from domain.values import V1_CURRENCY, Address, currency_code, money, text
 
 PLACED, PAID, SHIPPED, DELIVERED, CANCELLED = "placed", "paid", "shipped", "delivered", "cancelled"
 
 
 class Order(ShopAggregate):
     class Placed(ShopAggregate.Created):
+        # v2 names the currency of the order's amounts; v1 did not.
+        class_version = 2
+
         customer_id: str
         cart_id: UUID
         lines: list[dict[str, Any]]
         total: Decimal
         shipping_address: dict[str, str]
         email: str
+        currency: str
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """A v1 order was in euros, the only currency the shop had before v2."""
+            state["currency"] = V1_CURRENCY
 
     class Paid(ShopAggregate.Event):
         amount: Decimal
@@ -57,6 +69,7 @@ class Order(ShopAggregate):
         total: Decimal,
         shipping_address: dict[str, str],
         email: str,
+        currency: str,
     ) -> None:
         self.customer_id = customer_id
         self.cart_id = cart_id
@@ -64,6 +77,7 @@ class Order(ShopAggregate):
         self.total = total
         self.shipping_address = shipping_address
         self.email = email
+        self.currency = currency
         self.status = PLACED
         self.payment_reference: str | None = None
         self.refund: Decimal | None = None
@@ -76,8 +90,10 @@ class Order(ShopAggregate):
         lines: dict[str, tuple[int, Decimal]],
         shipping_address: Address,
         email: str,
+        *,
+        currency: str,
     ) -> Order:
-        """Place an order for ``lines`` (sku -> (quantity, unit price))."""
+        """Place an order for ``lines`` (sku -> (quantity, unit price in ``currency``))."""
         if not lines:
             raise RuleBroken("An order needs at least one line")
         if not isinstance(email, str) or "@" not in email or len(email) > 254:
@@ -93,6 +109,7 @@ class Order(ShopAggregate):
             total=sum((r["subtotal"] for r in rows), Decimal("0.00")),
             shipping_address=shipping_address.as_dict(),
             email=email,
+            currency=currency_code(currency),
         )
 
     @property

@@ -1,4 +1,4 @@
-"""Value objects: Money, Sku, Quantity and Address.
+"""Value objects: Money, Currency, Sku, Quantity and Address.
 
 Events store their plain forms (``Decimal``, ``str``, ``int``, ``dict``) so that the
 stored JSON stays readable by auditors and by any later version of this code.
@@ -19,6 +19,15 @@ MAX_QUANTITY = 1000
 """Most units of one SKU in one cart line, receipt or adjustment."""
 
 _SKU = re.compile(r"[A-Z0-9][A-Z0-9-]{0,31}")
+_CURRENCY = re.compile(r"[A-Z]{3}")
+
+V1_CURRENCY = "EUR"
+"""What every amount stored by the v1 event schema was counted in.
+
+Before v2 the shop had one currency, euros (``EVENTSHOP_CURRENCY`` was documented with
+that default but read by no code), and its events did not say so; the upcasters of v1
+events name it.
+"""
 
 
 def money(value: Decimal | str | int, field: str = "amount") -> Decimal:
@@ -44,6 +53,13 @@ def money(value: Decimal | str | int, field: str = "amount") -> Decimal:
         raise InvalidValue(field, f"{field} {value} has more than two decimal places")
     # "-0" passes the sign check but would be stored and shown as "-0.00".
     return cents.copy_abs()
+
+
+def currency_code(value: str) -> str:
+    """An ISO 4217 currency code such as ``EUR``: what a money amount is counted in."""
+    if not isinstance(value, str) or not _CURRENCY.fullmatch(value):
+        raise InvalidValue("currency", f"currency {value!r} must be an ISO 4217 code such as 'EUR'")
+    return value
 
 
 def sku(value: str) -> str:

@@ -29,6 +29,7 @@ PLACED_EVENT = ev(
     total=Decimal("25.99"),
     shipping_address=ADDRESS.as_dict(),
     email="ada@example.org",
+    currency="EUR",
 )
 PAID_EVENT = ev(Order.Paid, amount=Decimal("25.99"), reference="psp-1")
 SHIPPED_EVENT = ev(Order.Shipped, carrier="DHL", tracking_number="T1")
@@ -49,6 +50,7 @@ def place(**overrides: Any) -> Order:
         "lines": {"MUG-1": (2, Decimal("12.50")), "CUP-1": (1, Decimal("0.99"))},
         "shipping_address": ADDRESS,
         "email": "ada@example.org",
+        "currency": "EUR",
     }
     return Order.place(**{**args, **overrides})
 

@@ -12,27 +12,27 @@ from domain.errors import InvalidValue, StaleVersion
 from domain.product import Product
 from tests.domain.scenario import ev, given
 
-MUG = ev(Product.Added, sku="MUG-1", name="Mug", price=Decimal("12.50"))
+MUG = ev(Product.Added, sku="MUG-1", name="Mug", price=Decimal("12.50"), currency="EUR")
 
 
 def test_a_product_is_added_with_its_sku_name_and_price() -> None:
     product = (
         given()
-        .when(lambda _: Product.add("MUG-1", "  Mug ", "12.5"))
-        .then(ev(Product.Added, sku="MUG-1", name="Mug", price=Decimal("12.50")))
+        .when(lambda _: Product.add("MUG-1", "  Mug ", "12.5", currency="EUR"))
+        .then(ev(Product.Added, sku="MUG-1", name="Mug", price=Decimal("12.50"), currency="EUR"))
     )
     assert product.id == Product.create_id("MUG-1") == named_id("product", "MUG-1")
     assert (product.sku, product.name, product.price) == ("MUG-1", "Mug", Decimal("12.50"))
 
 
 def test_a_product_with_a_malformed_sku_is_refused() -> None:
-    given().when(lambda _: Product.add("mug 1", "Mug", "1.00")).then_raises(
+    given().when(lambda _: Product.add("mug 1", "Mug", "1.00", currency="EUR")).then_raises(
         InvalidValue, field="sku"
     )
 
 
 def test_a_product_without_a_name_is_refused() -> None:
-    given().when(lambda _: Product.add("MUG-1", " ", "1.00")).then_raises(
+    given().when(lambda _: Product.add("MUG-1", " ", "1.00", currency="EUR")).then_raises(
         InvalidValue, field="name"
     )
 
@@ -41,7 +41,7 @@ def test_a_product_without_a_name_is_refused() -> None:
 def test_a_product_priced_as_a_float_in_fractions_of_a_cent_or_negative_is_refused(
     price: Any,
 ) -> None:
-    given().when(lambda _: Product.add("MUG-1", "Mug", price)).then_raises(
+    given().when(lambda _: Product.add("MUG-1", "Mug", price, currency="EUR")).then_raises(
         InvalidValue, field="price"
     )
 
