@@ -22,5 +22,5 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: $(STAMP)  ## benchmarks against PostgreSQL; they print figures
-	$(PY) bench/http_commands.py
+bench: $(STAMP)  ## the benchmark suite on PostgreSQL: a table, bench/results/bench.{png,json,md}
+	$(PY) -m bench.run_all

@@ -8,7 +8,7 @@ Runs, in one go and against one fresh PostgreSQL database:
 Both are served by one uvicorn process and driven by the same closed-loop client, and the
 runs alternate so that drift on this shared machine hits both alike. Prints a table.
 
-    python bench/http_commands.py [--clients 32] [--seconds 10] [--rounds 2]
+    python bench/http_commands.py [--quick] [--clients 32] [--seconds 10] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -37,6 +38,8 @@ from bench.load import LoadResult, run_load  # noqa: E402
 
 ADMIN_DSN = os.environ.get("BENCH_ADMIN_DSN", "dbname=postgres host=127.0.0.1 user=postgres")
 SECRET = "bench-secret-of-at-least-32-bytes-long"
+# Tiny sizes, for a smoke test of the code (the figures mean nothing).
+QUICK: dict[str, Any] = {"clients": 4, "seconds": 1.0, "rounds": 1}
 
 
 def free_port() -> int:
@@ -122,9 +125,61 @@ def measure_eventshop(db: str, clients: int, seconds: float, prefix: str) -> Loa
         return run_load(base, request, clients=clients, seconds=seconds, headers=headers)
 
 
-def row(name: str, r: LoadResult, floor: float | None = None) -> str:
-    ratio = f"{r.throughput / floor:5.2f}x" if floor else "    -"
-    return f"{name:<26}{r.throughput:>9.0f}{r.p50:>10.1f}{r.p99:>10.1f}{r.errors:>8}{ratio:>10}"
+def figures(r: LoadResult) -> dict[str, float]:
+    """A run's figures as plain data."""
+    return {
+        "requests_per_second": r.throughput,
+        "p50": r.p50,
+        "p99": r.p99,
+        "requests": r.requests,
+        "errors": r.errors,
+    }
+
+
+def run(clients: int = 32, seconds: float = 10.0, rounds: int = 2) -> dict[str, Any]:
+    """Alternate floor and eventshop runs in one fresh database; figures as data."""
+    floors: list[LoadResult] = []
+    shops: list[LoadResult] = []
+    with database() as db:
+        for round_no in range(rounds):
+            floors.append(measure_floor(db, clients, seconds))
+            shops.append(measure_eventshop(db, clients, seconds, f"R{round_no}"))
+    pairs = list(zip(floors, shops, strict=True))
+    return {
+        "clients": clients,
+        "seconds": seconds,
+        "rounds": rounds,
+        "cores": os.cpu_count(),
+        "runs": [
+            {"floor": figures(f), "eventshop": figures(s), "ratio": s.throughput / f.throughput}
+            for f, s in pairs
+        ],
+        "floor": statistics.median(f.throughput for f in floors),
+        "eventshop": statistics.median(s.throughput for s in shops),
+        "ratio": statistics.median(s.throughput / f.throughput for f, s in pairs),
+    }
+
+
+def row(name: str, r: dict[str, float], ratio: float | None = None) -> str:
+    shown = f"{ratio:5.2f}x" if ratio is not None else "    -"
+    return (
+        f"{name:<26}{r['requests_per_second']:>9.0f}{r['p50']:>10.1f}{r['p99']:>10.1f}"
+        f"{r['errors']:>8}{shown:>10}"
+    )
+
+
+def report(result: dict[str, Any]) -> str:
+    """The figures as a plain-text table."""
+    lines = [
+        f"P1 HTTP commands on PostgreSQL, {result['clients']} clients on loopback,"
+        f" {result['seconds']:g} s per run, {result['cores']} cores",
+        f"{'run':<26}{'req/s':>9}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}{'vs floor':>10}",
+    ]
+    for i, pair in enumerate(result["runs"], 1):
+        lines.append(row(f"floor (raw insert) #{i}", pair["floor"]))
+        lines.append(row(f"eventshop receipts #{i}", pair["eventshop"], pair["ratio"]))
+    lines.append(f"median ratio eventshop / floor: {result['ratio']:.2f}")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -132,27 +187,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
     args = parser.parse_args()
-
-    floors: list[LoadResult] = []
-    shops: list[LoadResult] = []
-    with database() as db:
-        for round_no in range(args.rounds):
-            floors.append(measure_floor(db, args.clients, args.seconds))
-            shops.append(measure_eventshop(db, args.clients, args.seconds, f"R{round_no}"))
-
-    print(
-        f"\nP1 HTTP commands on PostgreSQL, {args.clients} clients on loopback,"
-        f" {args.seconds:.0f} s per run, {os.cpu_count()} cores"
-    )
-    print(f"{'run':<26}{'req/s':>9}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}{'vs floor':>10}")
-    for i, (floor, shop) in enumerate(zip(floors, shops, strict=True), 1):
-        print(row(f"floor (raw insert) #{i}", floor))
-        print(row(f"eventshop receipts #{i}", shop, floor.throughput))
-    ratio = statistics.median(
-        s.throughput / f.throughput for f, s in zip(floors, shops, strict=True)
-    )
-    print(f"median ratio eventshop / floor: {ratio:.2f}")
+    result = run(**QUICK) if args.quick else run(args.clients, args.seconds, args.rounds)
+    print()
+    print(report(result))
 
 
 if __name__ == "__main__":

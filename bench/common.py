@@ -1,0 +1,107 @@
+"""What the cost-curve benchmarks share: a throw-away PostgreSQL database, a Shop on it,
+bulk appends of domain-made events, and latency statistics."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import psycopg
+from eventsourcing.domain import Aggregate, DomainEventProtocol
+from psycopg import sql
+
+from commands.service import Shop
+from commands.store import postgres_dsn, prepare, store_env
+
+ADMIN_URL = os.environ.get(
+    "EVENTSHOP_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+# Stored events per insert_events() call: one transaction, one round trip.
+CHUNK = 5_000
+
+
+@contextlib.contextmanager
+def database(label: str) -> Iterator[str]:
+    """The URL of a PostgreSQL database made for this run (no schema), dropped at the end."""
+    name = f"eventshop_{label}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = postgres_dsn(ADMIN_URL)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield f"{ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+            conn.execute(drop.format(sql.Identifier(name)))
+
+
+def open_shop(url: str, **env: str) -> Shop:
+    """A Shop on ``url`` configured like the API's (no aggregate cache), tables made."""
+    prepare(url)
+    return Shop(env={**store_env(url), **env})
+
+
+def bulk_append(shop: Shop, events: Iterable[DomainEventProtocol[Any]], chunk: int = CHUNK) -> int:
+    """Store domain events as the shop would (its mapper), ``chunk`` per transaction.
+
+    Much faster than saving them one command at a time; the rows are the same.
+    Returns how many were stored.
+    """
+    batch: list[Any] = []
+    count = 0
+    for domain_event in events:
+        batch.append(shop.mapper.to_stored_event(domain_event))
+        if len(batch) >= chunk:
+            shop.recorder.insert_events(batch)
+            count += len(batch)
+            batch = []
+    if batch:
+        shop.recorder.insert_events(batch)
+        count += len(batch)
+    return count
+
+
+def pending(aggregates: Iterable[Aggregate]) -> Iterator[DomainEventProtocol[Any]]:
+    """The pending events of each aggregate, in turn."""
+    for aggregate in aggregates:
+        yield from aggregate.collect_events()
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Latencies of repeated calls, in milliseconds."""
+
+    n: int
+    p50: float
+    p99: float
+    mean: float
+
+    @classmethod
+    def of(cls, samples_ms: Sequence[float]) -> Latency:
+        ordered = sorted(samples_ms)
+        p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+        return cls(len(ordered), statistics.median(ordered), p99, statistics.fmean(ordered))
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def timed(call: Callable[[], Any], times: int) -> Latency:
+    """Call ``call`` ``times`` times in a row and summarise how long each took."""
+    samples: list[float] = []
+    for _ in range(times):
+        started = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - started) * 1000)
+    return Latency.of(samples)
+
+
+def ratio(a: float, b: float) -> float:
+    """``a / b``, or infinity when ``b`` is zero."""
+    return a / b if b else float("inf")

@@ -1,0 +1,102 @@
+"""The benchmark suite works end to end at tiny sizes, so CI catches a broken benchmark.
+
+No timing is asserted: speed is measured by ``make bench``, not judged by tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import psycopg
+
+from bench import append_growth, history_length, order_list, run_all
+from bench.common import ADMIN_URL, bulk_append
+from commands.service import Shop
+from commands.store import postgres_dsn, store_env
+from projections import build_read_side
+from projections.orders import Orders
+
+
+def _databases_of_this_process() -> set[str]:
+    with psycopg.connect(postgres_dsn(ADMIN_URL), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s",
+            (f"eventshop\\_%\\_{os.getpid()}\\_%",),
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
+def test_quick_suite_measures_everything_and_saves_table_json_and_plot(tmp_path: Path) -> None:
+    echoed: list[str] = []
+    results = run_all.run_suite(quick=True, echo=echoed.append)
+
+    assert results["errors"] == {}
+    p1 = results["p1"]
+    assert p1["floor"] > 0 and p1["eventshop"] > 0
+    assert all(r["floor"]["errors"] == r["eventshop"]["errors"] == 0 for r in p1["runs"])
+
+    history = results["history"]
+    quick = history_length.QUICK
+    assert [row["length"] for row in history["rows"]] == list(quick["lengths"])
+    for row in history["rows"]:
+        assert row["stock_service"]["n"] == quick["commands"]
+        assert row["stock_http"]["n"] == quick["http_commands"]
+        assert row["cart_service"]["n"] == quick["cart_commands"]
+
+    orders = results["orders"]
+    assert [row["size"] for row in orders["rows"]] == list(order_list.QUICK["sizes"])
+    for row in orders["rows"]:
+        assert {row[kind]["n"] for kind in order_list.QUERIES} == {order_list.QUICK["rounds"]}
+
+    growth = results["append"]
+    assert growth["log_before"]["empty"] == 0
+    assert growth["log_before"]["grown"] >= append_growth.QUICK["events"]
+    assert growth["summary"]["empty"]["appends_per_second"] > 0
+    assert growth["summary"]["grown"]["appends_per_second"] > 0
+
+    # Every benchmark dropped the database it made.
+    assert _databases_of_this_process() == set()
+
+    paths = run_all.save(results, tmp_path)
+    assert json.loads(paths["json"].read_text()) == json.loads(json.dumps(results))
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = run_all.summary(results)
+    assert len(paths["md"].read_text().splitlines()) == 2 + len(rows)
+    assert {row[0] for row in rows} == {"P1", "P3a", "P3b", "append"}
+    assert "FAILED" not in run_all.table(results)
+
+
+def test_bulk_built_histories_are_what_the_shop_would_have_stored(pg_url: str) -> None:
+    shop = Shop(env=store_env(pg_url))
+    try:
+        history_length.build_stock(shop, "LONG-1", 250)
+        stock = shop.stock("LONG-1")
+        assert (stock.version, stock.on_hand) == (250, 249)
+        snapshots = shop.snapshots.get(stock.id) if shop.snapshots else []
+        assert [s.originator_version for s in snapshots] == [100, 200]
+        # The next command carries on from the bulk-built state.
+        assert shop.receive_stock("LONG-1", 5).aggregate.on_hand == 254
+
+        cart = history_length.build_cart(shop, 40)
+        assert shop.cart(cart.id).version == 40
+
+        head = shop.head()
+        stored = bulk_append(shop, append_growth.cart_events(30), chunk=7)
+        assert stored == 32  # whole carts of four events
+        assert len(shop.recorder.select_notifications(head + 1, 100)) == 32
+
+        read_side = build_read_side(shop, pg_url, models=[Orders])
+        try:
+            order_list.fill(pg_url, store_env(pg_url)["POSTGRES_SCHEMA"], 120)
+            page = read_side.orders.list_orders(limit=100)
+            assert len(page["items"]) == 100 and page["next_cursor"] is not None
+            rest = read_side.orders.list_orders(limit=100, cursor=page["next_cursor"])
+            assert len(rest["items"]) == 20 and rest["next_cursor"] is None
+            order = read_side.orders.get_order(page["items"][0]["id"])
+            assert order["shipping_address"]["country"] in {"DE", "FR", "ES"}
+        finally:
+            read_side.close()
+    finally:
+        shop.close()
