@@ -17,11 +17,22 @@ from api.deps import (
     idempotency_key,
     one_value_per_query_parameter,
 )
-from api.routers import audit, carts, health, metrics, orders, products, stock
+from api.routers import (
+    audit,
+    carts,
+    health,
+    metrics,
+    orders,
+    products,
+    projections,
+    reports,
+    stock,
+)
 from api.settings import Settings
 from commands import idempotency
 from commands.service import Shop
 from commands.store import prepare, store_env
+from projections import ReadSide, build_read_side, migration_lock
 
 DESCRIPTION = """\
 The back end of an online shop, event-sourced: every command appends events to an
@@ -47,33 +58,43 @@ def open_shop(settings: Settings, **env: str) -> Shop:
 
     ``env`` adds eventsourcing settings, e.g. an aggregate cache for a bulk writer.
     """
-    prepare(settings.database_url)
-    return Shop(
-        env={
-            **store_env(settings.database_url),
-            "EVENTSHOP_CURRENCY": settings.currency,
-            idempotency.TTL_ENV: str(settings.idempotency_ttl_seconds),
-            **env,
-        }
-    )
+    # Many processes may start at once (serve --workers N): one creates the tables.
+    with migration_lock(settings.database_url):
+        prepare(settings.database_url)
+        return Shop(
+            env={
+                **store_env(settings.database_url),
+                "EVENTSHOP_CURRENCY": settings.currency,
+                idempotency.TTL_ENV: str(settings.idempotency_ttl_seconds),
+                **env,
+            }
+        )
 
 
-def create_app(settings: Settings | None = None, shop: Shop | None = None) -> FastAPI:
-    """Build the API; without ``shop``, open one on ``settings.database_url``.
+def create_app(
+    settings: Settings | None = None, shop: Shop | None = None, read_side: ReadSide | None = None
+) -> FastAPI:
+    """Build the API; without ``shop`` and ``read_side``, open them on ``settings.database_url``.
 
-    A shop opened here is closed when the app shuts down; a shop passed in stays the
-    caller's to close.
+    What is opened here is started with the app (the read models are fed in this
+    process unless ``run_projections`` is off) and closed when it shuts down; what is
+    passed in stays the caller's to start and close.
     """
     settings = settings or Settings()
-    owned = shop is None
+    owns_shop, owns_read_side = shop is None, read_side is None
     the_shop = shop or open_shop(settings)
+    the_read_side = read_side or build_read_side(the_shop, settings.database_url)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if owns_read_side and settings.run_projections:
+            the_read_side.start()
         try:
             yield
         finally:
-            if owned:
+            if owns_read_side:
+                the_read_side.close()
+            if owns_shop:
                 the_shop.close()
 
     app = FastAPI(
@@ -87,10 +108,12 @@ def create_app(settings: Settings | None = None, shop: Shop | None = None) -> Fa
     )
     app.state.shop = the_shop
     app.state.settings = settings
+    app.state.read_side = the_read_side
     errors.install(app, settings.max_body_bytes)
     # After errors.install: its middleware is then the outermost and sees every answer.
     observability.install(app, the_shop)
-    for module in (health, metrics, products, stock, carts, orders, audit):
+    routers = (health, metrics, products, stock, carts, orders, reports, audit, projections)
+    for module in routers:
         app.include_router(module.router)
     documented = _with_idempotency_key(_with_problem_media_type(app.openapi))
     app.openapi = documented  # type: ignore[method-assign]

@@ -6,20 +6,29 @@ sub-apps with ``app.add_typer(other, name=...)``.
 
 from __future__ import annotations
 
+import signal
+import threading
 import uuid
 from typing import Annotated
+from urllib.parse import urlsplit, urlunsplit
 
 import typer
 import uvicorn
 
+from api.app import open_shop
 from api.auth import ROLES, mint
 from api.cli_audit import audit
 from api.cli_seed import seed
 from api.observability import configure_logging
+
+# PENDING from api.cli_projections import projections
 from api.settings import Settings
+from commands.audit import Auditor
+from projections import build_read_side, migration_lock, run_worker
 
 app = typer.Typer(help="eventshop: an event-sourced shop back end.", no_args_is_help=True)
 app.add_typer(audit, name="audit")
+# PENDING app.add_typer(projections, name="projections")
 app.command()(seed)
 
 
@@ -27,8 +36,12 @@ app.command()(seed)
 def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="API processes sharing the port")] = 1,
 ) -> None:
     """Serve the HTTP API on the store EVENTSHOP_DATABASE_URL names (SQLite under ./var/).
+
+    Projections run inside the API process(es) unless EVENTSHOP_RUN_PROJECTIONS=false;
+    with several processes each read model is fed by one of them at a time (a lock).
 
     Logs are JSON lines on stderr (level: EVENTSHOP_LOG_LEVEL); the app writes its own
     access log, with each request's id, in place of uvicorn's.
@@ -43,7 +56,65 @@ def serve(
         log_config=None,
         log_level=level.lower(),
         access_log=False,
+        workers=workers,
     )
+
+
+@app.command()
+def migrate() -> None:
+    """Create the event store's and the read models' tables, then exit.
+
+    Run it once before starting many API processes and workers together, so that they
+    do not race to create the same tables.
+    """
+    settings = Settings()
+    with migration_lock(settings.database_url):
+        shop = open_shop(settings)
+        try:
+            build_read_side(shop, settings.database_url).close()
+        finally:
+            shop.close()
+    typer.echo(f"tables ready in {redact(settings.database_url)}")
+
+
+@app.command()
+def worker(
+    checkpoint_seconds: Annotated[
+        float, typer.Option(min=1, help="how often to extend the audit hash-chain checkpoints")
+    ] = 60.0,
+) -> None:
+    """Feed the read models from the log until stopped (SIGTERM or Ctrl-C).
+
+    Run as many as you like against one PostgreSQL database: each read model is fed by
+    one worker at a time, and another takes over within seconds when that one dies.
+    The worker also keeps the audit log's hash-chain checkpoints up to date.
+    """
+    settings = Settings()
+    configure_logging(settings.log_level)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    feeder = threading.Thread(
+        target=run_worker, args=(settings.database_url, stop), name="projections"
+    )
+    feeder.start()
+    shop = open_shop(settings)
+    try:
+        auditor = Auditor(shop)
+        while not stop.wait(checkpoint_seconds) and feeder.is_alive():
+            auditor.checkpoint()
+    finally:
+        stop.set()
+        feeder.join()
+        shop.close()
+
+
+def redact(url: str) -> str:
+    """A database URL without its password, fit for printing."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
 
 
 @app.command()

@@ -23,7 +23,12 @@ class Settings(BaseSettings):
         default=24 * 3600, gt=0, description="how long an Idempotency-Key is remembered"
     )
     log_level: str = Field(default="INFO", description="of the JSON logs `eventshop serve` writes")
-    run_projections: bool = True
+    run_projections: bool = Field(
+        default=True, description="feed the read models in this process (off: `eventshop worker`)"
+    )
+    read_wait_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="how long a query waits for `min_position`"
+    )
 
     def secret(self) -> str:
         """The JWT key: the configured one, else one generated once and kept under var/."""

@@ -10,11 +10,13 @@ from fastapi import APIRouter, Depends, Response
 from api.auth import Principal
 from api.deps import Caller, ExpectedVersion, ShopDep, require
 from api.errors import problem_responses
+from api.reads import read_model
 from api.routers.orders import LineView, OrderResult, order_view
 from api.routers.orders import router as orders_router
 from api.routers.shapes import Committed, SkuPath, View, committed, money_text, shown
 from commands.models import AddItem, CheckOut, OpenCart, SetQuantity
 from domain.cart import Cart
+from projections.carts import Carts as CartsModel
 
 router = APIRouter(prefix="/api/carts", tags=["carts"])
 # Only a cart's owner changes it; the service answers 404 for anyone else's cart.
@@ -153,7 +155,19 @@ def check_out(
     return committed(response, order_view(done.aggregate), OrderResult, done.position)
 
 
-@router.get("/{cart_id}", response_model=CartView, responses=problem_responses(401, 404, 422))
-def get_cart(cart_id: UUID, response: Response, shop: ShopDep, caller: Caller) -> CartView:
+class CartDetail(CartView):
+    """A cart as the carts read model shows it."""
+
+    opened_at: str
+    updated_at: str
+
+
+Carts = Annotated[CartsModel, Depends(read_model("carts"))]
+
+
+@router.get(
+    "/{cart_id}", response_model=CartDetail, responses=problem_responses(401, 404, 422, 503)
+)
+def get_cart(cart_id: UUID, response: Response, caller: Caller, carts: Carts) -> CartDetail:
     """One cart: its owner's, or any for staff and auditors."""
-    return shown(response, cart_view(shop.cart(cart_id, caller.owner_filter)))
+    return shown(response, CartDetail.model_validate(carts.get_cart(cart_id, caller.owner_filter)))

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Response
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel, Field
 
 from api.auth import Principal
-from api.deps import Caller, ExpectedVersion, ShopDep, owner_unless_staff, require
+from api.deps import Caller, ExpectedVersion, Instant, Page, ShopDep, owner_unless_staff, require
 from api.errors import problem_responses
-from api.routers.shapes import Committed, View, committed, money_text, shown
+from api.reads import read_model
+from api.routers.shapes import Committed, PageOf, View, committed, money_text, shown
 from commands.models import Cancel, Deliver, Pay, Ship
 from domain.order import Order
+from projections.orders import Orders as OrdersModel
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 Staff = Annotated[Principal, Depends(require("staff"))]
@@ -145,7 +147,63 @@ def cancel(
     return committed(response, order_view(done.aggregate), OrderResult, done.position)
 
 
-@router.get("/{order_id}", response_model=OrderView, responses=problem_responses(401, 404, 422))
-def get_order(order_id: UUID, response: Response, shop: ShopDep, caller: Caller) -> OrderView:
+class OrderSummary(View):
+    """One line of the orders list."""
+
+    id: UUID
+    customer_id: str
+    status: str
+    total: str
+    units: int
+    placed_at: str
+    updated_at: str
+
+
+class StatusChange(BaseModel):
+    status: str
+    at: str = Field(description="when the order entered this status (UTC, ISO 8601)")
+    version: int
+
+
+class OrderDetail(OrderView):
+    """An order as the orders read model shows it, with the time of every status change."""
+
+    units: int
+    carrier: str | None
+    tracking_number: str | None
+    cancel_reason: str | None
+    placed_at: str
+    updated_at: str
+    status_history: list[StatusChange]
+
+
+Orders = Annotated[OrdersModel, Depends(read_model("orders"))]
+STATUSES = Literal["placed", "paid", "shipped", "delivered", "cancelled"]
+
+
+@router.get("", response_model=PageOf[OrderSummary], responses=problem_responses(401, 422, 503))
+def list_orders(
+    caller: Caller,
+    page: Page,
+    orders: Orders,
+    customer_id: Annotated[str | None, Query(max_length=100)] = None,
+    status: STATUSES | None = None,
+    placed_from: Annotated[Instant | None, Query(description="inclusive")] = None,
+    placed_to: Annotated[Instant | None, Query(description="inclusive")] = None,
+) -> dict[str, Any]:
+    """Order summaries, newest first: any for staff and auditors, a customer's own only."""
+    if caller.owner_filter is not None:
+        # A customer asking for another customer's orders sees none of them.
+        if customer_id not in (None, caller.owner_filter):
+            return {"items": [], "next_cursor": None}
+        customer_id = caller.owner_filter
+    return orders.list_orders(customer_id, status, placed_from, placed_to, page.limit, page.cursor)
+
+
+@router.get(
+    "/{order_id}", response_model=OrderDetail, responses=problem_responses(401, 404, 422, 503)
+)
+def get_order(order_id: UUID, response: Response, caller: Caller, orders: Orders) -> OrderDetail:
     """One order: its owner's, or any for staff and auditors."""
-    return shown(response, order_view(shop.order(order_id, caller.owner_filter)))
+    found = orders.get_order(order_id, caller.owner_filter)
+    return shown(response, OrderDetail.model_validate(found))

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
 
 from api.auth import Principal
-from api.deps import Caller, ExpectedVersion, ShopDep, require
+from api.deps import Caller, ExpectedVersion, Page, ShopDep, require
 from api.errors import problem_responses
-from api.routers.shapes import Committed, SkuPath, View, committed, money_text, shown
+from api.reads import read_model
+from api.routers.shapes import (
+    Committed,
+    PageOf,
+    SkuPath,
+    View,
+    committed,
+    money_text,
+    shown,
+)
 from commands.models import AddProduct, ChangeProduct
 from domain.product import Product
+from projections.catalogue import Catalogue as CatalogueModel
 
 router = APIRouter(prefix="/api/products", tags=["products"])
 Staff = Annotated[Principal, Depends(require("staff"))]
@@ -67,7 +77,28 @@ def change_product(
     return committed(response, product_view(done.aggregate), ProductResult, done.position)
 
 
-@router.get("/{sku}", response_model=ProductView, responses=problem_responses(401, 404, 422))
-def get_product(sku: SkuPath, response: Response, shop: ShopDep, _: Caller) -> ProductView:
+class ProductListing(ProductView):
+    """A product as the catalogue read model shows it, with the units available now."""
+
+    available: int
+    added_at: str
+    updated_at: str
+
+
+Catalogue = Annotated[CatalogueModel, Depends(read_model("catalogue"))]
+
+
+@router.get("", response_model=PageOf[ProductListing], responses=problem_responses(401, 422, 503))
+def list_products(_: Caller, page: Page, catalogue: Catalogue) -> dict[str, Any]:
+    """The catalogue by SKU, with price and available units (anyone with a token)."""
+    return catalogue.list_products(page.limit, page.cursor)
+
+
+@router.get(
+    "/{sku}", response_model=ProductListing, responses=problem_responses(401, 404, 422, 503)
+)
+def get_product(
+    sku: SkuPath, response: Response, _: Caller, catalogue: Catalogue
+) -> ProductListing:
     """One product (anyone with a token)."""
-    return shown(response, product_view(shop.product(sku)))
+    return shown(response, ProductListing.model_validate(catalogue.get_product(sku)))

@@ -8,7 +8,7 @@ last event in the global log, and an ``ETag`` naming the view's version.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, TypeVar
+from typing import Annotated, Generic, TypeVar
 
 from fastapi import Path, Response
 from pydantic import BaseModel, Field
@@ -54,3 +54,13 @@ def committed(response: Response, view: View, result: type[R], position: int) ->
     """Answer a command: the view, its ETag, and the position of the command's last event."""
     shown(response, view)
     return result.model_validate({**view.model_dump(), "position": position})
+
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class PageOf(BaseModel, Generic[T]):
+    """One page of a list; pass ``next_cursor`` back as ``cursor`` for the next one."""
+
+    items: list[T]
+    next_cursor: str | None = Field(description="null on the last page")

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from api.auth import Principal
-from api.deps import ExpectedVersion, ShopDep, require
+from api.deps import ExpectedVersion, Page, ShopDep, require
 from api.errors import problem_responses
-from api.routers.shapes import Committed, SkuPath, View, committed, shown
+from api.reads import read_model
+from api.routers.shapes import Committed, PageOf, SkuPath, View, committed, shown
 from commands.models import AdjustStock, ReceiveStock
 from domain.stock import Stock
+from projections.stock import StockLevels
 
 router = APIRouter(prefix="/api/stock", tags=["stock"])
 Staff = Annotated[Principal, Depends(require("staff"))]
@@ -75,7 +77,31 @@ def adjust_stock(
     return committed(response, stock_view(done.aggregate), StockResult, done.position)
 
 
-@router.get("/{sku}", response_model=StockView, responses=problem_responses(401, 403, 404, 422))
-def get_stock(sku: SkuPath, response: Response, shop: ShopDep, _: Reader) -> StockView:
+class StockLevel(StockView):
+    """A SKU's stock as the stock-levels read model shows it."""
+
+    updated_at: str
+
+
+Levels = Annotated[StockLevels, Depends(read_model("stock"))]
+
+
+@router.get("", response_model=PageOf[StockLevel], responses=problem_responses(401, 403, 422, 503))
+def list_stock(
+    _: Reader,
+    page: Page,
+    levels: Levels,
+    below: Annotated[
+        int | None, Query(ge=0, le=2**31, description="only SKUs with fewer units available")
+    ] = None,
+) -> dict[str, Any]:
+    """Stock levels by SKU; ``below=N`` for low stock."""
+    return levels.list_stock(below, page.limit, page.cursor)
+
+
+@router.get(
+    "/{sku}", response_model=StockLevel, responses=problem_responses(401, 403, 404, 422, 503)
+)
+def get_stock(sku: SkuPath, response: Response, _: Reader, levels: Levels) -> StockLevel:
     """One SKU's stock: on hand, reserved, available."""
-    return shown(response, stock_view(shop.stock(sku)))
+    return shown(response, StockLevel.model_validate(levels.get_stock(sku)))

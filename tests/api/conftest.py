@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -53,10 +54,36 @@ def app(database_url: str, tmp_path: Path) -> FastAPI:
     return create_app(Settings(database_url=database_url, jwt_secret=SECRET, var_dir=tmp_path))
 
 
+def reads_own_writes(client: TestClient) -> TestClient:
+    """Make every query wait until the read models hold everything written so far.
+
+    That is what a client application does with the ``position`` of its last command
+    (``?min_position=N``); here the log head stands for it, so that a test can read
+    right after it writes.
+    """
+    shop: Shop = client.app.state.shop  # type: ignore[attr-defined]
+
+    def add_min_position(request: httpx.Request) -> None:
+        queried = request.url.params
+        path = request.url.path
+        if (
+            request.method == "GET"
+            and path.startswith(QUERY_PREFIXES)
+            and ("min_position" not in queried)
+        ):
+            request.url = request.url.copy_merge_params({"min_position": shop.head()})
+
+    client.event_hooks = {"request": [add_min_position], "response": []}
+    return client
+
+
+QUERY_PREFIXES = ("/api/products", "/api/stock", "/api/carts", "/api/orders", "/api/reports")
+
+
 @pytest.fixture
 def client(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app) as test_client:
-        yield test_client
+        yield reads_own_writes(test_client)
 
 
 @pytest.fixture

@@ -85,7 +85,17 @@ def test_a_whole_purchase(client: TestClient, shop: Shop) -> None:
     assert positions == sorted(positions) and len(set(positions)) == len(positions)
     seen = client.get(url, headers=customer)
     assert seen.status_code == 200
-    assert seen.json() == {k: v for k, v in order.items() if k != "position"}
+    # The read model shows what the command answered, and more (times, history).
+    shown = seen.json()
+    assert {k: shown[k] for k in order if k != "position"} == {
+        k: v for k, v in order.items() if k != "position"
+    }
+    assert [h["status"] for h in shown["status_history"]] == [
+        "placed",
+        "paid",
+        "shipped",
+        "delivered",
+    ]
 
 
 def test_the_owner_and_staff_read_an_order(

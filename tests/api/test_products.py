@@ -215,13 +215,18 @@ def test_anyone_with_a_token_reads_a_product(
     add_product("MUG-RED", "12.50")
     response = client.get("/api/products/MUG-RED", headers=who)
     assert response.status_code == 200
-    assert response.json() == {
+    shown = response.json()
+    assert shown == {
         "sku": "MUG-RED",
         "name": "Product MUG-RED",
         "price": "12.50",
+        "available": 0,
         "version": 1,
+        "added_at": shown["added_at"],
+        "updated_at": shown["added_at"],
     }
     assert response.headers["ETag"] == '"1"'
+    assert int(response.headers["X-Projection-Position"]) >= 2
 
 
 def test_reading_needs_a_token(client: TestClient, add_product: AddProduct) -> None:

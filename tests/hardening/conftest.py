@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.settings import Settings
 from commands.service import Shop
-from tests.api.conftest import ADDRESS, SECRET, Headers, bearer
+from tests.api.conftest import ADDRESS, SECRET, Headers, bearer, reads_own_writes
 
 STAFF = bearer("staff", sub="staff-1")
 ALICE = bearer("customer", sub="alice")
@@ -52,7 +52,7 @@ def sqlite_app(sqlite_url: str, tmp_path: Path) -> FastAPI:
 @pytest.fixture
 def client(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app) as test_client:
-        yield test_client
+        yield reads_own_writes(test_client)
 
 
 @pytest.fixture

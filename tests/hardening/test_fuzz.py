@@ -44,6 +44,7 @@ from schemathesis.specs.openapi.checks import ignored_auth, positive_data_accept
 from api.app import create_app, open_shop
 from api.settings import Settings
 from commands.service import Shop
+from projections import ReadSide, build_read_side
 from tests.api.conftest import SECRET, Headers, bearer
 from tests.hardening.conftest import ALICE, STAFF, World
 
@@ -86,10 +87,18 @@ def settings_for(folder: Path) -> Settings:
 
 
 @pytest.fixture
-def app(shop: Shop, tmp_path: Path) -> FastAPI:
-    # The shop is passed in, so that the clients schemathesis opens per request (each
-    # running the app's lifespan) do not close it.
-    return create_app(settings_for(tmp_path), shop=shop)
+def read_side(shop: Shop, tmp_path: Path) -> Iterator[ReadSide]:
+    the_read_side = build_read_side(shop, settings_for(tmp_path).database_url)
+    the_read_side.start()
+    yield the_read_side
+    the_read_side.close()
+
+
+@pytest.fixture
+def app(shop: Shop, read_side: ReadSide, tmp_path: Path) -> FastAPI:
+    # The shop and read side are passed in, so that the clients schemathesis opens per
+    # request (each running the app's lifespan) neither close nor restart them.
+    return create_app(settings_for(tmp_path), shop=shop, read_side=read_side)
 
 
 def seed(app: FastAPI) -> dict[str, list[str]]:

@@ -1,0 +1,60 @@
+"""Reports for staff, answered from read models."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
+
+from api.auth import Principal
+from api.deps import require
+from api.errors import problem_responses
+from api.reads import read_model
+from projections.sales import Sales
+
+router = APIRouter(prefix="/api/reports", tags=["reports"])
+Staff = Annotated[Principal, Depends(require("staff", "admin"))]
+SalesModel = Annotated[Sales, Depends(read_model("sales"))]
+
+
+class Figures(BaseModel):
+    orders: int
+    units: int
+    revenue: str
+
+
+class SkuFigures(Figures):
+    sku: str
+
+
+class Day(Figures):
+    day: dt.date
+    skus: list[SkuFigures]
+
+
+class SalesReport(BaseModel):
+    """Orders, units and revenue per day and per SKU; cancelled orders are left out."""
+
+    from_: dt.date | None = Field(default=None, alias="from")
+    to: dt.date | None = None
+    days: list[Day]
+    skus: list[SkuFigures]
+    totals: Figures
+
+
+@router.get(
+    "/sales",
+    response_model=SalesReport,
+    responses=problem_responses(401, 403, 422, 503),
+)
+def sales_report(
+    _: Staff,
+    sales: SalesModel,
+    day_from: Annotated[dt.date | None, Query(alias="from", description="first day")] = None,
+    day_to: Annotated[dt.date | None, Query(alias="to", description="last day")] = None,
+    granularity: Literal["day"] = "day",
+) -> dict[str, Any]:
+    """Orders, units and revenue per day (UTC) and per SKU; days without sales are left out."""
+    return sales.sales_report(day_from, day_to)
