@@ -264,4 +264,6 @@ def configure_logging(level: str = "INFO", stream: Any = None) -> logging.Handle
         logger = logging.getLogger(name)
         logger.handlers = []
         logger.propagate = True
+        # A level left on them by an earlier uvicorn.Config would hide their records.
+        logger.setLevel(logging.NOTSET)
     return handler

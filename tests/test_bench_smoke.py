@@ -22,7 +22,9 @@ from projections.orders import Orders
 def _databases_of_this_process() -> set[str]:
     with psycopg.connect(postgres_dsn(ADMIN_URL), autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE %s",
+            # The test run's own database (tests/conftest.py) is not the benchmarks'.
+            "SELECT datname FROM pg_database WHERE datname LIKE %s"
+            " AND datname NOT LIKE 'eventshop\\_test\\_%%'",
             (f"eventshop\\_%\\_{os.getpid()}\\_%",),
         ).fetchall()
     return {row[0] for row in rows}
