@@ -6,9 +6,12 @@ sub-apps with ``app.add_typer(other, name=...)``.
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
+import time
 import uuid
+from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,7 +27,15 @@ from api.observability import configure_logging
 # PENDING from api.cli_projections import projections
 from api.settings import Settings
 from commands.audit import Auditor
-from projections import build_read_side, migration_lock, run_worker
+from commands.service import Shop
+from projections import build_read_side, run_worker
+
+# `eventshop worker` touches this file under EVENTSHOP_VAR_DIR every WORKER_BEAT_SECONDS
+# while its feeder runs and the event store answers; a container healthcheck reads its age.
+WORKER_ALIVE_FILE = "worker.alive"
+WORKER_BEAT_SECONDS = 5.0
+
+log = logging.getLogger("eventshop.worker")
 
 app = typer.Typer(help="eventshop: an event-sourced shop back end.", no_args_is_help=True)
 app.add_typer(audit, name="audit")
@@ -68,12 +79,13 @@ def migrate() -> None:
     do not race to create the same tables.
     """
     settings = Settings()
-    with migration_lock(settings.database_url):
-        shop = open_shop(settings)
-        try:
-            build_read_side(shop, settings.database_url).close()
-        finally:
-            shop.close()
+    # Each step takes the migration lock itself; holding it here as well would wait
+    # forever on PostgreSQL (a session advisory lock, asked for on a second connection).
+    shop = open_shop(settings)
+    try:
+        build_read_side(shop, settings.database_url).close()
+    finally:
+        shop.close()
     typer.echo(f"tables ready in {redact(settings.database_url)}")
 
 
@@ -87,26 +99,57 @@ def worker(
 
     Run as many as you like against one PostgreSQL database: each read model is fed by
     one worker at a time, and another takes over within seconds when that one dies.
-    The worker also keeps the audit log's hash-chain checkpoints up to date.
+    The worker also keeps the audit log's hash-chain checkpoints up to date, and touches
+    EVENTSHOP_VAR_DIR/worker.alive every few seconds while the event store answers (the
+    container healthcheck reads its age).
     """
     settings = Settings()
     configure_logging(settings.log_level)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    feeder = threading.Thread(
-        target=run_worker, args=(settings.database_url, stop), name="projections"
-    )
+    failed = threading.Event()
+
+    def feed() -> None:
+        try:
+            run_worker(settings.database_url, stop)
+        except BaseException:
+            # An error the feeder could not retry (its thread logs it): end the process
+            # with a failure, so that a supervisor sees it and restarts the worker.
+            failed.set()
+            stop.set()
+            raise
+
+    feeder = threading.Thread(target=feed, name="projections")
     feeder.start()
     shop = open_shop(settings)
+    alive = settings.var_dir / WORKER_ALIVE_FILE
     try:
         auditor = Auditor(shop)
-        while not stop.wait(checkpoint_seconds) and feeder.is_alive():
-            auditor.checkpoint()
+        next_checkpoint = time.monotonic() + checkpoint_seconds
+        while not stop.is_set():
+            _beat(shop, alive)
+            if time.monotonic() >= next_checkpoint:
+                auditor.checkpoint()
+                next_checkpoint = time.monotonic() + checkpoint_seconds
+            stop.wait(WORKER_BEAT_SECONDS)
     finally:
         stop.set()
         feeder.join()
         shop.close()
+    if failed.is_set():
+        raise typer.Exit(1)
+
+
+def _beat(shop: Shop, alive: Path) -> None:
+    """Touch ``alive`` if the event store answers: what the worker's healthcheck reads."""
+    try:
+        shop.head()
+    except Exception as error:  # an outage: the healthcheck goes stale, the worker goes on
+        log.warning("worker heartbeat: the event store does not answer: %s", error)
+        return
+    alive.parent.mkdir(parents=True, exist_ok=True)
+    alive.touch()
 
 
 def redact(url: str) -> str:

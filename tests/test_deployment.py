@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +13,9 @@ import pytest
 import yaml
 from typer.main import get_command
 
+from api.cli import WORKER_ALIVE_FILE, WORKER_BEAT_SECONDS
 from api.cli import app as cli_app
+from api.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,6 +53,59 @@ def test_api_waits_for_tables_and_reports_readiness(services: dict[str, Any]) ->
 
 def test_workers_are_scaled_out(services: dict[str, Any]) -> None:
     assert services["worker"]["deploy"]["replicas"] >= 2
+    assert services["worker"]["depends_on"]["migrate"]["condition"] == (
+        "service_completed_successfully"
+    )
+
+
+def test_the_api_is_scaled_out_without_a_fixed_host_port(services: dict[str, Any]) -> None:
+    api = services["api"]
+    assert api["deploy"]["replicas"] >= 2
+    # Two replicas cannot both bind one host port: publish the container port only.
+    for mapping in api["ports"]:
+        published = mapping.get("published") if isinstance(mapping, dict) else None
+        assert published is None and ":" not in str(mapping), mapping
+
+
+def test_every_long_running_service_reports_its_health(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        if service.get("restart") == "no":
+            continue  # a one-shot job (migrate): the others wait for it to complete
+        assert service["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
+
+
+@pytest.mark.parametrize("name", ["migrate", "api", "worker"])
+def test_configuration_names_only_settings_eventshop_has(
+    services: dict[str, Any], name: str
+) -> None:
+    for variable in services[name]["environment"]:
+        field = variable.removeprefix("EVENTSHOP_").lower()
+        assert variable.startswith("EVENTSHOP_") and field in Settings.model_fields, variable
+
+
+def run_healthcheck(service: dict[str, Any], var_dir: Path) -> int:
+    """The service's healthcheck command, run here as the container would run it."""
+    kind, program, *args = service["healthcheck"]["test"]
+    assert (kind, program) == ("CMD", "python")
+    env = {**os.environ, "EVENTSHOP_VAR_DIR": str(var_dir)}
+    return subprocess.run([sys.executable, *args], env=env, capture_output=True).returncode
+
+
+def test_the_worker_healthcheck_reads_the_heartbeat_the_worker_writes(
+    services: dict[str, Any], tmp_path: Path
+) -> None:
+    worker = services["worker"]
+    assert run_healthcheck(worker, tmp_path) != 0  # no heartbeat yet
+    alive = tmp_path / WORKER_ALIVE_FILE
+    alive.touch()
+    assert run_healthcheck(worker, tmp_path) == 0
+    # A worker that beats on time stays healthy between two beats, even a late one.
+    late = time.time() - 3 * WORKER_BEAT_SECONDS
+    os.utime(alive, (late, late))
+    assert run_healthcheck(worker, tmp_path) == 0
+    stale = time.time() - 120
+    os.utime(alive, (stale, stale))
+    assert run_healthcheck(worker, tmp_path) != 0
 
 
 @pytest.mark.parametrize("name", ["migrate", "api", "worker"])
