@@ -17,6 +17,9 @@ from projections.sales import Sales
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 Staff = Annotated[Principal, Depends(require("staff", "admin"))]
 SalesModel = Annotated[Sales, Depends(read_model("sales"))]
+# Only the ISO form: pydantic's date would also take a Unix timestamp ("0"). A string of
+# the right shape that is no date ("2026-02-30") is refused by the read model (422).
+Day_ = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}$")]
 
 
 class Figures(BaseModel):
@@ -52,8 +55,8 @@ class SalesReport(BaseModel):
 def sales_report(
     _: Staff,
     sales: SalesModel,
-    day_from: Annotated[dt.date | None, Query(alias="from", description="first day")] = None,
-    day_to: Annotated[dt.date | None, Query(alias="to", description="last day")] = None,
+    day_from: Annotated[Day_, Query(alias="from", description="first day, YYYY-MM-DD")] = None,
+    day_to: Annotated[Day_, Query(alias="to", description="last day, YYYY-MM-DD")] = None,
     granularity: Literal["day"] = "day",
 ) -> dict[str, Any]:
     """Orders, units and revenue per day (UTC) and per SKU; days without sales are left out."""
