@@ -1,5 +1,7 @@
 """Catch-up speed of the read side on PostgreSQL, next to eventsourcing's own runner.
 
+Run from the repository root: ``python -m bench.catchup [--events 100000]``.
+
 Seeds at least ``--events`` events through the Shop (whole customer journeys, several
 threads), then measures, over that same log and in the same run, how many log events
 per second each read model catches up with:
@@ -20,41 +22,20 @@ import contextlib
 import os
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 
-import psycopg
 from eventsourcing.projection import ProjectionRunner
-from psycopg import sql
 
+from bench.common import database
 from commands.service import Shop
-from commands.store import postgres_dsn, prepare, store_env
+from commands.store import prepare, store_env
 from domain.errors import DomainError
 from domain.values import Address
 from projections import MODELS, build_read_side
 from projections.base import ReadModel
 from projections.store import PostgresReadModelRecorder
 
-ADMIN_URL = os.environ.get(
-    "EVENTSHOP_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 ADDRESS = Address(name="Bench", line1="1 Main St", city="Berlin", postal_code="10115", country="DE")
-
-
-@contextlib.contextmanager
-def database() -> Iterator[str]:
-    """A store URL in a database made for this run, dropped at the end."""
-    name = f"eventshop_catchup_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = postgres_dsn(ADMIN_URL)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield f"{ADMIN_URL.rsplit('/', 1)[0]}/{name}?schema=shop"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-            conn.execute(drop.format(sql.Identifier(name)))
 
 
 def seed(shop: Shop, target: int, threads: int) -> float:
@@ -149,7 +130,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     args = parser.parse_args()
 
-    with database() as url:
+    with database("catchup") as db_url:
+        url = f"{db_url}?schema=shop"
         prepare(url)
         shop = Shop(env={**store_env(url), "AGGREGATE_CACHE_MAXSIZE": "100000"})
         try:
