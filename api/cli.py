@@ -21,10 +21,9 @@ import uvicorn
 from api.app import open_shop
 from api.auth import ROLES, mint
 from api.cli_audit import audit
+from api.cli_projections import projections
 from api.cli_seed import seed
 from api.observability import configure_logging
-
-# PENDING from api.cli_projections import projections
 from api.settings import Settings
 from commands.audit import Auditor
 from commands.service import Shop
@@ -39,7 +38,7 @@ log = logging.getLogger("eventshop.worker")
 
 app = typer.Typer(help="eventshop: an event-sourced shop back end.", no_args_is_help=True)
 app.add_typer(audit, name="audit")
-# PENDING app.add_typer(projections, name="projections")
+app.add_typer(projections, name="projections")
 app.command()(seed)
 
 

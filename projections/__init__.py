@@ -19,12 +19,34 @@ Interface for the API and the CLI
     ``position(name) -> int``: how far a read model has got (``X-Projection-Position``;
     read it before the query, and the answer is at least that fresh).
     ``status() -> list[dict]``: per read model ``name``, ``state`` (``live``,
-    ``catching_up``, ``standby``, ``retrying``, ``stopped``, ``not_running``),
+    ``catching_up``, ``standby``, ``retrying``, ``stopped``, ``not_running``,
+    ``rebuilding``, ``outdated``),
     ``position``, ``head``, ``lag``, ``events_per_second``, ``events_applied``,
     ``last_error`` (``None``, or the failing event's ``position``, ``topic``,
     ``originator_id``, ``originator_version``, ``error``, ``at``, ``worker``) and ``worker``.
     ``runner.restart(name)``: resume a read model stopped on a failing event.
     ``names``, ``projection(name)``.
+    ``rebuild(name)``: start a blue/green rebuild in a thread of this process and return
+    at once (KeyError: no such read model; ``AlreadyRebuilding``, a ``RuleBroken`` (409):
+    it is being rebuilt already, in this process or another). The read model keeps
+    answering from its live copy until the new one is swapped in, in one transaction.
+    ``rebuild_blocking(name, on_progress=None) -> dict``: the same in this thread, calling
+    ``on_progress(Progress)`` after every batch; returns the outcome (``position``,
+    ``events``, ``events_per_second``, ``comparison`` of old and new tables: ``equal``,
+    ``differences``, per table ``live_rows``/``new_rows``/checksums).
+    ``wait_rebuild(name, timeout)``: the outcome of this process's rebuild once it ends.
+    ``reset_blocking(name, on_progress=None)``: empty the tables and feed them again
+    from 0 (it answers from empty tables meanwhile; prefer ``rebuild``).
+    While a rebuild runs, ``status()`` says ``state: "rebuilding"`` and gives
+    ``rebuild`` (``position``, ``target``, ``head``, ``events_per_second``,
+    ``eta_seconds``, ``started_at``, ``phase``, ``worker``); ``last_rebuild`` is how the
+    last one ended (``finished_at``, ``comparison``, ``error``); ``version`` and
+    ``stored_version`` are the code's and the live tables' versions.
+
+Versions: each read model declares ``version``; ``start()`` rebuilds, blue/green, every
+read model whose live tables an older version built (a fresh database is built at the
+current version). Until the swap, the old tables answer but are fed only by workers of
+their own version (state ``outdated`` here).
 
 ``run_worker(url, stop_event, *, prefix="", batch_size=500)``
     The body of ``eventshop worker``: feeds every read model until ``stop_event`` is set.
@@ -48,9 +70,19 @@ customer's cart or order is NotFound.
 - ``read_side.sales.sales_report(day_from, day_to)`` per day and per SKU
 
 How it works: ``runner.py`` (locks, catch-up, live feed, poison events), ``store.py``
-(one transaction for rows + tracking position), ``base.py`` (declaring a read model).
+(one transaction for rows + tracking position), ``base.py`` (declaring a read model),
+``rebuild.py`` (blue/green rebuilds: the protocol of the swap).
 """
 
 from projections.readside import MODELS, ReadSide, build_read_side, migration_lock, run_worker
+from projections.rebuild import AlreadyRebuilding, Progress
 
-__all__ = ["MODELS", "ReadSide", "build_read_side", "migration_lock", "run_worker"]
+__all__ = [
+    "MODELS",
+    "AlreadyRebuilding",
+    "Progress",
+    "ReadSide",
+    "build_read_side",
+    "migration_lock",
+    "run_worker",
+]

@@ -5,6 +5,7 @@ of the log is applied exactly once, and the plain values its queries answer with
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time
@@ -19,6 +20,7 @@ from domain.errors import InvalidValue
 from projections.store import LostOwnership, ReadModelStore, Tx
 
 F = TypeVar("F", bound=Callable[..., None])
+_INDEX = re.compile(r"\s*CREATE\s+(UNIQUE\s+)?INDEX\b", re.IGNORECASE)
 
 
 def handles(*event_classes: type) -> Callable[[F], F]:
@@ -71,6 +73,10 @@ class ReadModel(Projection[ReadModelStore]):
     """
 
     name = ""
+    version: ClassVar[int] = 1
+    """Raise it with every change of what the tables hold (columns, handlers): on start,
+    ``eventshop serve`` / ``worker`` then rebuild the read model blue/green. Versions
+    only go up: tables built by a newer version are never fed by older code."""
     tables: ClassVar[tuple[str, ...]] = ()
     """Logical table names; SQL refers to them as ``{name}``, and to the table prefix as ``{p}``."""
     ddl: ClassVar[tuple[str, ...]] = ()
@@ -88,13 +94,29 @@ class ReadModel(Projection[ReadModelStore]):
         # The library's runner subscribes to these topics only.
         cls.topics = tuple(found)
 
-    def __init__(self, view: ReadModelStore) -> None:
-        """Bind to the recorder that holds the tables, and create them if they are missing."""
+    def __init__(self, view: ReadModelStore, *, create: bool = True) -> None:
+        """Bind to the recorder that holds the tables, and create them if they are missing
+        (unless not ``create``: tables built by another version stay as they are)."""
         super().__init__(view)
         self._tables = {t: view.qualify(view.table_prefix + t) for t in self.tables}
         self._tables["p"] = view.table_prefix
         self._compiled: dict[str, str] = {}
-        view.create_read_model(self.name, [self.sql(statement) for statement in self.ddl])
+        # Queries lock every table of the model, always in the same (sorted) order.
+        self._read_locks = sorted(self._tables[t] for t in self.tables)
+        self.fence_version: int | None = self.version
+        """The version every batch checks the live tables are at; None for a rebuild's
+        copy, which this very code builds."""
+        if create:
+            self.create()
+
+    def create(self, *, indexes: bool = True) -> None:
+        """Create the tables (with their indexes, or not) and the status row if missing."""
+        statements = [s for s in self.ddl if indexes or not _INDEX.match(s)]
+        self.view.create_read_model(self.name, [self.sql(s) for s in statements])
+
+    def index_ddl(self) -> list[str]:
+        """The statements that create the secondary indexes, in this copy's names."""
+        return [self.sql(s) for s in self.ddl if _INDEX.match(s)]
 
     def sql(self, template: str) -> str:
         """A statement of this read model in its database's dialect (cached)."""
@@ -119,35 +141,78 @@ class ReadModel(Projection[ReadModelStore]):
         mapper: Mapper[Any],
         application_name: str,
         expected: int,
+        through: int | None = None,
     ) -> int:
         """Apply a run of the log that follows position ``expected``, in ONE transaction.
 
         The read-model rows, the new tracking position and the count of applied events are
-        committed together or not at all. Returns the new position.
+        committed together or not at all. Returns the new position: the last event's, or
+        ``through`` when the run was read by topic and covers the log up to there.
         """
+        # Decoding is most of the work: done before the transaction, which then holds its
+        # locks (SQLite: the whole file's) only while the rows are written.
+        decoded = self.decode(notifications, mapper)
         pipelined = len(notifications) > 1
         try:
             with self.view.writing(pipeline=pipelined) as cursor:
                 self.view.fence(cursor, application_name, expected)
-                tx = Tx(cursor, self.sql)
-                for notification in notifications:
-                    handler = self.handlers.get(notification.topic)
-                    if handler is None:
-                        continue
-                    try:
-                        handler(self, tx, mapper.to_domain_event(notification))
-                    except Exception as error:
-                        raise EventFailed(self.name, notification, error) from error
-                last = notifications[-1].id
-                self.view.track(
-                    cursor, self.name, Tracking(application_name, last), len(notifications)
-                )
+                if self.fence_version is not None:
+                    self.view.check_version(cursor, self.name, self.fence_version)
+                last = self._write(cursor, decoded, notifications, application_name, through)
         except (EventFailed, LostOwnership):
             raise
         except Exception as error:
+            if not notifications:
+                raise
             # E.g. a statement's error reported at the pipeline's sync, or at commit.
             first = notifications[0]
             raise EventFailed(self.name, first, error, exact=not pipelined) from error
+        return last
+
+    def apply_in(
+        self,
+        cursor: Any,
+        notifications: Sequence[Notification],
+        mapper: Mapper[Any],
+        application_name: str,
+    ) -> int:
+        """Apply events and track them in the caller's transaction, whose fence the
+        caller holds. Returns the new position."""
+        decoded = self.decode(notifications, mapper)
+        return self._write(cursor, decoded, notifications, application_name)
+
+    def decode(
+        self, notifications: Sequence[Notification], mapper: Mapper[Any]
+    ) -> list[tuple[Notification, Callable[..., None], Any]]:
+        """The events this read model handles, decoded, each with its handler."""
+        handlers = self.handlers
+        decoded = []
+        for notification in notifications:
+            handler = handlers.get(notification.topic)
+            if handler is None:
+                continue
+            try:
+                decoded.append((notification, handler, mapper.to_domain_event(notification)))
+            except Exception as error:
+                raise EventFailed(self.name, notification, error) from error
+        return decoded
+
+    def _write(
+        self,
+        cursor: Any,
+        decoded: Sequence[tuple[Notification, Callable[..., None], Any]],
+        notifications: Sequence[Notification],
+        application_name: str,
+        through: int | None = None,
+    ) -> int:
+        tx = Tx(cursor, self.sql)
+        for notification, handler, event in decoded:
+            try:
+                handler(self, tx, event)
+            except Exception as error:
+                raise EventFailed(self.name, notification, error) from error
+        last = max(notifications[-1].id if notifications else 0, through or 0)
+        self.view.track(cursor, self.name, Tracking(application_name, last), len(notifications))
         return last
 
     # --- reading -------------------------------------------------------------------------
@@ -155,8 +220,9 @@ class ReadModel(Projection[ReadModelStore]):
     @contextmanager
     def reading(self) -> Iterator[Tx]:
         """A consistent snapshot of this read model's tables, for one query."""
-        with self.view.reading() as cursor:
-            yield Tx(cursor, self.sql)
+        with self.view.reading(self._read_locks) as cursor:
+            prepare = False if self.view.dialect == "postgres" else None
+            yield Tx(cursor, self.sql, prepare=prepare)
 
     def dump(self) -> dict[str, list[dict[str, Any]]]:
         """Every row of every table, in a stable order: to compare two copies."""

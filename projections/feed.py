@@ -15,6 +15,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder
+from psycopg.sql import SQL, Identifier
 
 log = logging.getLogger("eventshop.projections")
 
@@ -40,9 +43,33 @@ class Source:
         """The position of the last event of the log (0 when empty)."""
         return int(self.recorder.max_notification_id() or 0)
 
-    def read(self, after: int, limit: int, stop: int | None = None) -> Sequence[Notification]:
-        """Up to ``limit`` events after position ``after`` (and up to ``stop``), in order."""
-        return self.recorder.select_notifications(after, limit, stop=stop, inclusive_of_start=False)
+    def read(
+        self, after: int, limit: int, stop: int | None = None, topics: Sequence[str] = ()
+    ) -> Sequence[Notification]:
+        """Up to ``limit`` events after position ``after`` (and up to ``stop``), in order;
+        with ``topics``, only events of those topics (filtered by the database)."""
+        return self.recorder.select_notifications(
+            after, limit, stop=stop, topics=list(topics), inclusive_of_start=False
+        )
+
+    def count(self, through: int) -> int:
+        """How many events the log holds up to position ``through`` (PostgreSQL's
+        positions may have gaps: a rolled-back append uses some up)."""
+        recorder: Any = self.recorder
+        if isinstance(recorder, PostgresApplicationRecorder):
+            statement = SQL("SELECT count(*) AS n FROM {}.{} WHERE notification_id <= %s")
+            table = Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name)
+            with recorder.datastore.get_connection() as conn:
+                row = conn.execute(statement.format(*table), (through,)).fetchone()
+            return int(row["n"])
+        if isinstance(recorder, SQLiteApplicationRecorder):
+            with recorder.datastore.transaction(commit=False) as cursor:
+                cursor.execute(
+                    f"SELECT count(*) FROM {recorder.events_table_name} WHERE rowid <= ?",
+                    (through,),
+                )
+                return int(cursor.fetchone()[0])
+        return min(through, self.head())  # in memory: positions 1, 2, 3, ... without gaps
 
 
 class Tap:

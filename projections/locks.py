@@ -30,6 +30,10 @@ class LockKeeper:
     def release(self, name: str) -> None:
         return None
 
+    def held_anywhere(self, name: str) -> bool | None:
+        """Whether some process holds the lock now (None: cannot tell)."""
+        return None
+
     def close(self) -> None:
         return None
 
@@ -90,6 +94,27 @@ class AdvisoryLocks(LockKeeper):
             except psycopg.Error:
                 self._drop()
 
+    def held_anywhere(self, name: str) -> bool | None:
+        # pg_locks shows a bigint advisory key as two oids, high and low 32 bits.
+        key = self._keys[name] & 0xFFFFFFFFFFFFFFFF
+        with self._mutex:
+            try:
+                row = (
+                    self._connection()
+                    .execute(
+                        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
+                        " AND classid = %s::oid AND objid = %s::oid AND objsubid = 1 AND granted"
+                        " AND database = (SELECT oid FROM pg_database"
+                        " WHERE datname = current_database()))",
+                        (key >> 32, key & 0xFFFFFFFF),
+                    )
+                    .fetchone()
+                )
+            except psycopg.Error:
+                self._drop()
+                return None
+        return bool(row and row[0])
+
     def close(self) -> None:
         with self._mutex:
             self._drop()
@@ -143,6 +168,22 @@ class FileLocks(LockKeeper):
 
     def holds(self, name: str) -> bool:
         return name in self._fds
+
+    def held_anywhere(self, name: str) -> bool | None:
+        if name in self._fds:
+            return True
+        try:
+            fd = os.open(self._paths[name], os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            # A shared probe, at once undone: it fails only while someone holds it.
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # also frees the probe
+        return False
 
     def release(self, name: str) -> None:
         with self._mutex:

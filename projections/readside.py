@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 from eventsourcing.application import Application
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore, SQLiteFactory
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 from eventsourcing.utils import Environment
 
 from commands.store import postgres_dsn, prepare, store_env
@@ -23,6 +23,7 @@ from projections.customers import Customers
 from projections.feed import Source
 from projections.locks import AdvisoryLocks, FileLocks, LockKeeper
 from projections.orders import Orders
+from projections.rebuild import Progress, ProgressCallback, Rebuilder, published_rebuild
 from projections.runner import Runner
 from projections.sales import Sales
 from projections.stock import StockLevels
@@ -43,7 +44,8 @@ class ReadSide:
 
     The read models are attributes (``read_side.orders.list_orders(...)``); ``start()``
     feeds them in threads of this process, ``wait_for``/``status``/``position`` work
-    whether they are fed here or by ``eventshop worker`` processes.
+    whether they are fed here or by ``eventshop worker`` processes. ``rebuild(name)``
+    rebuilds one blue/green while it keeps answering (``rebuild.py``).
     """
 
     catalogue: Catalogue
@@ -53,11 +55,18 @@ class ReadSide:
     customers: Customers
     sales: Sales
 
-    def __init__(self, models: Sequence[ReadModel], runner: Runner, closers: Sequence[Any]) -> None:
+    def __init__(
+        self,
+        models: Sequence[ReadModel],
+        runner: Runner,
+        rebuilder: Rebuilder,
+        closers: Sequence[Any],
+    ) -> None:
         self.models = {model.name: model for model in models}
         for model in models:
             setattr(self, model.name, model)
         self.runner = runner
+        self.rebuilder = rebuilder
         self._closers = closers
 
     @property
@@ -69,7 +78,14 @@ class ReadSide:
         return self.models[name]
 
     def start(self) -> None:
+        """Feed every read model here; and rebuild, blue/green, each whose live tables an
+        older version of its code built (or wait while another process does)."""
         self.runner.start()
+        versions = self._view.read_versions()
+        for name, model in self.models.items():
+            stored = versions.get(name, {}).get("version")
+            if stored is not None and int(stored) < model.version:
+                self.rebuilder.keep_current(name)
 
     def stop(self) -> None:
         self.runner.stop()
@@ -80,15 +96,86 @@ class ReadSide:
     def position(self, name: str) -> int:
         return self.runner.position(name)
 
+    # --- rebuilds ----------------------------------------------------------------------------
+
+    def rebuild(self, name: str) -> None:
+        """Start a blue/green rebuild of ``name`` in a thread of this process; returns at
+        once. KeyError for an unknown name; ``AlreadyRebuilding`` (a RuleBroken: 409)
+        when it is being rebuilt already, here or in another process."""
+        self.rebuilder.start(name)
+
+    def rebuild_blocking(
+        self, name: str, on_progress: ProgressCallback | None = None
+    ) -> dict[str, Any]:
+        """Rebuild ``name`` blue/green in this thread (the CLI); ``on_progress(Progress)``
+        after every batch. Returns the outcome: position, events, events/s and the
+        comparison of old and new tables (``comparison["equal"]``, ``["tables"]``)."""
+        return self.rebuilder.run(name, on_progress)
+
+    def wait_rebuild(self, name: str, timeout: float = 60.0) -> dict[str, Any] | None:
+        """The outcome of this process's rebuild of ``name`` once it ends (None if none
+        ran here, or after ``timeout`` seconds)."""
+        return self.rebuilder.wait(name, timeout)
+
+    def reset_blocking(self, name: str, on_progress: ProgressCallback | None = None) -> None:
+        """Empty ``name``'s tables and feed them again from position 0 (not blue/green:
+        it answers from empty, then partial, tables until caught up). Returns once it
+        has caught up: fed here unless another process (or this one's runner) feeds it."""
+        self.rebuilder.reset(name, on_progress, feed_here=not self.runner.running)
+
+    # --- status ------------------------------------------------------------------------------
+
     def status(self) -> list[dict[str, Any]]:
-        return self.runner.status()
+        """Per read model: ``name``, ``state``, ``position``, ``head``, ``lag``,
+        ``events_per_second``, ``events_applied``, ``last_error``, ``worker`` (see the
+        package docstring), and ``version`` (the code's), ``stored_version`` (the live
+        tables'), ``rebuild`` (a running rebuild's ``position``, ``target``, ``head``,
+        ``events_per_second``, ``eta_seconds``, ``started_at``, ``phase``, ``worker``; or
+        None) and ``last_rebuild`` (``finished_at``, ``comparison``, ``error``, ...; or
+        None). While a rebuild runs, ``state`` is ``rebuilding``."""
+        answer = self.runner.status()
+        versions = self._view.read_versions()
+        for entry in answer:
+            name = entry["name"]
+            row = versions.get(name)
+            local: Progress | None = self.rebuilder.progress(name)
+            interrupted = None
+            if local is not None:
+                running: dict[str, Any] | None = local.as_dict()
+            else:
+                alive = None
+                if (row or {}).get("rebuild"):
+                    alive = self.rebuilder.locks.held_anywhere(name)
+                running, interrupted = published_rebuild(row, alive)
+            if running is not None:
+                entry["state"] = "rebuilding"
+                running = {**running, "head": entry["head"]}
+                running["target"] = max(running["target"], entry["head"])
+                running.pop("heartbeat_at", None)
+                remaining, eps = (
+                    running["target"] - running["position"],
+                    running["events_per_second"],
+                )
+                running["eta_seconds"] = (
+                    0.0 if remaining <= 0 else round(remaining / eps, 1) if eps else None
+                )
+            entry["version"] = self.models[name].version
+            entry["stored_version"] = None if row is None else int(row["version"])
+            entry["rebuild"] = running
+            entry["last_rebuild"] = interrupted or (row or {}).get("last_rebuild")
+        return answer
 
     def close(self) -> None:
-        """Stop feeding and close the read side's connections."""
+        """Stop rebuilding and feeding, and close the read side's connections."""
+        self.rebuilder.stop()
         self.runner.stop()
         for closer in self._closers:
             with contextlib.suppress(Exception):
                 closer.close()
+
+    @property
+    def _view(self) -> ReadModelStore:
+        return next(iter(self.models.values())).view
 
 
 def build_read_side(
@@ -114,6 +201,7 @@ def build_read_side(
     locks: LockKeeper
     guard: contextlib.AbstractContextManager[None]
     view_class: Callable[..., ReadModelStore]
+    rebuild_locks: LockKeeper
     if module == "eventsourcing.postgres":
         factory = PostgresFactory(Environment(env={**env, **_pool_settings(len(models))}))
         datastore: Any = factory.datastore
@@ -124,14 +212,33 @@ def build_read_side(
         locks = AdvisoryLocks(
             dsn, {m.name: advisory_key(schema, n) for m, n in zip(models, names, strict=True)}
         )
+        rebuild_locks = AdvisoryLocks(
+            dsn,
+            {
+                m.name: advisory_key(schema, n, "rebuild")
+                for m, n in zip(models, names, strict=True)
+            },
+        )
         guard = migration_lock(url)
         closers: list[Any] = [datastore]
     elif module == "eventsourcing.sqlite":
-        datastore = SQLiteFactory(Environment(env=env)).datastore
+        lock_timeout = env.get("SQLITE_LOCK_TIMEOUT")
+        # One writer connection at a time, shared by every worker and rebuild of the
+        # process: waiting 5 s for it (the library's default) is too short for six
+        # rebuilds at once on a busy 2-core box.
+        datastore = SQLiteDatastore(
+            env["SQLITE_DBNAME"],
+            lock_timeout=int(lock_timeout) if lock_timeout else None,
+            max_overflow=20,
+            pool_timeout=60.0,
+        )
         reader = SQLiteApplicationRecorder(datastore, events_table_name=events_table)
         view_class = SQLiteReadModelRecorder
         db = env["SQLITE_DBNAME"]
         locks = FileLocks({m.name: f"{db}.{n}.lock" for m, n in zip(models, names, strict=True)})
+        rebuild_locks = FileLocks(
+            {m.name: f"{db}.{n}.rebuild.lock" for m, n in zip(models, names, strict=True)}
+        )
         guard = contextlib.nullcontext()
         closers = [datastore]
     elif not env:
@@ -139,26 +246,42 @@ def build_read_side(
         reader = shop.recorder
         view_class = SQLiteReadModelRecorder
         locks = LockKeeper()
+        rebuild_locks = LockKeeper()  # one process: the rebuilder's own bookkeeping suffices
         guard = contextlib.nullcontext()
         closers = [datastore]
     else:
         raise ValueError(f"no read side for {url!r}")
 
+    def make_view(table_prefix: str, tracking_table_name: str) -> ReadModelStore:
+        return view_class(
+            datastore, tracking_table_name=tracking_table_name, table_prefix=table_prefix
+        )
+
     built: list[ReadModel] = []
     with guard:
         for model_class in models:
-            view = view_class(
-                datastore,
-                tracking_table_name=f"{prefix}{model_class.name}_tracking",
-                table_prefix=prefix,
-            )
+            view = make_view(prefix, f"{prefix}{model_class.name}_tracking")
             view.create_table()
-            model = model_class(view)
+            view.create_support_tables()
             view.start_tracking(shop.name)
-            built.append(model)
+            fresh = view.position(shop.name) == 0
+            stored = view.baseline_version(
+                model_class.name, model_class.version, model_class.tables, fresh
+            )
+            # Tables another version built stay as they are until a rebuild replaces them.
+            built.append(model_class(view, create=stored == model_class.version))
     source = Source(reader, shop.mapper, shop.name, subscribe=module == "eventsourcing.postgres")
     runner = Runner(built, source, locks, batch_size=batch_size, worker_id=worker_id)
-    return ReadSide(built, runner, closers)
+    rebuilder = Rebuilder(
+        {model.name: model for model in built},
+        source,
+        make_view,
+        rebuild_locks,
+        feeding_locks=locks,
+        worker_id=runner.worker_id,
+        on_swapped=lambda name: runner.workers[name].nudge(),
+    )
+    return ReadSide(built, runner, rebuilder, closers)
 
 
 @contextlib.contextmanager

@@ -10,6 +10,10 @@ arrived meanwhile as one batch.
 A failing handler stops only its read model, with the event and the error in its status
 and in the log; its position stays just before that event, so it resumes from it once
 the code is fixed and the worker restarted. Database outages are retried with backoff.
+
+A worker feeds only tables built by its own version of the read model's code; tables of
+another version wait, answering queries, for the blue/green rebuild that replaces them
+(``rebuild.py``), and the worker feeds the new tables as soon as they are swapped in.
 """
 
 from __future__ import annotations
@@ -33,9 +37,16 @@ from eventsourcing.persistence import Notification
 from projections.base import EventFailed, ReadModel, stamp
 from projections.feed import LiveFeed, Source, Tap
 from projections.locks import LockKeeper
-from projections.store import LostOwnership, is_transient
+from projections.store import LostOwnership, Outdated, is_transient
 
 log = logging.getLogger("eventshop.projections")
+
+POSITION_CHECK_SECONDS = 1.0
+"""How often an idle live worker checks that its position was not moved under it."""
+
+
+class Moved(LostOwnership):
+    """The tracked position moved under an idle worker: a rebuild's swap, or a reset."""
 
 
 class State(StrEnum):
@@ -44,6 +55,7 @@ class State(StrEnum):
     CATCHING_UP = "catching_up"
     LIVE = "live"
     RETRYING = "retrying"  # the database failed; trying again
+    OUTDATED = "outdated"  # the live tables are another version's; waiting for a rebuild
     STOPPED = "stopped"  # by stop(), or on a failing event (then last_error says which)
 
 
@@ -80,6 +92,8 @@ class Worker:
         self._progress = threading.Condition()
         self._rate: deque[tuple[float, int]] = deque()
         self._thread: threading.Thread | None = None
+        self._outdated: str | None = None
+        self._nudged = threading.Event()
 
     # --- control -------------------------------------------------------------------------
 
@@ -97,6 +111,11 @@ class Worker:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._nudged.set()
+
+    def nudge(self) -> None:
+        """Try again now: a rebuild has just swapped in new tables."""
+        self._nudged.set()
 
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None:
@@ -146,9 +165,18 @@ class Worker:
                 # Every outcome is published while the lock is still held, so that it
                 # cannot overwrite the state of a worker that takes over.
                 self.owned = True
+                pause = False
                 try:
                     self._feed()
                     self._set_state(State.STOPPED, publish=True)
+                except Outdated as outdated:
+                    if str(outdated) != self._outdated:
+                        log.warning("projection %s not fed: %s", self.name, outdated)
+                        self._outdated = str(outdated)
+                    self._set_state(State.OUTDATED, publish=True)
+                    pause = True
+                except Moved as moved:
+                    log.info("projection %s: %s", self.name, moved)
                 except LostOwnership as lost:
                     log.warning("projection %s: %s; standing by", self.name, lost)
                     self._set_state(State.STANDBY)
@@ -163,12 +191,20 @@ class Worker:
                 finally:
                     self.owned = False
                     self.locks.release(self.name)
+                if pause:
+                    # Not ours to feed; a worker of the tables' version may take it meanwhile.
+                    self._nudged.wait(self.standby_interval)
+                    self._nudged.clear()
         finally:
             with self._progress:
                 self.state = State.STOPPED
                 self._progress.notify_all()
 
     def _feed(self) -> None:
+        stored = self.model.view.stored_version(self.name)
+        if stored is not None and stored != self.model.version:
+            raise Outdated(self.name, stored, self.model.version)
+        self._outdated = None
         position = self.model.view.position(self.source.application_name)
         with self._progress:
             self.position = position
@@ -197,14 +233,29 @@ class Worker:
 
     def _follow(self, tap: Tap, position: int) -> int:
         """Apply what the feed brings, as batches; return when detached or stopping."""
+        checked = time.monotonic()
         while not self._stopping.is_set():
             batch = self._drain(tap, position)
             if batch:
                 position = self._apply(batch, position)
+                checked = time.monotonic()
             elif tap.detached.is_set():
                 return position
+            elif self._nudged.is_set() or time.monotonic() - checked > POSITION_CHECK_SECONDS:
+                self._nudged.clear()
+                self._check_position(position)
+                checked = time.monotonic()
             self._check_lock()
         return position
+
+    def _check_position(self, position: int) -> None:
+        """Idle, a batch's fence never runs: see whether a rebuild's swap or a reset has
+        moved the tracked position meanwhile, and if so start again from it."""
+        tracked = self.model.view.position(self.source.application_name)
+        if tracked != position:
+            raise Moved(
+                f"{self.name} was swapped or reset to position {tracked}; resuming from there"
+            )
 
     def _drain(self, tap: Tap, position: int) -> list[Notification]:
         batch: list[Notification] = []
@@ -318,6 +369,11 @@ class Runner:
         self._status_view = models[0].view
         self._stopping = threading.Event()
         self._heartbeat: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether this process feeds read models (``start()`` without ``stop()``)."""
+        return self._heartbeat is not None
 
     def start(self) -> None:
         """Start feeding every read model (each where this process gets its lock)."""
