@@ -355,8 +355,12 @@ class ReadModelStore(TrackingRecorder, ABC):
         """Lock tables against every reader and writer until the end of the transaction."""
 
     def rename_indexes(self, cursor: Any, table: str, old_prefix: str, new_prefix: str) -> None:
-        """Rename the indexes of ``table`` whose names start with ``old_prefix``."""
-        raise NotImplementedError
+        """Rename the indexes of ``table`` whose names start with ``old_prefix``.
+
+        Only where ``renames_indexes`` is true (PostgreSQL overrides this); elsewhere the
+        swap makes the indexes again instead.
+        """
+        raise TypeError(f"{type(self).__name__} cannot rename indexes; make them again")
 
     @abstractmethod
     def table_exists(self, cursor: Any, table: str) -> bool: ...
