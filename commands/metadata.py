@@ -93,7 +93,9 @@ class CausedMapper(Mapper[UUID]):
         return super().to_stored_event(stand_in)
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
-        return self.decode(stored_event)[0]
+        domain_event = super().to_domain_event(stored_event)
+        vars(domain_event).pop(CAUSE_KEY, None)
+        return domain_event
 
     def decode(self, stored_event: StoredEvent) -> tuple[DomainEventProtocol[UUID], Cause | None]:
         """The domain event and its cause (None for an event stored without one)."""

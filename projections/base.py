@@ -8,6 +8,7 @@ import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any, ClassVar, TypeVar
@@ -18,13 +19,14 @@ from eventsourcing.utils import get_topic
 
 from domain.errors import InvalidValue
 from projections.store import LostOwnership, ReadModelStore, Tx
+from projections.writes import Writes
 
 F = TypeVar("F", bound=Callable[..., None])
 _INDEX = re.compile(r"\s*CREATE\s+(UNIQUE\s+)?INDEX\b", re.IGNORECASE)
 
 
 def handles(*event_classes: type) -> Callable[[F], F]:
-    """Mark a method ``(self, tx, event)`` as the handler of these event classes."""
+    """Mark a method ``(self, tx: Writes, event)`` as the handler of these event classes."""
 
     def mark(method: F) -> F:
         method.__handles__ = event_classes  # type: ignore[attr-defined]
@@ -64,6 +66,19 @@ class EventFailed(Exception):
         }
 
 
+@dataclass
+class Prepared:
+    """A run of the log, decoded and handled, ready to be written in one transaction."""
+
+    writes: Writes
+    first: Notification | None
+    """The run's first event: a failure to write the run is reported at it."""
+    events: int
+    """How many events of the log the run holds (handled or not)."""
+    last: int
+    """The position the run takes the read model to."""
+
+
 class ReadModel(Projection[ReadModelStore]):
     """A read model: its tables, the events it handles, and its queries.
 
@@ -80,6 +95,8 @@ class ReadModel(Projection[ReadModelStore]):
     tables: ClassVar[tuple[str, ...]] = ()
     """Logical table names; SQL refers to them as ``{name}``, and to the table prefix as ``{p}``."""
     ddl: ClassVar[tuple[str, ...]] = ()
+    keys: ClassVar[dict[str, tuple[str, ...]]] = {}
+    """Per table, the columns (primary key or unique) by which handlers name its rows."""
     handlers: ClassVar[dict[str, Callable[..., None]]] = {}
     """Event topic -> handler; every other event only advances the tracked position."""
 
@@ -101,6 +118,7 @@ class ReadModel(Projection[ReadModelStore]):
         self._tables = {t: view.qualify(view.table_prefix + t) for t in self.tables}
         self._tables["p"] = view.table_prefix
         self._compiled: dict[str, str] = {}
+        self._types: dict[str, dict[str, str]] = {}
         # Queries lock every table of the model, always in the same (sorted) order.
         self._read_locks = sorted(self._tables[t] for t in self.tables)
         self.fence_version: int | None = self.version
@@ -125,6 +143,24 @@ class ReadModel(Projection[ReadModelStore]):
             compiled = self._compiled[template] = self.view.compile_sql(template, self._tables)
         return compiled
 
+    def column_types(self, cursor: Any, table: str) -> dict[str, str]:
+        """Column name -> SQL type of one of this copy's tables (PostgreSQL; cached)."""
+        types = self._types.get(table)
+        if types is None:
+            cursor.execute(
+                "SELECT attname AS name, format_type(atttypid, atttypmod) AS type"
+                " FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0"
+                " AND NOT attisdropped",
+                (self._tables[table],),
+            )
+            types = {row["name"]: row["type"] for row in cursor.fetchall()}
+            self._types[table] = types
+        return types
+
+    def writes(self) -> Writes:
+        """An empty record of row operations, for the handlers of one batch."""
+        return Writes(self.view.dialect, self._tables, self.keys, self.sql, self.column_types)
+
     # --- feeding -------------------------------------------------------------------------
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
@@ -132,7 +168,9 @@ class ReadModel(Projection[ReadModelStore]):
         handler = self.handlers.get(get_topic(type(domain_event)))
         with self.view.writing() as cursor:
             if handler is not None:
-                handler(self, Tx(cursor, self.sql), domain_event)
+                writes = self.writes()
+                handler(self, writes, domain_event)
+                writes.write(cursor)
             self.view.track(cursor, self.name, tracking, 1)
 
     def apply_batch(
@@ -149,25 +187,45 @@ class ReadModel(Projection[ReadModelStore]):
         committed together or not at all. Returns the new position: the last event's, or
         ``through`` when the run was read by topic and covers the log up to there.
         """
-        # Decoding is most of the work: done before the transaction, which then holds its
-        # locks (SQLite: the whole file's) only while the rows are written.
-        decoded = self.decode(notifications, mapper)
-        pipelined = len(notifications) > 1
+        return self.commit(self.prepare(notifications, mapper, through), application_name, expected)
+
+    def prepare(
+        self, notifications: Sequence[Notification], mapper: Mapper[Any], through: int | None = None
+    ) -> Prepared:
+        """Decode a run of the log and record what its events do to the rows. No I/O:
+        most of the work, done before the transaction, which then holds its locks
+        (SQLite: the whole file's) only while the rows are written."""
+        writes = self.writes()
+        for notification, handler, event in self.decode(notifications, mapper):
+            try:
+                handler(self, writes, event)
+            except Exception as error:
+                raise EventFailed(self.name, notification, error) from error
+        last = max(notifications[-1].id if notifications else 0, through or 0)
+        first = notifications[0] if notifications else None
+        return Prepared(writes, first, len(notifications), last)
+
+    def commit(self, prepared: Prepared, application_name: str, expected: int) -> int:
+        """Write a prepared run of the log that follows position ``expected``, and track
+        it, in ONE transaction. Returns the new position."""
         try:
-            with self.view.writing(pipeline=pipelined) as cursor:
+            # No pipeline: a batch is a handful of set-wise statements, and COPY (of its
+            # new rows) cannot run in one.
+            with self.view.writing() as cursor:
                 self.view.fence(cursor, application_name, expected)
                 if self.fence_version is not None:
                     self.view.check_version(cursor, self.name, self.fence_version)
-                last = self._write(cursor, decoded, notifications, application_name, through)
+                self._store(cursor, prepared, application_name)
         except (EventFailed, LostOwnership):
             raise
         except Exception as error:
-            if not notifications:
+            if prepared.first is None:
                 raise
-            # E.g. a statement's error reported at the pipeline's sync, or at commit.
-            first = notifications[0]
-            raise EventFailed(self.name, first, error, exact=not pipelined) from error
-        return last
+            # The batch's rows are written together: which event's failed is not known
+            # (the runner then retries the events one by one).
+            exact = prepared.events == 1
+            raise EventFailed(self.name, prepared.first, error, exact=exact) from error
+        return prepared.last
 
     def apply_in(
         self,
@@ -178,8 +236,9 @@ class ReadModel(Projection[ReadModelStore]):
     ) -> int:
         """Apply events and track them in the caller's transaction, whose fence the
         caller holds. Returns the new position."""
-        decoded = self.decode(notifications, mapper)
-        return self._write(cursor, decoded, notifications, application_name)
+        prepared = self.prepare(notifications, mapper)
+        self._store(cursor, prepared, application_name)
+        return prepared.last
 
     def decode(
         self, notifications: Sequence[Notification], mapper: Mapper[Any]
@@ -197,23 +256,10 @@ class ReadModel(Projection[ReadModelStore]):
                 raise EventFailed(self.name, notification, error) from error
         return decoded
 
-    def _write(
-        self,
-        cursor: Any,
-        decoded: Sequence[tuple[Notification, Callable[..., None], Any]],
-        notifications: Sequence[Notification],
-        application_name: str,
-        through: int | None = None,
-    ) -> int:
-        tx = Tx(cursor, self.sql)
-        for notification, handler, event in decoded:
-            try:
-                handler(self, tx, event)
-            except Exception as error:
-                raise EventFailed(self.name, notification, error) from error
-        last = max(notifications[-1].id if notifications else 0, through or 0)
-        self.view.track(cursor, self.name, Tracking(application_name, last), len(notifications))
-        return last
+    def _store(self, cursor: Any, prepared: Prepared, application_name: str) -> None:
+        prepared.writes.write(cursor)
+        tracking = Tracking(application_name, prepared.last)
+        self.view.track(cursor, self.name, tracking, prepared.events)
 
     # --- reading -------------------------------------------------------------------------
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from domain.cart import Cart
 from domain.errors import NotFound
 from projections.base import ReadModel, cents, handles, money, stamp
-from projections.store import Tx
+from projections.writes import Writes
 
 
 class Carts(ReadModel):
@@ -24,61 +24,66 @@ class Carts(ReadModel):
         " unit_price_cents BIGINT NOT NULL, PRIMARY KEY (cart_id, sku))",
     )
 
+    keys: ClassVar[dict[str, tuple[str, ...]]] = {
+        "carts": ("cart_id",),
+        "cart_lines": ("cart_id", "sku"),
+    }
+
     # --- handlers ------------------------------------------------------------------------
 
     @handles(Cart.Opened)
-    def _opened(self, tx: Tx, event: Cart.Opened) -> None:
-        tx.execute(
-            "INSERT INTO {carts} (cart_id, customer_id, status, version, opened_at, updated_at)"
-            " VALUES (:id, :customer_id, 'open', :version, :at, :at)",
-            {**_touch(event), "customer_id": event.customer_id},
+    def _opened(self, tx: Writes, event: Cart.Opened) -> None:
+        at = stamp(event.timestamp)
+        tx.insert(
+            "carts",
+            {
+                "cart_id": str(event.originator_id),
+                "customer_id": event.customer_id,
+                "status": "open",
+                "order_id": None,
+                "version": event.originator_version,
+                "opened_at": at,
+                "updated_at": at,
+            },
         )
 
     @handles(Cart.ItemAdded)
-    def _item_added(self, tx: Tx, event: Cart.ItemAdded) -> None:
+    def _item_added(self, tx: Writes, event: Cart.ItemAdded) -> None:
         # Adding to a line re-captures its price, as the aggregate does.
-        tx.execute(
-            "INSERT INTO {cart_lines} AS l (cart_id, sku, quantity, unit_price_cents)"
-            " VALUES (:id, :sku, :quantity, :price) ON CONFLICT (cart_id, sku) DO UPDATE"
-            " SET quantity = l.quantity + excluded.quantity,"
-            " unit_price_cents = excluded.unit_price_cents",
-            {
-                "id": str(event.originator_id),
-                "sku": event.sku,
-                "quantity": event.quantity,
-                "price": cents(event.unit_price),
-            },
+        line = {"cart_id": str(event.originator_id), "sku": event.sku}
+        price = cents(event.unit_price)
+        tx.upsert(
+            "cart_lines",
+            {**line, "quantity": event.quantity, "unit_price_cents": price},
+            set={"unit_price_cents": price},
+            add={"quantity": event.quantity},
         )
         self._touch(tx, event)
 
     @handles(Cart.QuantityChanged)
-    def _quantity_changed(self, tx: Tx, event: Cart.QuantityChanged) -> None:
-        tx.execute(
-            "UPDATE {cart_lines} SET quantity = :quantity WHERE cart_id = :id AND sku = :sku",
-            {"id": str(event.originator_id), "sku": event.sku, "quantity": event.quantity},
-        )
+    def _quantity_changed(self, tx: Writes, event: Cart.QuantityChanged) -> None:
+        line = {"cart_id": str(event.originator_id), "sku": event.sku}
+        tx.update("cart_lines", line, set={"quantity": event.quantity})
         self._touch(tx, event)
 
     @handles(Cart.ItemRemoved)
-    def _item_removed(self, tx: Tx, event: Cart.ItemRemoved) -> None:
-        tx.execute(
-            "DELETE FROM {cart_lines} WHERE cart_id = :id AND sku = :sku",
-            {"id": str(event.originator_id), "sku": event.sku},
-        )
+    def _item_removed(self, tx: Writes, event: Cart.ItemRemoved) -> None:
+        tx.delete("cart_lines", {"cart_id": str(event.originator_id), "sku": event.sku})
         self._touch(tx, event)
 
     @handles(Cart.CheckedOut)
-    def _checked_out(self, tx: Tx, event: Cart.CheckedOut) -> None:
-        tx.execute(
-            "UPDATE {carts} SET status = 'checked_out', order_id = :order_id,"
-            " version = :version, updated_at = :at WHERE cart_id = :id",
-            {**_touch(event), "order_id": str(event.order_id)},
-        )
+    def _checked_out(self, tx: Writes, event: Cart.CheckedOut) -> None:
+        self._touch(tx, event, status="checked_out", order_id=str(event.order_id))
 
-    def _touch(self, tx: Tx, event: Cart.Event) -> None:
-        tx.execute(
-            "UPDATE {carts} SET version = :version, updated_at = :at WHERE cart_id = :id",
-            _touch(event),
+    def _touch(self, tx: Writes, event: Cart.Event, **columns: Any) -> None:
+        tx.update(
+            "carts",
+            {"cart_id": str(event.originator_id)},
+            set={
+                **columns,
+                "version": event.originator_version,
+                "updated_at": stamp(event.timestamp),
+            },
         )
 
     # --- queries -------------------------------------------------------------------------
@@ -114,11 +119,3 @@ class Carts(ReadModel):
             "opened_at": cart["opened_at"],
             "updated_at": cart["updated_at"],
         }
-
-
-def _touch(event: Cart.Event) -> dict[str, Any]:
-    return {
-        "id": str(event.originator_id),
-        "version": event.originator_version,
-        "at": stamp(event.timestamp),
-    }

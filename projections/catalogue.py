@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from domain.errors import NotFound
 from domain.product import Product
 from domain.stock import Stock
 from projections.base import ReadModel, cents, handles, money, stamp
 from projections.pagination import Keyset
-from projections.store import Tx
+from projections.writes import Writes
 
 
 class Catalogue(ReadModel):
@@ -22,69 +22,72 @@ class Catalogue(ReadModel):
         " version INTEGER NOT NULL, added_at TEXT NOT NULL, updated_at TEXT NOT NULL)",
     )
 
+    keys: ClassVar[dict[str, tuple[str, ...]]] = {"catalogue": ("product_id",)}
+
     # --- handlers ------------------------------------------------------------------------
 
     @handles(Product.Added)
-    def _added(self, tx: Tx, event: Product.Added) -> None:
+    def _added(self, tx: Writes, event: Product.Added) -> None:
         at = stamp(event.timestamp)
-        tx.execute(
-            "INSERT INTO {catalogue} (product_id, sku, stock_id, name, price_cents, available,"
-            " version, added_at, updated_at)"
-            " VALUES (:id, :sku, :stock_id, :name, :price, 0, :version, :at, :at)",
+        tx.insert(
+            "catalogue",
             {
-                "id": str(event.originator_id),
+                "product_id": str(event.originator_id),
                 "sku": event.sku,
                 # Stock events name only their stock; its id follows from the SKU.
                 "stock_id": str(Stock.create_id(event.sku)),
                 "name": event.name,
-                "price": cents(event.price),
+                "price_cents": cents(event.price),
+                "available": 0,
                 "version": event.originator_version,
-                "at": at,
+                "added_at": at,
+                "updated_at": at,
             },
         )
 
     @handles(Product.Renamed)
-    def _renamed(self, tx: Tx, event: Product.Renamed) -> None:
-        self._change(tx, event, "name = :value", event.name)
+    def _renamed(self, tx: Writes, event: Product.Renamed) -> None:
+        self._change(tx, event, name=event.name)
 
     @handles(Product.Repriced)
-    def _repriced(self, tx: Tx, event: Product.Repriced) -> None:
-        self._change(tx, event, "price_cents = :value", cents(event.price))
+    def _repriced(self, tx: Writes, event: Product.Repriced) -> None:
+        self._change(tx, event, price_cents=cents(event.price))
 
-    def _change(self, tx: Tx, event: Product.Event, assignment: str, value: Any) -> None:
-        tx.execute(
-            f"UPDATE {{catalogue}} SET {assignment}, version = :version, updated_at = :at"
-            " WHERE product_id = :id",
-            {
-                "value": value,
+    def _change(self, tx: Writes, event: Product.Event, **columns: Any) -> None:
+        tx.update(
+            "catalogue",
+            {"product_id": str(event.originator_id)},
+            set={
+                **columns,
                 "version": event.originator_version,
-                "at": stamp(event.timestamp),
-                "id": str(event.originator_id),
+                "updated_at": stamp(event.timestamp),
             },
         )
 
     @handles(Stock.Received)
-    def _received(self, tx: Tx, event: Stock.Received) -> None:
+    def _received(self, tx: Writes, event: Stock.Received) -> None:
         self._available(tx, event, event.quantity)
 
     @handles(Stock.Adjusted)
-    def _adjusted(self, tx: Tx, event: Stock.Adjusted) -> None:
+    def _adjusted(self, tx: Writes, event: Stock.Adjusted) -> None:
         self._available(tx, event, event.delta)
 
     @handles(Stock.Reserved)
-    def _reserved(self, tx: Tx, event: Stock.Reserved) -> None:
+    def _reserved(self, tx: Writes, event: Stock.Reserved) -> None:
         self._available(tx, event, -event.quantity)
 
     @handles(Stock.Released)
-    def _released(self, tx: Tx, event: Stock.Released) -> None:
+    def _released(self, tx: Writes, event: Stock.Released) -> None:
         self._available(tx, event, event.quantity)
 
     # Stock.Committed: reserved units leave on hand and reserved alike; available stays.
 
-    def _available(self, tx: Tx, event: Stock.Event, delta: int) -> None:
-        tx.execute(
-            "UPDATE {catalogue} SET available = available + :delta WHERE stock_id = :id",
-            {"delta": delta, "id": str(event.originator_id)},
+    def _available(self, tx: Writes, event: Stock.Event, delta: int) -> None:
+        tx.update(
+            "catalogue",
+            {"stock_id": str(event.originator_id)},
+            add={"available": delta},
+            by=("stock_id",),
         )
 
     # --- queries -------------------------------------------------------------------------

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from domain.order import CANCELLED, DELIVERED, PAID, PLACED, SHIPPED, Order
 from projections.base import ReadModel, cents, handles, money, stamp
 from projections.pagination import Keyset
-from projections.store import Tx
+from projections.writes import Writes
 
 
 class Customers(ReadModel):
@@ -20,45 +20,47 @@ class Customers(ReadModel):
         " updated_at TEXT NOT NULL, PRIMARY KEY (customer_id, placed_at, order_id))",
     )
 
+    keys: ClassVar[dict[str, tuple[str, ...]]] = {"customer_orders": ("order_id",)}
+
     # --- handlers ------------------------------------------------------------------------
 
     @handles(Order.Placed)
-    def _placed(self, tx: Tx, event: Order.Placed) -> None:
+    def _placed(self, tx: Writes, event: Order.Placed) -> None:
         at = stamp(event.timestamp)
-        tx.execute(
-            "INSERT INTO {customer_orders} (customer_id, order_id, status, total_cents, units,"
-            " placed_at, updated_at) VALUES (:customer_id, :id, :status, :total, :units, :at,"
-            " :at)",
+        tx.insert(
+            "customer_orders",
             {
                 "customer_id": event.customer_id,
-                "id": str(event.originator_id),
+                "order_id": str(event.originator_id),
                 "status": PLACED,
-                "total": cents(event.total),
+                "total_cents": cents(event.total),
                 "units": sum(line["quantity"] for line in event.lines),
-                "at": at,
+                "placed_at": at,
+                "updated_at": at,
             },
         )
 
     @handles(Order.Paid)
-    def _paid(self, tx: Tx, event: Order.Paid) -> None:
+    def _paid(self, tx: Writes, event: Order.Paid) -> None:
         self._status(tx, event, PAID)
 
     @handles(Order.Shipped)
-    def _shipped(self, tx: Tx, event: Order.Shipped) -> None:
+    def _shipped(self, tx: Writes, event: Order.Shipped) -> None:
         self._status(tx, event, SHIPPED)
 
     @handles(Order.Delivered)
-    def _delivered(self, tx: Tx, event: Order.Delivered) -> None:
+    def _delivered(self, tx: Writes, event: Order.Delivered) -> None:
         self._status(tx, event, DELIVERED)
 
     @handles(Order.Cancelled)
-    def _cancelled(self, tx: Tx, event: Order.Cancelled) -> None:
+    def _cancelled(self, tx: Writes, event: Order.Cancelled) -> None:
         self._status(tx, event, CANCELLED)
 
-    def _status(self, tx: Tx, event: Order.Event, status: str) -> None:
-        tx.execute(
-            "UPDATE {customer_orders} SET status = :status, updated_at = :at WHERE order_id = :id",
-            {"status": status, "at": stamp(event.timestamp), "id": str(event.originator_id)},
+    def _status(self, tx: Writes, event: Order.Event, status: str) -> None:
+        tx.update(
+            "customer_orders",
+            {"order_id": str(event.originator_id)},
+            set={"status": status, "updated_at": stamp(event.timestamp)},
         )
 
     # --- queries -------------------------------------------------------------------------

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from domain.errors import InvalidValue, NotFound
 from domain.order import CANCELLED, DELIVERED, PAID, PLACED, SHIPPED, Order
 from projections.base import ReadModel, cents, handles, money, parse_moment, stamp
 from projections.pagination import Keyset
-from projections.store import Tx
+from projections.writes import Writes
 
 STATUSES = (PLACED, PAID, SHIPPED, DELIVERED, CANCELLED)
 
@@ -41,90 +41,82 @@ class Orders(ReadModel):
         " at TEXT NOT NULL, PRIMARY KEY (order_id, version))",
     )
 
+    keys: ClassVar[dict[str, tuple[str, ...]]] = {
+        "orders": ("order_id",),
+        "order_lines": ("order_id", "sku"),
+        "order_history": ("order_id", "version"),
+    }
+
     # --- handlers ------------------------------------------------------------------------
 
     @handles(Order.Placed)
-    def _placed(self, tx: Tx, event: Order.Placed) -> None:
+    def _placed(self, tx: Writes, event: Order.Placed) -> None:
         order_id, at = str(event.originator_id), stamp(event.timestamp)
-        tx.execute(
-            "INSERT INTO {orders} (order_id, customer_id, cart_id, status, total_cents, units,"
-            " email, shipping_address, version, placed_at, updated_at) VALUES (:id,"
-            " :customer_id, :cart_id, :status, :total, :units, :email, :address, :version,"
-            " :at, :at)",
+        tx.insert(
+            "orders",
             {
-                "id": order_id,
+                "order_id": order_id,
                 "customer_id": event.customer_id,
                 "cart_id": str(event.cart_id),
                 "status": PLACED,
-                "total": cents(event.total),
+                "total_cents": cents(event.total),
                 "units": sum(line["quantity"] for line in event.lines),
                 "email": event.email,
-                "address": json.dumps(event.shipping_address, sort_keys=True),
+                "shipping_address": json.dumps(event.shipping_address, sort_keys=True),
                 "version": event.originator_version,
-                "at": at,
+                "placed_at": at,
+                "updated_at": at,
             },
         )
-        tx.executemany(
-            "INSERT INTO {order_lines} (order_id, sku, quantity, unit_price_cents,"
-            " subtotal_cents) VALUES (:id, :sku, :quantity, :price, :subtotal)",
-            [
+        for line in event.lines:
+            tx.insert(
+                "order_lines",
                 {
-                    "id": order_id,
+                    "order_id": order_id,
                     "sku": line["sku"],
                     "quantity": line["quantity"],
-                    "price": cents(line["unit_price"]),
-                    "subtotal": cents(line["subtotal"]),
-                }
-                for line in event.lines
-            ],
-        )
-        self._history(tx, event, PLACED)
+                    "unit_price_cents": cents(line["unit_price"]),
+                    "subtotal_cents": cents(line["subtotal"]),
+                },
+            )
+        self._history(tx, order_id, event.originator_version, PLACED, at)
 
     @handles(Order.Paid)
-    def _paid(self, tx: Tx, event: Order.Paid) -> None:
+    def _paid(self, tx: Writes, event: Order.Paid) -> None:
         self._status(tx, event, PAID, payment_reference=event.reference)
 
     @handles(Order.Shipped)
-    def _shipped(self, tx: Tx, event: Order.Shipped) -> None:
+    def _shipped(self, tx: Writes, event: Order.Shipped) -> None:
         self._status(
             tx, event, SHIPPED, carrier=event.carrier, tracking_number=event.tracking_number
         )
 
     @handles(Order.Delivered)
-    def _delivered(self, tx: Tx, event: Order.Delivered) -> None:
+    def _delivered(self, tx: Writes, event: Order.Delivered) -> None:
         self._status(tx, event, DELIVERED)
 
     @handles(Order.Cancelled)
-    def _cancelled(self, tx: Tx, event: Order.Cancelled) -> None:
+    def _cancelled(self, tx: Writes, event: Order.Cancelled) -> None:
         refund = None if event.refund is None else cents(event.refund)
         self._status(tx, event, CANCELLED, cancel_reason=event.reason, refund_cents=refund)
 
-    def _status(self, tx: Tx, event: Order.Event, status: str, **columns: Any) -> None:
-        assignments = "".join(f", {column} = :{column}" for column in columns)
-        tx.execute(
-            f"UPDATE {{orders}} SET status = :status{assignments}, version = :version,"
-            " updated_at = :at WHERE order_id = :id",
-            {
-                **columns,
-                "status": status,
-                "version": event.originator_version,
-                "at": stamp(event.timestamp),
-                "id": str(event.originator_id),
-            },
+    def _status(self, tx: Writes, event: Order.Event, status: str, **columns: Any) -> None:
+        order_id, version, at = (
+            str(event.originator_id),
+            event.originator_version,
+            stamp(event.timestamp),
         )
-        self._history(tx, event, status)
+        tx.update(
+            "orders",
+            {"order_id": order_id},
+            set={**columns, "status": status, "version": version, "updated_at": at},
+        )
+        self._history(tx, order_id, version, status, at)
 
-    def _history(self, tx: Tx, event: Order.Event, status: str) -> None:
-        tx.execute(
-            "INSERT INTO {order_history} (order_id, version, status, at)"
-            " VALUES (:id, :version, :status, :at)",
-            {
-                "id": str(event.originator_id),
-                "version": event.originator_version,
-                "status": status,
-                "at": stamp(event.timestamp),
-            },
-        )
+    @staticmethod
+    def _history(tx: Writes, order_id: str, version: int, status: str, at: str) -> None:
+        row = {"order_id": order_id, "version": version, "status": status, "at": at}
+        tx.insert("order_history", row)
 
     # --- queries -------------------------------------------------------------------------
 

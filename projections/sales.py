@@ -8,12 +8,12 @@ exactly its share back out.
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, ClassVar
 
 from domain.errors import InvalidValue
 from domain.order import Order
 from projections.base import ReadModel, cents, handles, money, parse_day
-from projections.store import Tx
+from projections.writes import Writes
 
 
 class Sales(ReadModel):
@@ -34,70 +34,58 @@ class Sales(ReadModel):
         " revenue_cents BIGINT NOT NULL, PRIMARY KEY (day, sku))",
     )
 
+    keys: ClassVar[dict[str, tuple[str, ...]]] = {
+        "sales_orders": ("order_id",),
+        "sales_lines": ("order_id", "sku"),
+        "sales_days": ("day",),
+        "sales_skus": ("day", "sku"),
+    }
+
     # --- handlers ------------------------------------------------------------------------
 
     @handles(Order.Placed)
-    def _placed(self, tx: Tx, event: Order.Placed) -> None:
+    def _placed(self, tx: Writes, event: Order.Placed) -> None:
         order_id = str(event.originator_id)
         day = event.timestamp.date().isoformat()
-        lines = [
-            {
-                "id": order_id,
-                "day": day,
-                "sku": line["sku"],
-                "quantity": line["quantity"],
-                "revenue": cents(line["subtotal"]),
-            }
-            for line in event.lines
-        ]
-        order = {
-            "id": order_id,
-            "day": day,
-            "units": sum(line["quantity"] for line in lines),
-            "revenue": cents(event.total),
-        }
-        tx.execute(
-            "INSERT INTO {sales_orders} (order_id, day, units, revenue_cents)"
-            " VALUES (:id, :day, :units, :revenue)",
-            order,
-        )
-        tx.executemany(
-            "INSERT INTO {sales_lines} (order_id, sku, day, quantity, revenue_cents)"
-            " VALUES (:id, :sku, :day, :quantity, :revenue)",
-            lines,
-        )
-        tx.execute(
-            "INSERT INTO {sales_days} AS d (day, orders, units, revenue_cents)"
-            " VALUES (:day, 1, :units, :revenue) ON CONFLICT (day) DO UPDATE SET"
-            " orders = d.orders + 1, units = d.units + excluded.units,"
-            " revenue_cents = d.revenue_cents + excluded.revenue_cents",
-            order,
-        )
-        tx.executemany(
-            "INSERT INTO {sales_skus} AS s (day, sku, orders, units, revenue_cents)"
-            " VALUES (:day, :sku, 1, :quantity, :revenue) ON CONFLICT (day, sku) DO UPDATE SET"
-            " orders = s.orders + 1, units = s.units + excluded.units,"
-            " revenue_cents = s.revenue_cents + excluded.revenue_cents",
-            lines,
-        )
+        units = sum(line["quantity"] for line in event.lines)
+        amounts = {"units": units, "revenue_cents": cents(event.total)}
+        tx.insert("sales_orders", {"order_id": order_id, "day": day, **amounts})
+        order = {"orders": 1, **amounts}
+        tx.upsert("sales_days", {"day": day, **order}, add=order)
+        for line in event.lines:
+            sku, quantity, revenue = line["sku"], line["quantity"], cents(line["subtotal"])
+            tx.insert(
+                "sales_lines",
+                {
+                    "order_id": order_id,
+                    "sku": sku,
+                    "day": day,
+                    "quantity": quantity,
+                    "revenue_cents": revenue,
+                },
+            )
+            share = {"orders": 1, "units": quantity, "revenue_cents": revenue}
+            tx.upsert("sales_skus", {"day": day, "sku": sku, **share}, add=share)
 
     @handles(Order.Cancelled)
-    def _cancelled(self, tx: Tx, event: Order.Cancelled) -> None:
+    def _cancelled(self, tx: Writes, event: Order.Cancelled) -> None:
+        # The order's own rows say what to take back out; these statements commute with
+        # every other write of a batch, so they run after its rows are written.
         params = {"id": str(event.originator_id)}
-        tx.execute(
+        tx.defer(
             "UPDATE {sales_days} AS d SET orders = d.orders - 1, units = d.units - o.units,"
             " revenue_cents = d.revenue_cents - o.revenue_cents FROM {sales_orders} AS o"
             " WHERE o.order_id = :id AND d.day = o.day",
             params,
         )
-        tx.execute(
+        tx.defer(
             "UPDATE {sales_skus} AS s SET orders = s.orders - 1, units = s.units - l.quantity,"
             " revenue_cents = s.revenue_cents - l.revenue_cents FROM {sales_lines} AS l"
             " WHERE l.order_id = :id AND s.day = l.day AND s.sku = l.sku",
             params,
         )
-        tx.execute("DELETE FROM {sales_lines} WHERE order_id = :id", params)
-        tx.execute("DELETE FROM {sales_orders} WHERE order_id = :id", params)
+        tx.defer("DELETE FROM {sales_lines} WHERE order_id = :id", params)
+        tx.defer("DELETE FROM {sales_orders} WHERE order_id = :id", params)
 
     # --- queries -------------------------------------------------------------------------
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from domain.errors import InvalidValue, NotFound
 from domain.stock import Stock
 from projections.base import ReadModel, handles, stamp
 from projections.pagination import Keyset
-from projections.store import Tx
+from projections.writes import Writes
 
 
 class StockLevels(ReadModel):
@@ -20,53 +20,50 @@ class StockLevels(ReadModel):
         " reserved BIGINT NOT NULL, version INTEGER NOT NULL, updated_at TEXT NOT NULL)",
     )
 
+    keys: ClassVar[dict[str, tuple[str, ...]]] = {"stock_levels": ("stock_id",)}
+
     # --- handlers ------------------------------------------------------------------------
 
     @handles(Stock.Created)
-    def _created(self, tx: Tx, event: Stock.Created) -> None:
-        tx.execute(
-            "INSERT INTO {stock_levels} (stock_id, sku, on_hand, reserved, version, updated_at)"
-            " VALUES (:id, :sku, 0, 0, :version, :at)",
+    def _created(self, tx: Writes, event: Stock.Created) -> None:
+        tx.insert(
+            "stock_levels",
             {
-                "id": str(event.originator_id),
+                "stock_id": str(event.originator_id),
                 "sku": event.sku,
+                "on_hand": 0,
+                "reserved": 0,
                 "version": event.originator_version,
-                "at": stamp(event.timestamp),
+                "updated_at": stamp(event.timestamp),
             },
         )
 
     @handles(Stock.Received)
-    def _received(self, tx: Tx, event: Stock.Received) -> None:
+    def _received(self, tx: Writes, event: Stock.Received) -> None:
         self._move(tx, event, on_hand=event.quantity)
 
     @handles(Stock.Adjusted)
-    def _adjusted(self, tx: Tx, event: Stock.Adjusted) -> None:
+    def _adjusted(self, tx: Writes, event: Stock.Adjusted) -> None:
         self._move(tx, event, on_hand=event.delta)
 
     @handles(Stock.Reserved)
-    def _reserved(self, tx: Tx, event: Stock.Reserved) -> None:
+    def _reserved(self, tx: Writes, event: Stock.Reserved) -> None:
         self._move(tx, event, reserved=event.quantity)
 
     @handles(Stock.Released)
-    def _released(self, tx: Tx, event: Stock.Released) -> None:
+    def _released(self, tx: Writes, event: Stock.Released) -> None:
         self._move(tx, event, reserved=-event.quantity)
 
     @handles(Stock.Committed)
-    def _committed(self, tx: Tx, event: Stock.Committed) -> None:
+    def _committed(self, tx: Writes, event: Stock.Committed) -> None:
         self._move(tx, event, on_hand=-event.quantity, reserved=-event.quantity)
 
-    def _move(self, tx: Tx, event: Stock.Event, on_hand: int = 0, reserved: int = 0) -> None:
-        tx.execute(
-            "UPDATE {stock_levels} SET on_hand = on_hand + :on_hand,"
-            " reserved = reserved + :reserved, version = :version, updated_at = :at"
-            " WHERE stock_id = :id",
-            {
-                "on_hand": on_hand,
-                "reserved": reserved,
-                "version": event.originator_version,
-                "at": stamp(event.timestamp),
-                "id": str(event.originator_id),
-            },
+    def _move(self, tx: Writes, event: Stock.Event, on_hand: int = 0, reserved: int = 0) -> None:
+        tx.update(
+            "stock_levels",
+            {"stock_id": str(event.originator_id)},
+            set={"version": event.originator_version, "updated_at": stamp(event.timestamp)},
+            add={"on_hand": on_hand, "reserved": reserved},
         )
 
     # --- queries -------------------------------------------------------------------------
