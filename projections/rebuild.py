@@ -61,9 +61,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
+
+from eventsourcing.persistence import Notification
 
 from domain.errors import RuleBroken
 from projections.base import ReadModel, stamp
@@ -81,6 +84,11 @@ file's write lock, which the shop's commands wait for: smaller batches there."""
 PAUSES = {"postgres": 0.0, "sqlite": 0.01}
 """Seconds between two batches of a copy. SQLite's writers are not served in turn: a
 command retrying for the lock must find it free now and then, not taken back at once."""
+SCAN_WINDOWS = 4
+"""A read by topic scans at most this many batches' worth of log positions at first, then
+about twice what the last full batch spanned. Read to the head, a batch could make the
+database scan the whole rest of the log every time (it does when the log's statistics
+are stale: 1.4 s instead of 6 ms per read on a 1M log)."""
 LEVEL_LIVE_UP_TO = 10_000
 """In the swap, a live copy at most this far behind the copy is brought level first."""
 HEARTBEAT_SECONDS = 1.0
@@ -362,35 +370,53 @@ class Rebuilder:
     ) -> int:
         """Feed ``model`` from the log after ``position`` until a read finds no more.
 
+        Three batches are in flight at once: the next is read (a thread), this one is
+        decoded and handled (here), the last one is written (another thread); the
+        database's work on the first and the last overlaps Python's on the middle one.
+
         ``by_topic``: read only the events the model handles (a copy, whose count of
-        events is set from the log at the swap); a batch then covers the log up to the
-        head read before it, and the tracked position says so."""
-        app = self.source.application_name
-        topics = model.topics if by_topic else ()
+        events is set from the log at the swap); a batch then covers the log up to where
+        its read stopped (the head read before it, or a window short of it), and the
+        tracked position says so."""
+        app, mapper = self.source.application_name, self.source.mapper
         job.progress.target = self.source.head()
+        reader = _Reader(self.source, self.batch_size, model.topics if by_topic else None)
         checked = time.monotonic()
-        while True:
-            self._check(job)
-            head = self.source.head() if by_topic else None
-            batch = self.source.read(position, self.batch_size, stop=head, topics=topics)
-            full = len(batch) == self.batch_size
-            if batch and (full or head is None):
-                through = batch[-1].id
-            else:  # by topic, the batch covers the log up to the head read before it
-                through = position if head is None else max(head, position)
-            if through > position:
-                new = model.apply_batch(batch, self.source.mapper, app, position, through)
-                job.progress.advance(new, new - position)
-                position = new
-                if self.pause:
-                    self._stopping.wait(self.pause)
-            if time.monotonic() - checked > HEARTBEAT_SECONDS:
-                job.progress.target = max(self.source.head(), position)
-                checked = time.monotonic()
-            self._publish(job, on_progress)
-            if not full:
-                job.progress.target = max(job.progress.target, position)
-                return position
+        with ThreadPoolExecutor(2, thread_name_prefix=f"rebuild-{model.name}") as pool:
+            reading = pool.submit(reader.read, position)
+            writing: Future[int] | None = None
+            while True:
+                self._check(job)
+                batch, read_from, through, last = reading.result()
+                if not last:
+                    reading = pool.submit(reader.read, through)
+                prepared = None
+                if through > read_from:
+                    prepared = model.prepare(batch, mapper, through)
+                if writing is not None:
+                    position = self._written(job, writing, position, on_progress)
+                    writing = None
+                if prepared is not None:
+                    writing = pool.submit(model.commit, prepared, app, read_from)
+                if time.monotonic() - checked > HEARTBEAT_SECONDS:
+                    job.progress.target = max(self.source.head(), position)
+                    checked = time.monotonic()
+                if last:
+                    break
+            if writing is not None:
+                position = self._written(job, writing, position, on_progress)
+        job.progress.target = max(job.progress.target, position)
+        return position
+
+    def _written(
+        self, job: Job, writing: Future[int], position: int, on_progress: ProgressCallback | None
+    ) -> int:
+        new = writing.result()
+        job.progress.advance(new, new - position)
+        self._publish(job, on_progress)
+        if self.pause:
+            self._stopping.wait(self.pause)
+        return new
 
     def _build_indexes(
         self, job: Job, copy: ReadModel, on_progress: ProgressCallback | None
@@ -669,6 +695,33 @@ class Rebuilder:
             self._threads.append(thread)
         thread.start()
         return thread
+
+
+class _Reader:
+    """Reads a copy's batches from the log, one after the other (see ``_follow_log``)."""
+
+    def __init__(self, source: Source, batch_size: int, topics: Sequence[str] | None) -> None:
+        self.source = source
+        self.batch_size = batch_size
+        self.topics = topics
+        self.window = batch_size * SCAN_WINDOWS
+
+    def read(self, after: int) -> tuple[Sequence[Notification], int, int, bool]:
+        """``(batch, after, through, last)``: the events after ``after``; the position the
+        batch takes the copy to; whether it reached the head (no more to read now)."""
+        if self.topics is None:
+            batch = self.source.read(after, self.batch_size)
+            full = len(batch) == self.batch_size
+            return batch, after, batch[-1].id if batch else after, not full
+        head = self.source.head()
+        stop = min(head, after + self.window)
+        batch = self.source.read(after, self.batch_size, stop=stop, topics=self.topics)
+        if len(batch) == self.batch_size:  # the window was wide enough: keep it about so
+            self.window = max(self.batch_size, 2 * (batch[-1].id - after))
+            return batch, after, batch[-1].id, False
+        self.window *= 2
+        # By topic, the batch covers the log up to where the read stopped.
+        return batch, after, max(stop, after), stop == head
 
 
 def published_rebuild(

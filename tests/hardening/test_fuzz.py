@@ -184,7 +184,8 @@ def fuzz_operation(
 
 def _mutates_authorization(case: Case) -> bool:
     data = getattr(getattr(case.meta, "phase", None), "data", None)
-    return getattr(data, "parameter", None) == "Authorization"
+    changed = [data, *getattr(data, "mutations", ())]
+    return any(getattr(change, "parameter", None) == "Authorization" for change in changed)
 
 
 def test_fuzz_the_api(app: FastAPI, shop: Shop, capsys: pytest.CaptureFixture[str]) -> None:
