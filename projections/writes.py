@@ -120,7 +120,8 @@ class Writes:
     # --- what handlers call ------------------------------------------------------------
 
     def insert(self, table: str, row: Mapping[str, Any]) -> None:
-        """A new row (its key must not be stored yet)."""
+        """A new row (its key must not be stored yet). A later ``add`` in the same batch
+        adds to the row itself: it must hold a number in every column added to."""
         op = self._op(table, row, inserting=True)
         if op.row is not None or op.set or op.add:
             self._round()
@@ -195,7 +196,8 @@ class Writes:
     # --- writing -------------------------------------------------------------------------
 
     def write(self, cursor: Any) -> None:
-        """Write every round, in order, in ``cursor``'s transaction."""
+        """Write every round, in order, in ``cursor``'s transaction; once (a batch whose
+        transaction failed is prepared again from its events)."""
         self._cursor = cursor
         rounds, self._rounds = self._rounds, []
         self._round()
