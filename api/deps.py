@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BeforeValidator
 
 from api.auth import InvalidToken, Principal, decode
 from api.settings import Settings
@@ -242,6 +242,16 @@ def page_params(
 
 Page = Annotated[PageParams, Depends(page_params)]
 
+_ISO_MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
+
+
+def _iso_only(value: Any) -> Any:
+    # pydantic alone would also read a number ("0.99") as a Unix timestamp.
+    if isinstance(value, str) and not _ISO_MOMENT.match(value):
+        raise ValueError("must be an ISO 8601 date and time with its UTC offset")
+    return value
+
+
 # A moment in a query (``placed_from``, ``from``...): ISO 8601 with its UTC offset; a
-# naive one names no moment and is refused (422).
-Instant = AwareDatetime
+# naive one names no moment and is refused (422), and so is a Unix timestamp.
+Instant = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
