@@ -149,6 +149,9 @@ class Shop(Application):
         topic = idempotency.RECORDER_TOPICS.get(environment.get("PERSISTENCE_MODULE", ""))
         if topic and not environment.get("APPLICATION_RECORDER_TOPIC"):
             environment["APPLICATION_RECORDER_TOPIC"] = topic
+        # Stored events are read with orjson: the same values, faster (commands/transcoder.py).
+        if not environment.get("TRANSCODER_TOPIC"):
+            environment["TRANSCODER_TOPIC"] = "commands.transcoder:ShopTranscoder"
         return environment
 
     def construct_recorder(self) -> ApplicationRecorder:

@@ -5,6 +5,7 @@ of the log is applied exactly once, and the plain values its queries answer with
 from __future__ import annotations
 
 import json
+import pickle
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -51,9 +52,21 @@ class EventFailed(Exception):
             f" {notification.originator_id} v{notification.originator_version}):"
             f" {type(error).__name__}: {error}"
         )
+        self.model = model
         self.notification = notification
         self.error = error
         self.exact = exact
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Raised in a worker process that handles a rebuild's batch, it is re-raised in the
+        # parent: pickle what the constructor takes (an error that cannot be pickled is
+        # sent as its text).
+        error = self.error
+        try:
+            pickle.dumps(error)
+        except Exception:
+            error = RuntimeError(f"{type(error).__name__}: {error}")
+        return (_event_failed, (self.model, self.notification, error, self.exact))
 
     def as_dict(self) -> dict[str, Any]:
         n = self.notification
@@ -64,6 +77,14 @@ class EventFailed(Exception):
             "originator_version": n.originator_version,
             "error": f"{type(self.error).__name__}: {self.error}",
         }
+
+
+def _event_failed(
+    model: str, notification: Notification, error: BaseException, exact: bool
+) -> EventFailed:
+    failed = EventFailed(model, notification, error, exact=exact)
+    failed.__cause__ = error
+    return failed
 
 
 @dataclass
@@ -115,6 +136,7 @@ class ReadModel(Projection[ReadModelStore]):
         """Bind to the recorder that holds the tables, and create them if they are missing
         (unless not ``create``: tables built by another version stay as they are)."""
         super().__init__(view)
+        self._dialect = view.dialect
         self._tables = {t: view.qualify(view.table_prefix + t) for t in self.tables}
         self._tables["p"] = view.table_prefix
         self._compiled: dict[str, str] = {}
@@ -126,6 +148,17 @@ class ReadModel(Projection[ReadModelStore]):
         copy, which this very code builds."""
         if create:
             self.create()
+
+    @classmethod
+    def detached(cls, dialect: str) -> ReadModel:
+        """An instance bound to no database, which can only ``prepare`` batches (in a
+        worker process of a rebuild) for a database of this dialect: what it records is
+        written by a bound instance."""
+        model = cls.__new__(cls)
+        model._dialect, model._tables = dialect, {}
+        model._compiled, model._types, model._read_locks = {}, {}, []
+        model.fence_version = None
+        return model
 
     def create(self, *, indexes: bool = True) -> None:
         """Create the tables (with their indexes, or not) and the status row if missing."""
@@ -159,7 +192,7 @@ class ReadModel(Projection[ReadModelStore]):
 
     def writes(self) -> Writes:
         """An empty record of row operations, for the handlers of one batch."""
-        return Writes(self.view.dialect, self._tables, self.keys, self.sql, self.column_types)
+        return Writes(self._dialect, self._tables, self.keys, self.sql, self.column_types)
 
     # --- feeding -------------------------------------------------------------------------
 
@@ -257,6 +290,8 @@ class ReadModel(Projection[ReadModelStore]):
         return decoded
 
     def _store(self, cursor: Any, prepared: Prepared, application_name: str) -> None:
+        # Prepared here or in a worker process: written into this instance's tables.
+        prepared.writes.bind(self._dialect, self._tables, self.sql, self.column_types)
         prepared.writes.write(cursor)
         tracking = Tracking(application_name, prepared.last)
         self.view.track(cursor, self.name, tracking, prepared.events)

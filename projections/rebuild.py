@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -69,9 +70,11 @@ from typing import Any
 from eventsourcing.persistence import Notification
 
 from domain.errors import RuleBroken
-from projections.base import ReadModel, stamp
+from projections.base import Prepared, ReadModel, stamp
+from projections.collector import fewer_collections
 from projections.feed import Source
 from projections.locks import LockKeeper
+from projections.parallel import Preparers
 from projections.store import LostOwnership, ReadModelStore, is_transient
 
 log = logging.getLogger("eventshop.projections")
@@ -84,6 +87,10 @@ file's write lock, which the shop's commands wait for: smaller batches there."""
 PAUSES = {"postgres": 0.0, "sqlite": 0.01}
 """Seconds between two batches of a copy. SQLite's writers are not served in turn: a
 command retrying for the lock must find it free now and then, not taken back at once."""
+PROCESSES = {"postgres": os.cpu_count() or 1, "sqlite": 1}
+"""Worker processes per rebuild. SQLite: none, its batches are small and paced anyway."""
+PARALLEL_FROM = 50_000
+"""Log events a copy must have to go before worker processes are worth starting them."""
 SCAN_WINDOWS = 4
 """A read by topic scans at most this many batches' worth of log positions at first, then
 about twice what the last full batch spanned. Read to the head, a batch could make the
@@ -177,6 +184,7 @@ class Rebuilder:
         feeding_locks: LockKeeper,
         worker_id: str,
         batch_size: int | None = None,
+        processes: int | None = None,
         on_swapped: Callable[[str], None] = lambda name: None,
     ) -> None:
         self.models = models
@@ -187,6 +195,10 @@ class Rebuilder:
         self.worker_id = worker_id
         dialect = next(iter(models.values())).view.dialect
         self.batch_size = batch_size or REBUILD_BATCHES[dialect]
+        self.processes = PROCESSES[dialect] if processes is None else processes
+        """Worker processes that decode and handle a large copy's batches (``parallel.py``);
+        below 2, the copy is prepared in the rebuild's own thread."""
+        self.parallel_from = PARALLEL_FROM
         self.pause = PAUSES[dialect]
         self._on_swapped = on_swapped
         self._jobs: dict[str, Job] = {}
@@ -382,7 +394,15 @@ class Rebuilder:
         job.progress.target = self.source.head()
         reader = _Reader(self.source, self.batch_size, model.topics if by_topic else None)
         checked = time.monotonic()
-        with ThreadPoolExecutor(2, thread_name_prefix=f"rebuild-{model.name}") as pool:
+        preparers = self._preparers(model, job.progress.target - position if by_topic else 0)
+        # Batches handed to workers and not yet written: enough to keep every one busy.
+        depth = 2 * preparers.processes if preparers is not None else 0
+        pending: deque[tuple[Future[Prepared], int]] = deque()
+        with (
+            fewer_collections(),
+            ThreadPoolExecutor(2, thread_name_prefix=f"rebuild-{model.name}") as pool,
+            contextlib.closing(preparers) if preparers else contextlib.nullcontext(),
+        ):
             reading = pool.submit(reader.read, position)
             writing: Future[int] | None = None
             while True:
@@ -390,14 +410,17 @@ class Rebuilder:
                 batch, read_from, through, last = reading.result()
                 if not last:
                     reading = pool.submit(reader.read, through)
-                prepared = None
                 if through > read_from:
-                    prepared = model.prepare(batch, mapper, through)
-                if writing is not None:
-                    position = self._written(job, writing, position, on_progress)
-                    writing = None
-                if prepared is not None:
-                    writing = pool.submit(model.commit, prepared, app, read_from)
+                    if preparers is not None:
+                        pending.append((preparers.submit(batch, through), read_from))
+                    else:
+                        pending.append((_done(model.prepare(batch, mapper, through)), read_from))
+                while pending and (last or len(pending) > depth):
+                    preparing, start = pending.popleft()
+                    prepared = preparing.result()
+                    if writing is not None:
+                        position = self._written(job, writing, position, on_progress)
+                    writing = pool.submit(model.commit, prepared, app, start)
                 if time.monotonic() - checked > HEARTBEAT_SECONDS:
                     job.progress.target = max(self.source.head(), position)
                     checked = time.monotonic()
@@ -407,6 +430,16 @@ class Rebuilder:
                 position = self._written(job, writing, position, on_progress)
         job.progress.target = max(job.progress.target, position)
         return position
+
+    def _preparers(self, model: ReadModel, events: int) -> Preparers | None:
+        """Worker processes for a copy with this many log events to go, if worth it."""
+        if (
+            self.processes < 2
+            or events < self.parallel_from
+            or not Preparers.can_send(model, self.source.mapper)
+        ):
+            return None
+        return Preparers(model, self.source.mapper, self.processes)
 
     def _written(
         self, job: Job, writing: Future[int], position: int, on_progress: ProgressCallback | None
@@ -722,6 +755,12 @@ class _Reader:
         self.window *= 2
         # By topic, the batch covers the log up to where the read stopped.
         return batch, after, max(stop, after), stop == head
+
+
+def _done(prepared: Prepared) -> Future[Prepared]:
+    future: Future[Prepared] = Future()
+    future.set_result(prepared)
+    return future
 
 
 def published_rebuild(

@@ -35,6 +35,7 @@ from uuid import uuid4
 from eventsourcing.persistence import Notification
 
 from projections.base import EventFailed, ReadModel, stamp
+from projections.collector import fewer_collections
 from projections.feed import LiveFeed, Source, Tap
 from projections.locks import LockKeeper
 from projections.store import LostOwnership, Outdated, is_transient
@@ -222,13 +223,14 @@ class Worker:
                 self.feed.detach(tap)
 
     def _catch_up(self, position: int, until: int | None = None) -> int:
-        while not self._stopping.is_set() and (until is None or position < until):
-            notifications = self.source.read(position, self.batch_size, stop=until)
-            if notifications:
-                position = self._apply(notifications, position)
-            self._check_lock()
-            if len(notifications) < self.batch_size:
-                break
+        with fewer_collections():
+            while not self._stopping.is_set() and (until is None or position < until):
+                notifications = self.source.read(position, self.batch_size, stop=until)
+                if notifications:
+                    position = self._apply(notifications, position)
+                self._check_lock()
+                if len(notifications) < self.batch_size:
+                    break
         return position
 
     def _follow(self, tap: Tap, position: int) -> int:

@@ -104,10 +104,33 @@ class Writes:
         self._keys = keys
         self._compile = compile_
         self._column_types = column_types
-        self._cursor: Any = None
+        self._planned: list[_Statement] = []
         self._rounds: list[_Round] = []
         self._round()
         self._getters: dict[str, Callable[[Mapping[str, Any]], tuple[Any, ...]]] = {}
+
+    # --- across processes ----------------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Statements only: a batch handled in a worker process is written by the parent's
+        # read model, which binds them to its own tables (``bind``).
+        self.seal()
+        return {"dialect": self._dialect, "keys": self._keys, "planned": self._planned}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["dialect"], {}, state["keys"], _unbound, _unbound)  # type: ignore[misc]
+        self._planned = state["planned"]
+
+    def bind(
+        self,
+        dialect: str,
+        tables: Mapping[str, str],
+        compile_: Callable[[str], str],
+        column_types: Callable[[Any, str], dict[str, str]],
+    ) -> None:
+        """Write into these tables, in this dialect (what the constructor was given)."""
+        self._dialect, self._tables = dialect, tables
+        self._compile, self._column_types = compile_, column_types
 
     def _round(self) -> None:
         """Start a new round: the operations before it are written first."""
@@ -198,13 +221,20 @@ class Writes:
     def write(self, cursor: Any) -> None:
         """Write every round, in order, in ``cursor``'s transaction; once (a batch whose
         transaction failed is prepared again from its events)."""
-        self._cursor = cursor
+        self.seal()
+        planned, self._planned = self._planned, []
+        for statement in planned:
+            self._execute(cursor, statement)
+
+    def seal(self) -> None:
+        """Turn what is recorded so far into statements: the Python half of writing,
+        done where the batch was handled (a worker process sends them to its parent)."""
         rounds, self._rounds = self._rounds, []
         self._round()
         for round_ in rounds:
-            self._write(round_.pending, round_.by, round_.deferred)
+            self._plan(round_.pending, round_.by, round_.deferred)
 
-    def _write(
+    def _plan(
         self,
         pending: dict[str, dict[tuple[Any, ...], _Op]],
         by: dict[str, dict[tuple[tuple[str, ...], tuple[Any, ...]], _Op]],
@@ -224,7 +254,26 @@ class Writes:
             upserts = [op.row for op in ops.values() if op.upsert and op.row is not None]
             self._insert(table, upserts, ignore=True)  # type: ignore[arg-type]
         for template, runs in deferred.items():
-            self._cursor.executemany(self._compile(template), runs)
+            self._planned.append((_DEFERRED, template, (), runs))
+
+    def _execute(self, cursor: Any, statement: _Statement) -> None:
+        kind, table, columns, data = statement
+        if kind == _DEFERRED:
+            cursor.executemany(self._compile(table), data)
+            return
+        name = self._tables[table]
+        if kind == _COPY:
+            with cursor.copy(f"COPY {name} ({_names(columns)}) FROM STDIN") as copy:
+                for row in data:
+                    copy.write_row(row)
+            return
+        if "{rows}" in kind:  # one typed array per column, unnested as the rows ``v``
+            types = self._column_types(cursor, table)
+            arrays = ", ".join(f"%b::{types[c]}[]" for c in columns)
+            rows = f"unnest({arrays}) AS v({_names(columns)})"
+            cursor.execute(kind.format(table=name, rows=rows), data)
+        else:
+            cursor.executemany(kind.format(table=name), data)
 
     def _op(self, table: str, row: Mapping[str, Any], *, inserting: bool = False) -> _Op:
         if inserting and self._by and self._by.get(table):
@@ -247,41 +296,32 @@ class Writes:
     def _delete(self, table: str, key: tuple[str, ...], keys: list[tuple[Any, ...]]) -> None:
         if not keys:
             return
-        name = self._tables[table]
         if self._dialect == "postgres":
             match = " AND ".join(f't."{c}" = v."{c}"' for c in key)
-            self._cursor.execute(
-                f"DELETE FROM {name} AS t USING {self._unnest(table, key)} WHERE {match}",
-                _columns(keys, len(key)),
-            )
+            sql = f"DELETE FROM {{table}} AS t USING {{rows}} WHERE {match}"
+            self._planned.append((sql, table, key, _columns(keys, len(key))))
         else:
             match = " AND ".join(f'"{c}" = ?' for c in key)
-            self._cursor.executemany(f"DELETE FROM {name} WHERE {match}", keys)
+            self._planned.append((f"DELETE FROM {{table}} WHERE {match}", table, key, keys))
 
     def _insert(self, table: str, rows: list[Row], *, ignore: bool) -> None:
         shapes: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
         for row in rows:
             shapes.setdefault(tuple(row), []).append(tuple(row.values()))
-        name = self._tables[table]
         for columns, values in shapes.items():
             names = _names(columns)
             if self._dialect != "postgres":
                 marks = ", ".join("?" for _ in columns)
-                self._cursor.executemany(
-                    f"INSERT INTO {name} ({names}) VALUES ({marks})"
-                    + (" ON CONFLICT DO NOTHING" if ignore else ""),
-                    values,
-                )
+                sql = f"INSERT INTO {{table}} ({names}) VALUES ({marks})"
+                sql += " ON CONFLICT DO NOTHING" if ignore else ""
+                self._planned.append((sql, table, columns, values))
             elif ignore:
-                self._cursor.execute(
-                    f"INSERT INTO {name} ({names}) SELECT * FROM"
-                    f" {self._unnest(table, columns)} ON CONFLICT DO NOTHING",
-                    _columns(values, len(columns)),
+                sql = (
+                    f"INSERT INTO {{table}} ({names}) SELECT * FROM {{rows}} ON CONFLICT DO NOTHING"
                 )
+                self._planned.append((sql, table, columns, _columns(values, len(columns))))
             else:  # COPY: about twice as fast as INSERT ... SELECT FROM unnest
-                with self._cursor.copy(f"COPY {name} ({names}) FROM STDIN") as copy:
-                    for row in values:
-                        copy.write_row(row)
+                self._planned.append((_COPY, table, columns, values))
 
     def _update(
         self, table: str, key: tuple[str, ...], changes: list[tuple[tuple[Any, ...], _Op]]
@@ -290,31 +330,33 @@ class Writes:
         for values, op in changes:
             shape = (tuple(op.set), tuple(op.add))
             shapes.setdefault(shape, []).append((*values, *op.set.values(), *op.add.values()))
-        name = self._tables[table]
         for (set_, add), rows in shapes.items():
             if self._dialect == "postgres":
                 assignments = [f'"{c}" = v."{c}"' for c in set_]
                 assignments += [f'"{c}" = t."{c}" + v."{c}"' for c in add]
                 match = " AND ".join(f't."{c}" = v."{c}"' for c in key)
                 columns = (*key, *set_, *add)
-                self._cursor.execute(
-                    f"UPDATE {name} AS t SET {', '.join(assignments)}"
-                    f" FROM {self._unnest(table, columns)} WHERE {match}",
-                    _columns(rows, len(columns)),
-                )
+                sql = f"UPDATE {{table}} AS t SET {', '.join(assignments)}"
+                sql += f" FROM {{rows}} WHERE {match}"
+                self._planned.append((sql, table, columns, _columns(rows, len(columns))))
             else:
                 assignments = [f'"{c}" = ?' for c in set_] + [f'"{c}" = "{c}" + ?' for c in add]
                 match = " AND ".join(f'"{c}" = ?' for c in key)
-                self._cursor.executemany(
-                    f"UPDATE {name} SET {', '.join(assignments)} WHERE {match}",
-                    [(*r[len(key) :], *r[: len(key)]) for r in rows],
-                )
+                sql = f"UPDATE {{table}} SET {', '.join(assignments)} WHERE {match}"
+                reordered = [(*r[len(key) :], *r[: len(key)]) for r in rows]
+                self._planned.append((sql, table, key, reordered))
 
-    def _unnest(self, table: str, columns: tuple[str, ...]) -> str:
-        """``unnest(%s::type[], ...) AS v(columns)``: one array parameter per column."""
-        types = self._column_types(self._cursor, table)
-        arrays = ", ".join(f"%b::{types[c]}[]" for c in columns)
-        return f"unnest({arrays}) AS v({_names(columns)})"
+
+# A statement as plain data, which pickles fast: (what, logical table (or a deferred
+# statement's template), columns, data). What: COPY the rows in; a deferred statement run
+# per params; or SQL with ``{table}``, run once over arrays of the columns unnested as
+# ``{rows}`` (PostgreSQL), or run per row (SQLite).
+_Statement = tuple[str, str, tuple[str, ...], Any]
+_COPY, _DEFERRED = "copy", "deferred"
+
+
+def _unbound(*args: Any) -> Any:
+    raise RuntimeError("these writes were unpickled: bind() them to a read model's tables")
 
 
 def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:

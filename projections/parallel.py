@@ -1,0 +1,120 @@
+"""Worker processes that decode and handle a rebuild's batches, so that it uses every core.
+
+Replaying the log is Python work: decoding each event and running its handler cost more
+than reading the events and writing the rows. In one process that work runs on one core
+whatever the threads (the GIL). A rebuild of a large log therefore hands its batches to
+worker processes: the rebuild's own threads read the batches from the log and write the
+prepared rows in log order, exactly as without workers (same fence, same transactions),
+while up to ``processes`` batches are decoded and handled at once elsewhere.
+
+A worker holds a *detached* copy of the read model (its handlers, no database) and the
+application's mapper; it gets a batch of the log and sends back the row operations its
+handlers recorded (:class:`~projections.writes.Writes` pickles them). A handler error
+comes back as the same ``EventFailed``, naming the event. Workers are started with
+``spawn`` (no copy of the parent's threads, locks or connections; so, as with any
+``spawn``, a script that starts a rebuild must guard its top level with ``if __name__ ==
+"__main__"``) and end with the pool; a worker whose parent was killed exits at once.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import multiprocessing
+import os
+import pickle
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Mapper, Notification
+
+from projections.base import Prepared, ReadModel
+from projections.collector import REPLAY_THRESHOLD
+
+log = logging.getLogger("eventshop.projections")
+
+
+class Preparers:
+    """A pool of worker processes preparing batches of one read model."""
+
+    def __init__(self, model: ReadModel, mapper: Mapper[Any], processes: int) -> None:
+        self.processes = processes
+        self._pool = ProcessPoolExecutor(
+            processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start,
+            initargs=(type(model), model.view.dialect, mapper),
+        )
+
+    @staticmethod
+    def can_send(model: ReadModel, mapper: Mapper[Any]) -> bool:
+        """Whether the read model's class and the mapper can go to another process."""
+        try:
+            pickle.dumps((type(model), mapper))
+        except Exception as error:
+            log.info("projection %s: rebuilding in one process: %s", model.name, error)
+            return False
+        return True
+
+    def submit(self, notifications: Sequence[Notification], through: int) -> Future[Prepared]:
+        """Decode and handle a batch in a worker: its ``Prepared`` (or its ``EventFailed``)."""
+        # Plain tuples pickle in C; a Notification (a dataclass holding a UUID) does not.
+        rows = [
+            (n.id, n.originator_id.bytes, n.originator_version, n.topic, n.state)
+            for n in notifications
+        ]
+        return self._pool.submit(_prepare, rows, through)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+# --- in the worker processes ---------------------------------------------------------------
+
+_model: ReadModel | None = None
+_mapper: Mapper[Any] | None = None
+
+
+def _start(model_class: type[ReadModel], dialect: str, mapper: Mapper[Any]) -> None:
+    global _model, _mapper
+    # A worker holds both ends of the pool's pipes, so it would never see them close if
+    # the parent were killed: it watches the parent itself.
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    young, *older = gc.get_threshold()
+    gc.set_threshold(max(young, REPLAY_THRESHOLD), *older)  # see projections/collector.py
+    _model, _mapper = model_class.detached(dialect), mapper
+
+
+def _id_out(originator_id: Any) -> Any:
+    return originator_id.bytes if isinstance(originator_id, UUID) else originator_id
+
+
+def _id_in(originator_id: Any) -> Any:
+    return UUID(bytes=originator_id) if isinstance(originator_id, bytes) else originator_id
+
+
+def _exit_with(parent: multiprocessing.process.BaseProcess) -> None:
+    parent.join()  # returns when the parent process has ended, however it ended
+    os._exit(1)
+
+
+def _prepare(rows: list[tuple[int, bytes, int, str, bytes]], through: int) -> Prepared:
+    assert _model is not None and _mapper is not None
+    notifications = [
+        Notification(
+            id=position,
+            originator_id=UUID(bytes=originator),
+            originator_version=version,
+            topic=topic,
+            state=state,
+        )
+        for position, originator, version, topic, state in rows
+    ]
+    prepared = _model.prepare(notifications, _mapper, through)
+    prepared.writes.seal()  # statements made here, not in the parent
+    return prepared
