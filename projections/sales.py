@@ -69,23 +69,11 @@ class Sales(ReadModel):
 
     @handles(Order.Cancelled)
     def _cancelled(self, tx: Writes, event: Order.Cancelled) -> None:
-        # The order's own rows say what to take back out; these statements commute with
-        # every other write of a batch, so they run after its rows are written.
-        params = {"id": str(event.originator_id)}
-        tx.defer(
-            "UPDATE {sales_days} AS d SET orders = d.orders - 1, units = d.units - o.units,"
-            " revenue_cents = d.revenue_cents - o.revenue_cents FROM {sales_orders} AS o"
-            " WHERE o.order_id = :id AND d.day = o.day",
-            params,
-        )
-        tx.defer(
-            "UPDATE {sales_skus} AS s SET orders = s.orders - 1, units = s.units - l.quantity,"
-            " revenue_cents = s.revenue_cents - l.revenue_cents FROM {sales_lines} AS l"
-            " WHERE l.order_id = :id AND s.day = l.day AND s.sku = l.sku",
-            params,
-        )
-        tx.defer("DELETE FROM {sales_lines} WHERE order_id = :id", params)
-        tx.defer("DELETE FROM {sales_orders} WHERE order_id = :id", params)
+        # The order's own rows say what to take back out. These statements commute with
+        # every other write of a batch, so they run after its rows are written, once for
+        # all the orders the batch cancels.
+        for statement in _TAKE_BACK:
+            tx.defer_for(statement, str(event.originator_id))
 
     # --- queries -------------------------------------------------------------------------
 
@@ -136,6 +124,22 @@ class Sales(ReadModel):
                 }
             ),
         }
+
+
+_TAKE_BACK = (
+    "UPDATE {sales_days} AS d SET orders = d.orders - o.orders, units = d.units - o.units,"
+    " revenue_cents = d.revenue_cents - o.revenue_cents FROM (SELECT day, count(*) AS orders,"
+    " sum(units) AS units, sum(revenue_cents) AS revenue_cents FROM {sales_orders}"
+    " WHERE order_id IN ({values}) GROUP BY day) AS o WHERE d.day = o.day",
+    # An order has one line per SKU: count(*) counts orders.
+    "UPDATE {sales_skus} AS s SET orders = s.orders - l.orders, units = s.units - l.units,"
+    " revenue_cents = s.revenue_cents - l.revenue_cents FROM (SELECT day, sku,"
+    " count(*) AS orders, sum(quantity) AS units, sum(revenue_cents) AS revenue_cents"
+    " FROM {sales_lines} WHERE order_id IN ({values}) GROUP BY day, sku) AS l"
+    " WHERE s.day = l.day AND s.sku = l.sku",
+    "DELETE FROM {sales_lines} WHERE order_id IN ({values})",
+    "DELETE FROM {sales_orders} WHERE order_id IN ({values})",
+)
 
 
 def _figures(row: dict[str, Any]) -> dict[str, Any]:

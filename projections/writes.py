@@ -28,6 +28,7 @@ the key.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from operator import itemgetter
 from typing import Any
@@ -211,6 +212,15 @@ class Writes:
         order's amounts back out of sums)."""
         self._deferred.setdefault(template, []).append(params)
 
+    def defer_for(self, template: str, value: str) -> None:
+        """Like ``defer``, set-wise: run ``template`` ONCE at the end of the round, where
+        ``{values}`` stands for every value deferred for it in the round (a subquery of one
+        text column; a value deferred twice is listed once). For a statement that would
+        otherwise run once per value: one statement per batch instead of thousands."""
+        if _VALUES not in template:
+            raise ValueError(f"a set-wise statement names its values as {_VALUES}: {template}")
+        self._deferred.setdefault(template, []).append(value)
+
     def execute(self, template: str, params: Mapping[str, Any] | None = None) -> None:
         """Run a statement after every operation recorded so far, before any later one."""
         self.defer(template, params or {})
@@ -254,6 +264,13 @@ class Writes:
             upserts = [op.row for op in ops.values() if op.upsert and op.row is not None]
             self._insert(table, upserts, ignore=True)  # type: ignore[arg-type]
         for template, runs in deferred.items():
+            if _VALUES in template:
+                values = list(dict.fromkeys(runs))
+                if self._dialect == "postgres":
+                    subquery, param = "SELECT unnest(CAST(:values AS text[]))", values
+                else:
+                    subquery, param = "SELECT value FROM json_each(:values)", json.dumps(values)
+                template, runs = template.replace(_VALUES, subquery), [{"values": param}]
             self._planned.append((_DEFERRED, template, (), runs))
 
     def _execute(self, cursor: Any, statement: _Statement) -> None:
@@ -353,6 +370,7 @@ class Writes:
 # ``{rows}`` (PostgreSQL), or run per row (SQLite).
 _Statement = tuple[str, str, tuple[str, ...], Any]
 _COPY, _DEFERRED = "copy", "deferred"
+_VALUES = "{values}"
 
 
 def _unbound(*args: Any) -> Any:

@@ -11,6 +11,7 @@ operations on one row is also checked, exhaustively; and a few tricky sequences 
 from __future__ import annotations
 
 import itertools
+import pickle
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -147,9 +148,8 @@ def reset(db: Database, names: tuple[str, ...], rows: list[Row]) -> None:
                 )
 
 
-def make_writes(db: Database, name: str) -> Writes:
-    """An empty ``Writes`` for table ``name``, known to handlers as ``t``, as
-    ``ReadModel.writes`` makes it (with ``write``, the place to adapt to its API)."""
+def binding(db: Database, name: str) -> tuple[Any, ...]:
+    """What a ``Writes`` for table ``name`` (known to handlers as ``t``) is bound to."""
     tables = {"t": db.qualify(name)}
 
     def compile_(template: str) -> str:
@@ -159,7 +159,21 @@ def make_writes(db: Database, name: str) -> Writes:
     def column_types(cursor: Any, table: str) -> dict[str, str]:
         return db.column_types(cursor, tables[table])
 
-    return Writes(db.dialect, tables, {"t": KEY}, compile_, column_types)
+    return db.dialect, tables, compile_, column_types
+
+
+def make_writes(db: Database, name: str) -> Writes:
+    """An empty ``Writes`` for table ``name``, as ``ReadModel.writes`` makes it (with
+    ``write``, the place to adapt to its API)."""
+    dialect, tables, compile_, column_types = binding(db, name)
+    return Writes(dialect, tables, {"t": KEY}, compile_, column_types)
+
+
+def sent(writes: Writes, db: Database, name: str) -> Writes:
+    """``writes`` as a rebuild's worker process sends them and its parent binds them."""
+    received = pickle.loads(pickle.dumps(writes))
+    received.bind(*binding(db, name))
+    return received
 
 
 def write(writes: Writes, cursor: Any) -> None:
@@ -445,14 +459,15 @@ def test_every_short_sequence_on_one_row_gives_the_operations_one_by_one(db: Dat
     reset(db, ("t",), initial)
     model = {(row["k1"], row["k2"]): dict(row) for row in initial}
     # When each sequence is recorded in a Writes of its own, all written in one transaction
+    # (every other one sent through another process first)
     batches = []
-    for key, _, choice in cases:
+    for n, (key, _, choice) in enumerate(cases):
         writes = make_writes(db, "t")
         for index in choice:
             op = one_row_ops(key)[index]
             step(model, op)
             run(writes, op)
-        batches.append(writes)
+        batches.append(sent(writes, db, "t") if n % 2 else writes)
     with db.writing() as cursor:
         for writes in batches:
             write(writes, cursor)
@@ -692,3 +707,32 @@ def test_execute_runs_after_everything_recorded_before(db: Database) -> None:
     )
     # Then the statement saw the earlier changes, and the later ones apply to its result
     assert db.rows("t") == [row_of(X1, a=6), row_of(X2, a=8)]
+
+
+BUMP = "UPDATE {t} SET c = c + 1 WHERE u IN ({values})"
+
+
+def test_a_set_wise_deferred_statement_runs_once_after_the_rows_for_all_its_values(
+    db: Database,
+) -> None:
+    # Given two stored rows
+    stored(db, row_of(X1, a=1), row_of(X2, a=2))
+    # When one batch defers set-wise statements for them and for a row it inserts,
+    # one value twice
+    statements = batch(
+        db,
+        lambda w: w.defer_for(BUMP, "x1"),
+        lambda w: w.insert("t", row_of(Y1, a=3)),
+        lambda w: w.defer_for(BUMP, "y1"),
+        lambda w: w.defer_for(BUMP, "x1"),
+        lambda w: w.defer_for("DELETE FROM {t} WHERE u IN ({values})", "x2"),
+    )
+    # Then each ran once, after the insert, and a value deferred twice counted once
+    assert db.rows("t") == [row_of(X1, a=1, c=1), row_of(Y1, a=3, c=1)]
+    assert sum("c = c + 1" in s for s in statements) == 1
+
+
+def test_a_set_wise_statement_must_name_its_values(db: Database) -> None:
+    writes = make_writes(db, "t")
+    with pytest.raises(ValueError, match="values"):
+        writes.defer_for("DELETE FROM {t} WHERE u = :u", "x1")
