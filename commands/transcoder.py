@@ -10,12 +10,12 @@ Decoding is most of the cost of replaying the log (rebuilding a read model, audi
 The result is the same as the library's: typed objects are revived inside out (the
 hook sees inner objects first), an unknown type name fails the same way, and a document
 orjson would read otherwise (``NaN`` and lone surrogates, which it refuses; integers
-past 64 bits, which it turns into floats) is read by the library's own decoder instead.
+past 64 bits, which it turns into floats) is read by the library's own decoder instead,
+as is any document holding a float.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
@@ -40,8 +40,10 @@ _DIRECT: dict[type[Transcoding], Callable[[Any], Any]] = {
 }
 
 
-# Nineteen digits in a row may be an integer orjson cannot hold (2**63 has nineteen).
-_LONG_NUMBER = re.compile(rb"\d{19}")
+class _Float(Exception):
+    """A number orjson read as a float: perhaps an integer past 64 bits, which orjson
+    reads as a float and ``json`` as an int. (The shop's events hold none: amounts are
+    decimal strings.)"""
 
 
 class ShopTranscoder(JSONTranscoder):
@@ -61,13 +63,10 @@ class ShopTranscoder(JSONTranscoder):
         return (_transcoder, (tuple(self.names.values()),))
 
     def decode(self, data: bytes) -> Any:
-        if _LONG_NUMBER.search(data):
-            return super().decode(data)
         try:
-            document = orjson.loads(data)
-        except orjson.JSONDecodeError:
+            return self._revive(orjson.loads(data))
+        except (orjson.JSONDecodeError, _Float):
             return super().decode(data)
-        return self._revive(document)
 
 
 def _transcoder(transcodings: tuple[Transcoding, ...]) -> ShopTranscoder:
@@ -87,6 +86,8 @@ def _reviver(
             kind = type(node[key])
             if kind is dict or kind is list:
                 node[key] = revive(node[key])
+            elif kind is float:
+                raise _Float
         name, data = node["_type_"], node["_data_"]
         decode = direct.get(name) if type(name) is str and type(data) is str else None
         if decode is None:
@@ -104,6 +105,8 @@ def _reviver(
                     node[key] = revive_object(value)
             elif kind is list:
                 revive_list(value)
+            elif kind is float:
+                raise _Float
         return node
 
     def revive_list(items: list[Any]) -> None:
@@ -116,6 +119,8 @@ def _reviver(
                     items[index] = revive_object(value)
             elif kind is list:
                 revive_list(value)
+            elif kind is float:
+                raise _Float
 
     def revive(document: Any) -> Any:
         kind = type(document)
@@ -125,6 +130,8 @@ def _reviver(
             return revive_object(document)
         if kind is list:
             revive_list(document)
+        elif kind is float:
+            raise _Float
         return document
 
     return revive

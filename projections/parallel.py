@@ -10,10 +10,11 @@ while up to ``processes`` batches are decoded and handled at once elsewhere.
 A worker holds a *detached* copy of the read model (its handlers, no database) and the
 application's mapper; it gets a batch of the log and sends back the row operations its
 handlers recorded (:class:`~projections.writes.Writes` pickles them). A handler error
-comes back as the same ``EventFailed``, naming the event. Workers are started with
-``spawn`` (no copy of the parent's threads, locks or connections; so, as with any
-``spawn``, a script that starts a rebuild must guard its top level with ``if __name__ ==
-"__main__"``) and end with the pool; a worker whose parent was killed exits at once.
+comes back as the same ``EventFailed``, naming the event. Workers are forked from a
+clean server process (``forkserver``: no copy of the parent's threads, locks or
+connections; as with ``spawn``, a script that starts a rebuild must guard its top level
+with ``if __name__ == "__main__"``) and end with the pool; a worker whose parent was
+killed exits at once.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class Preparers:
         self.processes = processes
         self._pool = ProcessPoolExecutor(
             processes,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=_context(),
             initializer=_start,
             initargs=(type(model), model.view.dialect, mapper),
         )
@@ -70,6 +71,24 @@ class Preparers:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+_forkserver: multiprocessing.context.BaseContext | None = None
+_forkserver_lock = threading.Lock()
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """Where workers come from: forked from a server process started once (the first
+    rebuild pays for its imports, later ones start their workers at once), which never
+    held the parent's threads, locks or connections."""
+    global _forkserver
+    with _forkserver_lock:
+        if _forkserver is None:
+            context = multiprocessing.get_context("forkserver")
+            # What every worker needs, imported once in the server instead of in each.
+            context.set_forkserver_preload(["__main__", __name__, "commands.transcoder"])
+            _forkserver = context
+        return _forkserver
 
 
 # --- in the worker processes ---------------------------------------------------------------

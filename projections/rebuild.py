@@ -13,7 +13,9 @@ The protocol
    prefix, without their secondary indexes (a bulk load is faster without them), with a
    tracking position of its own at 0. The copy is fed from the log in large batches,
    each in one transaction fenced on the copy's tracking row, until a read finds no
-   more: it has caught up with the head. Progress goes to ``projection_versions.rebuild``
+   more: it has caught up with the head. A large copy's batches are decoded and handled
+   by worker processes (``parallel.py``), several at once; they are still read, and
+   written, one after the other in log order. Progress goes to ``projection_versions.rebuild``
    every second, for every process's ``status()``.
 3. **Indexes.** On PostgreSQL the copy's indexes are built now, before the swap, which
    then only renames them (SQLite cannot rename an index: it makes them in the swap).

@@ -114,15 +114,20 @@ if __name__ == "__main__":
 """
 
 
-def children(pid: int) -> set[int]:
-    found = set()
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid``: its children, theirs, and so on."""
+    parents: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[1]) == pid:
-            found.add(int(stat.parent.name))
+        parents[int(stat.parent.name)] = int(fields[1])
+    found: set[int] = set()
+    level = {pid}
+    while level:
+        level = {child for child, parent in parents.items() if parent in level} - found
+        found |= level
     return found
 
 
@@ -159,11 +164,9 @@ def test_a_rebuild_with_workers_killed_halfway_takes_its_workers_and_can_run_aga
 
             until(halfway, 60, "the other process's rebuild to make progress")
             assert rebuilding.poll() is None, rebuilding.stderr and rebuilding.stderr.read()
-            # Its two workers (and the spawn machinery's resource tracker).
+            # Its two workers, the server they were forked from, the resource tracker.
             workers = until(
-                lambda: len(children(rebuilding.pid)) >= 2 and children(rebuilding.pid),
-                30,
-                "workers",
+                lambda: len(found := descendants(rebuilding.pid)) >= 4 and found, 30, "workers"
             )
             rebuilding.send_signal(signal.SIGKILL)
             rebuilding.wait(10)
