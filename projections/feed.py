@@ -13,10 +13,12 @@ import queue
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
+from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 log = logging.getLogger("eventshop.projections")
@@ -52,6 +54,36 @@ class Source:
             after, limit, stop=stop, topics=list(topics), inclusive_of_start=False
         )
 
+    def read_rows(
+        self, after: int, limit: int, stop: int | None = None, topics: Sequence[str] = ()
+    ) -> list[Row]:
+        """``read``, as plain tuples ``(position, originator id, version, topic, state)``
+        to send to another process, the id as 16 bytes when it is a UUID. On PostgreSQL
+        read by our own query: the library's makes a dict, a UUID and a Notification per
+        row, three times the CPU (13 µs a row against 4), in a process that only passes
+        the rows on (a rebuild's parent, ``parallel.py``)."""
+        recorder: Any = self.recorder
+        if not isinstance(recorder, PostgresApplicationRecorder):
+            return [
+                (n.id, id_bytes(n.originator_id), n.originator_version, n.topic, n.state)
+                for n in self.read(after, limit, stop, topics)
+            ]
+        statement = SQL(
+            "SELECT notification_id, uuid_send(originator_id), originator_version, topic, state"
+            " FROM {}.{} WHERE notification_id > %s AND notification_id <= %s"
+            + (" AND topic = ANY(%s)" if topics else "")
+            + " ORDER BY notification_id LIMIT %s"
+        ).format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
+        params: list[Any] = [after, 2**63 - 1 if stop is None else stop]
+        if topics:
+            params.append(list(topics))
+        with (
+            recorder.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row) as cursor,
+        ):
+            cursor.execute(statement, [*params, limit], prepare=True)
+            return cursor.fetchall()
+
     def count(self, through: int) -> int:
         """How many events the log holds up to position ``through`` (PostgreSQL's
         positions may have gaps: a rolled-back append uses some up)."""
@@ -70,6 +102,29 @@ class Source:
                 )
                 return int(cursor.fetchone()[0])
         return min(through, self.head())  # in memory: positions 1, 2, 3, ... without gaps
+
+
+Row = tuple[int, Any, int, str, bytes]
+"""An event of the log as plain values (``Source.read_rows``)."""
+
+
+def id_bytes(originator_id: Any) -> Any:
+    """An originator id as a row holds it: a UUID's 16 bytes, anything else as it is."""
+    return originator_id.bytes if isinstance(originator_id, UUID) else originator_id
+
+
+def notification(row: Row) -> Notification:
+    """The library's notification of a row (``Source.read_rows``)."""
+    position, originator, version, topic, state = row
+    if isinstance(originator, bytes):
+        originator = UUID(bytes=originator)
+    return Notification(
+        id=position,
+        originator_id=originator,
+        originator_version=version,
+        topic=topic,
+        state=state,
+    )
 
 
 class Tap:

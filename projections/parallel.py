@@ -25,15 +25,14 @@ import multiprocessing
 import os
 import pickle
 import threading
-from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
-from uuid import UUID
 
-from eventsourcing.persistence import Mapper, Notification
+from eventsourcing.persistence import Mapper
 
 from projections.base import Prepared, ReadModel
 from projections.collector import REPLAY_THRESHOLD
+from projections.feed import Row, notification
 
 log = logging.getLogger("eventshop.projections")
 
@@ -60,13 +59,9 @@ class Preparers:
             return False
         return True
 
-    def submit(self, notifications: Sequence[Notification], through: int) -> Future[Prepared]:
-        """Decode and handle a batch in a worker: its ``Prepared`` (or its ``EventFailed``)."""
-        # Plain tuples pickle in C; a Notification (a dataclass holding a UUID) does not.
-        rows = [
-            (n.id, n.originator_id.bytes, n.originator_version, n.topic, n.state)
-            for n in notifications
-        ]
+    def submit(self, rows: list[Row], through: int) -> Future[Prepared]:
+        """Decode and handle a batch (``Source.read_rows``: plain tuples pickle in C) in
+        a worker: its ``Prepared`` (or its ``EventFailed``)."""
         return self._pool.submit(_prepare, rows, through)
 
     def close(self) -> None:
@@ -109,31 +104,13 @@ def _start(model_class: type[ReadModel], dialect: str, mapper: Mapper[Any]) -> N
     _model, _mapper = model_class.detached(dialect), mapper
 
 
-def _id_out(originator_id: Any) -> Any:
-    return originator_id.bytes if isinstance(originator_id, UUID) else originator_id
-
-
-def _id_in(originator_id: Any) -> Any:
-    return UUID(bytes=originator_id) if isinstance(originator_id, bytes) else originator_id
-
-
 def _exit_with(parent: multiprocessing.process.BaseProcess) -> None:
     parent.join()  # returns when the parent process has ended, however it ended
     os._exit(1)
 
 
-def _prepare(rows: list[tuple[int, bytes, int, str, bytes]], through: int) -> Prepared:
+def _prepare(rows: list[Row], through: int) -> Prepared:
     assert _model is not None and _mapper is not None
-    notifications = [
-        Notification(
-            id=position,
-            originator_id=UUID(bytes=originator),
-            originator_version=version,
-            topic=topic,
-            state=state,
-        )
-        for position, originator, version, topic, state in rows
-    ]
-    prepared = _model.prepare(notifications, _mapper, through)
+    prepared = _model.prepare([notification(row) for row in rows], _mapper, through)
     prepared.writes.seal()  # statements made here, not in the parent
     return prepared

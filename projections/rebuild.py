@@ -67,9 +67,8 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from operator import attrgetter, itemgetter
 from typing import Any
-
-from eventsourcing.persistence import Notification
 
 from domain.errors import RuleBroken
 from projections.base import Prepared, ReadModel, stamp
@@ -394,9 +393,10 @@ class Rebuilder:
         tracked position says so."""
         app, mapper = self.source.application_name, self.source.mapper
         job.progress.target = self.source.head()
-        reader = _Reader(self.source, self.batch_size, model.topics if by_topic else None)
-        checked = time.monotonic()
         preparers = self._preparers(model, job.progress.target - position if by_topic else 0)
+        topics = model.topics if by_topic else None
+        reader = _Reader(self.source, self.batch_size, topics, rows=preparers is not None)
+        checked = time.monotonic()
         # Batches handed to workers and not yet written: enough to keep every one busy.
         depth = 2 * preparers.processes if preparers is not None else 0
         pending: deque[tuple[Future[Prepared], int]] = deque()
@@ -733,27 +733,33 @@ class Rebuilder:
 
 
 class _Reader:
-    """Reads a copy's batches from the log, one after the other (see ``_follow_log``)."""
+    """Reads a copy's batches from the log, one after the other (see ``_follow_log``):
+    as Notifications, or with ``rows`` as plain tuples (``Source.read_rows``)."""
 
-    def __init__(self, source: Source, batch_size: int, topics: Sequence[str] | None) -> None:
+    def __init__(
+        self, source: Source, batch_size: int, topics: Sequence[str] | None, *, rows: bool = False
+    ) -> None:
         self.source = source
         self.batch_size = batch_size
         self.topics = topics
         self.window = batch_size * SCAN_WINDOWS
+        self._read: Callable[..., Sequence[Any]] = source.read_rows if rows else source.read
+        self._position: Callable[[Any], int] = itemgetter(0) if rows else attrgetter("id")
 
-    def read(self, after: int) -> tuple[Sequence[Notification], int, int, bool]:
+    def read(self, after: int) -> tuple[Sequence[Any], int, int, bool]:
         """``(batch, after, through, last)``: the events after ``after``; the position the
         batch takes the copy to; whether it reached the head (no more to read now)."""
         if self.topics is None:
-            batch = self.source.read(after, self.batch_size)
+            batch = self._read(after, self.batch_size)
             full = len(batch) == self.batch_size
-            return batch, after, batch[-1].id if batch else after, not full
+            return batch, after, self._position(batch[-1]) if batch else after, not full
         head = self.source.head()
         stop = min(head, after + self.window)
-        batch = self.source.read(after, self.batch_size, stop=stop, topics=self.topics)
+        batch = self._read(after, self.batch_size, stop=stop, topics=self.topics)
         if len(batch) == self.batch_size:  # the window was wide enough: keep it about so
-            self.window = max(self.batch_size, 2 * (batch[-1].id - after))
-            return batch, after, batch[-1].id, False
+            last = self._position(batch[-1])
+            self.window = max(self.batch_size, 2 * (last - after))
+            return batch, after, last, False
         self.window *= 2
         # By topic, the batch covers the log up to where the read stopped.
         return batch, after, max(stop, after), stop == head

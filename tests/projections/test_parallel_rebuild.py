@@ -99,11 +99,11 @@ def test_a_handler_failing_in_a_worker_names_the_event_and_leaves_the_live_copy(
 SLOW_REBUILD = """
 import os, sys, time
 from projections.feed import Source
-read = Source.read
+read = Source.read_rows
 def slow(*args, **kwargs):
     time.sleep(0.1)
     return read(*args, **kwargs)
-Source.read = slow
+Source.read_rows = slow
 from tests.projections.support import opened
 if __name__ == "__main__":
     with opened(sys.argv[1]) as (shop, read_side):
@@ -164,9 +164,10 @@ def test_a_rebuild_with_workers_killed_halfway_takes_its_workers_and_can_run_aga
 
             until(halfway, 60, "the other process's rebuild to make progress")
             assert rebuilding.poll() is None, rebuilding.stderr and rebuilding.stderr.read()
-            # Its two workers, the server they were forked from, the resource tracker.
+            # Its workers (one at least: the pool starts a second when the first is busy),
+            # the server they were forked from, the resource tracker.
             workers = until(
-                lambda: len(found := descendants(rebuilding.pid)) >= 4 and found, 30, "workers"
+                lambda: len(found := descendants(rebuilding.pid)) >= 3 and found, 30, "workers"
             )
             rebuilding.send_signal(signal.SIGKILL)
             rebuilding.wait(10)
