@@ -497,9 +497,10 @@ class PostgresReadModelRecorder(ReadModelStore, PostgresTrackingRecorder):
 
     def digest(self, cursor: Any, table: str) -> tuple[int, str]:
         # Each row's 64-bit hash, summed: independent of row order. PostgreSQL's own
-        # text hash, three times faster than md5 over a rebuild's million rows.
+        # hash of the row's values (14+): no text made of each row, about twice as fast
+        # as hashing its text, which was three times faster than md5.
         cursor.execute(
-            "SELECT count(*) AS n, coalesce(sum(hashtextextended(t::text, 0)), 0) AS s"
+            "SELECT count(*) AS n, coalesce(sum(hash_record_extended(t, 0)), 0) AS s"
             f" FROM {self.qualify(table)} AS t"
         )
         row = cursor.fetchone()
