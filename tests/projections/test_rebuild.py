@@ -25,7 +25,9 @@ from tests.projections.support import (
     ROOT,
     SKUS,
     World,
+    alive,
     applied,
+    descendants,
     dumps,
     event_count,
     opened,
@@ -152,24 +154,29 @@ def test_a_rebuild_while_commands_keep_coming_swaps_in_step_with_the_live_feeder
         assert set(applied(read_side).values()) == {event_count(shop)}
 
 
-# A rebuild in another process, slowed down so that it can be caught halfway.
+# A rebuild in another process, slowed down so that it can be caught halfway; with
+# worker processes (argv[3]) however small the log.
 SLOW_REBUILD = """
 import sys, time
 from projections.feed import Source
-read = Source.read
-def slow(*args, **kwargs):
-    time.sleep(0.1)
-    return read(*args, **kwargs)
-Source.read = slow
+def slowed(read):
+    def slow(*args, **kwargs):
+        time.sleep(0.1)
+        return read(*args, **kwargs)
+    return slow
+Source.read, Source.read_rows = slowed(Source.read), slowed(Source.read_rows)
 from tests.projections.support import opened
 with opened(sys.argv[1]) as (shop, read_side):
     read_side.rebuilder.batch_size = 5
+    read_side.rebuilder.processes = int(sys.argv[3])
+    read_side.rebuilder.parallel_from = 0
     read_side.rebuild_blocking(sys.argv[2])
 """
 
 
+@pytest.mark.parametrize("workers", [0, 2])
 def test_a_rebuild_killed_halfway_leaves_the_live_copy_serving_and_can_be_run_again(
-    url: str,
+    url: str, workers: int
 ) -> None:
     with opened(url) as (shop, read_side):
         world = World(shop)
@@ -183,7 +190,7 @@ def test_a_rebuild_killed_halfway_leaves_the_live_copy_serving_and_can_be_run_ag
             assert found == expected
 
         rebuilding = subprocess.Popen(
-            [sys.executable, "-c", SLOW_REBUILD, url, "orders"],
+            [sys.executable, "-c", SLOW_REBUILD, url, "orders", str(workers)],
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdout=subprocess.DEVNULL,
@@ -205,12 +212,23 @@ def test_a_rebuild_killed_halfway_leaves_the_live_copy_serving_and_can_be_run_ag
                 # One rebuild per read model, across processes.
                 with pytest.raises(AlreadyRebuilding, match="another process"):
                     read_side.rebuild("orders")
+                # With workers: one at least (the pool starts a second when the first is
+                # busy), the server they are forked from, and the resource tracker.
+                below: set[int] = set()
+                if workers:
+                    below = until(
+                        lambda: len(found := descendants(rebuilding.pid)) >= 3 and found,
+                        30,
+                        "the workers",
+                    )
                 rebuilding.send_signal(signal.SIGKILL)
                 rebuilding.wait(10)
             assert seen["problems"] == [] and seen["asked"] > 0
         finally:
             stop_worker(rebuilding)
         assert rebuilding.returncode == -signal.SIGKILL
+        # Workers watch their parent: none outlives it.
+        until(lambda: not any(alive(pid) for pid in below), 30, "the workers to exit")
 
         # Its lock died with it: no longer "rebuilding", but reported as interrupted.
         status = until(
