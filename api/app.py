@@ -28,10 +28,10 @@ from api.routers import (
     reports,
     stock,
 )
-from api.settings import Settings
+from eventshop.settings import Settings
 from commands import idempotency
 from commands.service import Shop
-from commands.store import prepare, store_env
+from eventstore.url import prepare, store_env
 from projections import ReadSide, build_read_side, migration_lock
 
 DESCRIPTION = """\

@@ -16,11 +16,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AwareDatetime, BeforeValidator
 
 from api.auth import InvalidToken, Principal, decode
-from api.settings import Settings
+from eventshop.settings import Settings
 from commands import idempotency
-from commands.metadata import identify
+from eventstore.causes import identify
 from commands.service import Shop
-from projections.pagination import DEFAULT_LIMIT, MAX_LIMIT, Keyset
+from projections.engine.pagination import DEFAULT_LIMIT, MAX_LIMIT, Keyset
 
 _bearer = HTTPBearer(auto_error=False, description="JWT signed with EVENTSHOP_JWT_SECRET")
 

@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY, RequestBodyLimitMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from commands.metadata import caused_by
+from eventstore.causes import caused_by
 from domain.errors import (
     AlreadyExists,
     ConcurrencyConflict,

@@ -39,7 +39,7 @@ from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from commands.metadata import current_cause
+from eventstore.causes import current_cause
 from commands.service import Shop
 
 log = logging.getLogger("eventshop.observability")
@@ -219,7 +219,7 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "request_id", None) is None:
             # The request-id middleware makes it the correlation id of the request's
-            # unit of work (commands/metadata.py), which follows it into worker threads.
+            # unit of work (eventstore/causes.py), which follows it into worker threads.
             record.request_id = current_cause().correlation_id
         return True
 

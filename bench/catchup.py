@@ -28,12 +28,12 @@ from eventsourcing.projection import ProjectionRunner
 
 from bench.common import database
 from commands.service import Shop
-from commands.store import prepare, store_env
+from eventstore.url import prepare, store_env
 from domain.errors import DomainError
 from domain.values import Address
 from projections import MODELS, build_read_side
-from projections.base import ReadModel
-from projections.store import PostgresReadModelRecorder
+from projections.engine.base import ReadModel
+from projections.engine.tables import PostgresReadModelRecorder
 
 ADDRESS = Address(name="Bench", line1="1 Main St", city="Berlin", postal_code="10115", country="DE")
 

@@ -17,7 +17,7 @@ from eventsourcing.domain import Aggregate, DomainEventProtocol
 from psycopg import sql
 
 from commands.service import Shop
-from commands.store import postgres_dsn, prepare, store_env
+from eventstore.url import postgres_dsn, prepare, store_env
 
 ADMIN_URL = os.environ.get(
     "EVENTSHOP_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"

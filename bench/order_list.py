@@ -32,18 +32,18 @@ import psycopg
 from psycopg import sql
 
 from bench.common import Latency, database, open_shop, ratio
-from commands.store import postgres_dsn
+from eventstore.url import postgres_dsn
 from domain.order import CANCELLED, DELIVERED, PAID, PLACED, SHIPPED
 from projections import ReadSide, build_read_side
-from projections.base import stamp
-from projections.orders import STATUSES, Orders
+from projections.engine.base import stamp
+from projections.readmodels.orders import STATUSES, Orders
 
 SIZES = (1_000, 100_000, 1_000_000)
 QUICK_SIZES = (100, 1_000)
 # Tiny sizes, for a smoke test of the code (the figures mean nothing).
 QUICK: dict[str, Any] = {"sizes": QUICK_SIZES, "rounds": 5}
 QUERIES = ("first page", "later page", "by customer", "by status")
-# Statuses in the proportions of commands/seed.py's fates (cancelled: two fates).
+# Statuses in the proportions of cli/demo.py's fates (cancelled: two fates).
 STATUS_WEIGHTS = {PLACED: 8, PAID: 10, SHIPPED: 12, DELIVERED: 49, CANCELLED: 16}
 VERSION_OF = {PLACED: 1, PAID: 2, SHIPPED: 3, DELIVERED: 4, CANCELLED: 3}
 ORDERS_PER_CUSTOMER = 5

@@ -1,6 +1,6 @@
 """Blue/green rebuild speed over a log of about 1,000,000 events, on PostgreSQL.
 
-Seeding: the history ``commands.seed.draw`` plans (a catalogue with receipts and
+Seeding: the history ``cli.demo.draw`` plans (a catalogue with receipts and
 repricings; carts of 1 to 4 lines, the odd edit; checkouts, some first refused for want
 of stock; payments, shipments, deliveries, cancellations before and after payment,
 abandoned carts; stock adjustments) is played on the domain aggregates in memory, in
@@ -21,7 +21,7 @@ time from the rebuild's start until its new copy was swapped in.
 
 A copy with at least ``PARALLEL_FROM`` events to go is decoded and handled by worker
 processes (as many as cores, ``--processes``; 1: none), read and written in order by the
-rebuild's own threads (``projections/parallel.py``).
+rebuild's own threads (``projections/engine/parallel.py``).
 
     python -m bench.rebuild [--events 1000000] [--batch-size 2000] [--processes N] [--quick]
 """
@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bench.common import bulk_append, database, open_shop
-from commands.seed import (
+from cli.demo import (
     ABANDONED,
     CANCELLED_PAID,
     CANCELLED_PLACED,

@@ -26,10 +26,10 @@ import psycopg
 from eventsourcing.persistence import StoredEvent
 from psycopg import sql
 
-from commands.audit import Auditor
-from commands.metadata import caused_by
+from projections.audit.auditor import Auditor
+from eventstore.causes import caused_by
 from commands.service import Shop
-from commands.store import postgres_dsn, prepare, store_env
+from eventstore.url import postgres_dsn, prepare, store_env
 from domain.stock import Stock
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -16,7 +16,7 @@ The store is a subclass of each eventsourcing application recorder (chosen by
 ``APPLICATION_RECORDER_TOPIC``): ``Application.save(..., idempotency_key=record)``
 passes the record down to ``insert_events``, which writes it in its own transaction.
 The key of the current request travels to the service in a context variable, like the
-cause of :mod:`commands.metadata`.
+cause of :mod:`eventstore.causes`.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from eventsourcing.utils import Environment, EnvType
 
 from commands import idempotency
 from commands.idempotency import IdempotencyKeys, KeyStore, POPOKeyRecorder
-from commands.metadata import CausedMapper, current_cause
+from eventstore.causes import CausedMapper, current_cause
 from domain.cart import Cart
 from domain.errors import (
     AlreadyExists,
@@ -149,9 +149,9 @@ class Shop(Application):
         topic = idempotency.RECORDER_TOPICS.get(environment.get("PERSISTENCE_MODULE", ""))
         if topic and not environment.get("APPLICATION_RECORDER_TOPIC"):
             environment["APPLICATION_RECORDER_TOPIC"] = topic
-        # Stored events are read with orjson: the same values, faster (commands/transcoder.py).
+        # Stored events are read with orjson: the same values, faster (eventstore/transcoder.py).
         if not environment.get("TRANSCODER_TOPIC"):
-            environment["TRANSCODER_TOPIC"] = "commands.transcoder:ShopTranscoder"
+            environment["TRANSCODER_TOPIC"] = "eventstore.transcoder:ShopTranscoder"
         return environment
 
     def construct_recorder(self) -> ApplicationRecorder:
@@ -161,7 +161,7 @@ class Shop(Application):
         return POPOKeyRecorder()
 
     def construct_mapper(self) -> Mapper[UUID]:
-        # Every stored event also records who caused it (commands/metadata.py).
+        # Every stored event also records who caused it (eventstore/causes.py).
         return self.factory.mapper(self.construct_transcoder(), mapper_class=CausedMapper)
 
     # --- catalogue and stock -------------------------------------------------

@@ -75,7 +75,7 @@ How it works: ``runner.py`` (locks, catch-up, live feed, poison events), ``store
 """
 
 from projections.readside import MODELS, ReadSide, build_read_side, migration_lock, run_worker
-from projections.rebuild import AlreadyRebuilding, Progress
+from projections.engine.rebuild import AlreadyRebuilding, Progress
 
 __all__ = [
     "MODELS",

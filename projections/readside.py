@@ -15,19 +15,19 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 from eventsourcing.utils import Environment
 
-from commands.store import postgres_dsn, prepare, store_env
-from projections.base import ReadModel
-from projections.carts import Carts
-from projections.catalogue import Catalogue
-from projections.customers import Customers
-from projections.feed import Source
-from projections.locks import AdvisoryLocks, FileLocks, LockKeeper
-from projections.orders import Orders
-from projections.rebuild import Progress, ProgressCallback, Rebuilder, published_rebuild
-from projections.runner import Runner
-from projections.sales import Sales
-from projections.stock import StockLevels
-from projections.store import (
+from eventstore.url import postgres_dsn, prepare, store_env
+from projections.engine.base import ReadModel
+from projections.readmodels.carts import Carts
+from projections.readmodels.catalogue import Catalogue
+from projections.readmodels.customers import Customers
+from projections.engine.feed import Source
+from projections.engine.locks import AdvisoryLocks, FileLocks, LockKeeper
+from projections.readmodels.orders import Orders
+from projections.engine.rebuild import Progress, ProgressCallback, Rebuilder, published_rebuild
+from projections.engine.runner import Runner
+from projections.readmodels.sales import Sales
+from projections.readmodels.stock import StockLevels
+from projections.engine.tables import (
     PostgresReadModelRecorder,
     ReadModelStore,
     SQLiteReadModelRecorder,

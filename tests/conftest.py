@@ -18,7 +18,7 @@ import pytest
 from psycopg import sql
 
 from commands.service import Shop
-from commands.store import postgres_dsn, prepare, store_env
+from eventstore.url import postgres_dsn, prepare, store_env
 
 ADMIN_URL = os.environ.get(
     "EVENTSHOP_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"

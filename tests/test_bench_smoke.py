@@ -14,9 +14,9 @@ import psycopg
 from bench import append_growth, history_length, order_list, run_all
 from bench.common import ADMIN_URL, bulk_append
 from commands.service import Shop
-from commands.store import postgres_dsn, store_env
+from eventstore.url import postgres_dsn, store_env
 from projections import build_read_side
-from projections.orders import Orders
+from projections.readmodels.orders import Orders
 
 
 def _databases_of_this_process() -> set[str]:

@@ -19,7 +19,7 @@ import pytest
 from psycopg import sql
 
 from commands.service import Done, Shop
-from commands.store import postgres_dsn, store_env
+from eventstore.url import postgres_dsn, store_env
 from domain.errors import ConcurrencyConflict, InsufficientStock
 from domain.order import Order
 from domain.values import Address

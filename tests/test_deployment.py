@@ -13,9 +13,9 @@ import pytest
 import yaml
 from typer.main import get_command
 
-from api.cli import WORKER_ALIVE_FILE, WORKER_BEAT_SECONDS
-from api.cli import app as cli_app
-from api.settings import Settings
+from cli.main import WORKER_ALIVE_FILE, WORKER_BEAT_SECONDS
+from cli.main import app as cli_app
+from eventshop.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -37,10 +37,10 @@ import httpx
 import psycopg
 
 from api.auth import mint
-from api.cli import WORKER_ALIVE_FILE
-from commands.audit import Auditor
+from cli.main import WORKER_ALIVE_FILE
+from projections.audit.auditor import Auditor
 from commands.service import Shop
-from commands.store import postgres_dsn
+from eventstore.url import postgres_dsn
 from domain.product import Product
 from domain.stock import Stock
 from projections import ReadSide

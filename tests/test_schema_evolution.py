@@ -6,7 +6,7 @@ and a fresh PostgreSQL store through the recorder, then read and acted on by the
 code: money amounts now name their currency, and v1 events are upcast to euros on
 every read while their stored bytes stay as they were.
 
-Events stored before ``commands/metadata.py`` existed carry no ``__cause__``; each
+Events stored before ``eventstore/causes.py`` existed carry no ``__cause__``; each
 test runs on the fixture as stored and on the fixture without that key.
 """
 
@@ -22,9 +22,9 @@ from uuid import UUID
 import pytest
 from eventsourcing.persistence import StoredEvent
 
-from commands.metadata import Cause
+from eventstore.causes import Cause
 from commands.service import Shop
-from commands.store import prepare, store_env
+from eventstore.url import prepare, store_env
 from domain.errors import InvalidValue, RuleBroken
 from domain.order import CANCELLED, DELIVERED, PAID, PLACED, Order
 from domain.product import Product

@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from api.app import open_shop
-from api.cli import app
-from api.settings import Settings
-from commands.seed import ABANDONED, FATES, SHOP_ENV, SeedReport, draw, seed
+from cli.main import app
+from eventshop.settings import Settings
+from cli.demo import ABANDONED, FATES, SHOP_ENV, SeedReport, draw, seed
 from commands.service import Shop
 from domain.order import CANCELLED, DELIVERED, PAID, PLACED, SHIPPED
 

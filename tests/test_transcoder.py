@@ -25,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commands.service import Shop
-from commands.transcoder import ShopTranscoder
+from eventstore.transcoder import ShopTranscoder
 
 FIXTURE = Path(__file__).parent / "fixtures" / "events_v1.json"
 

@@ -20,7 +20,7 @@ from sse_starlette import EventSourceResponse
 
 from api.deps import ShopDep, require
 from api.errors import problem_responses
-from commands.audit import Auditor
+from projections.audit.auditor import Auditor
 from domain.errors import InvalidValue
 
 router = APIRouter(prefix="/api/audit", tags=["audit"], dependencies=[Depends(require("auditor"))])

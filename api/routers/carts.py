@@ -10,13 +10,13 @@ from fastapi import APIRouter, Depends, Response
 from api.auth import Principal
 from api.deps import Caller, ExpectedVersion, ShopDep, require
 from api.errors import problem_responses
-from api.reads import read_model
+from api.freshness import read_model
 from api.routers.orders import LineView, OrderResult, order_view
 from api.routers.orders import router as orders_router
-from api.routers.shapes import Committed, SkuPath, View, committed, money_text, shown
-from commands.models import AddItem, CheckOut, OpenCart, SetQuantity
+from api.views import Committed, SkuPath, View, committed, money_text, shown
+from api.bodies import AddItem, CheckOut, OpenCart, SetQuantity
 from domain.cart import Cart
-from projections.carts import Carts as CartsModel
+from projections.readmodels.carts import Carts as CartsModel
 
 router = APIRouter(prefix="/api/carts", tags=["carts"])
 # Only a cart's owner changes it; the service answers 404 for anyone else's cart.

@@ -11,11 +11,11 @@ from pydantic import BaseModel, Field
 from api.auth import Principal
 from api.deps import Caller, ExpectedVersion, Instant, Page, ShopDep, owner_unless_staff, require
 from api.errors import problem_responses
-from api.reads import read_model
-from api.routers.shapes import Committed, PageOf, View, committed, money_text, shown
-from commands.models import Cancel, Deliver, Pay, Ship
+from api.freshness import read_model
+from api.views import Committed, PageOf, View, committed, money_text, shown
+from api.bodies import Cancel, Deliver, Pay, Ship
 from domain.order import Order
-from projections.orders import Orders as OrdersModel
+from projections.readmodels.orders import Orders as OrdersModel
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 Staff = Annotated[Principal, Depends(require("staff"))]

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Response
 from api.auth import Principal
 from api.deps import Caller, ExpectedVersion, Page, ShopDep, require
 from api.errors import problem_responses
-from api.reads import read_model
-from api.routers.shapes import (
+from api.freshness import read_model
+from api.views import (
     Committed,
     PageOf,
     SkuPath,
@@ -19,9 +19,9 @@ from api.routers.shapes import (
     money_text,
     shown,
 )
-from commands.models import AddProduct, ChangeProduct
+from api.bodies import AddProduct, ChangeProduct
 from domain.product import Product
-from projections.catalogue import Catalogue as CatalogueModel
+from projections.readmodels.catalogue import Catalogue as CatalogueModel
 
 router = APIRouter(prefix="/api/products", tags=["products"])
 Staff = Annotated[Principal, Depends(require("staff"))]

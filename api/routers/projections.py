@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path
 from api.auth import Principal
 from api.deps import require
 from api.errors import problem_responses
-from api.reads import get_read_side
+from api.freshness import get_read_side
 from projections import ReadSide
 
 router = APIRouter(prefix="/api/projections", tags=["operations"])

@@ -11,8 +11,8 @@ from pydantic import BaseModel, Field
 from api.auth import Principal
 from api.deps import require
 from api.errors import problem_responses
-from api.reads import read_model
-from projections.sales import Sales
+from api.freshness import read_model
+from projections.readmodels.sales import Sales
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 Staff = Annotated[Principal, Depends(require("staff", "admin"))]

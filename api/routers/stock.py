@@ -9,11 +9,11 @@ from fastapi import APIRouter, Depends, Query, Response
 from api.auth import Principal
 from api.deps import ExpectedVersion, Page, ShopDep, require
 from api.errors import problem_responses
-from api.reads import read_model
-from api.routers.shapes import Committed, PageOf, SkuPath, View, committed, shown
-from commands.models import AdjustStock, ReceiveStock
+from api.freshness import read_model
+from api.views import Committed, PageOf, SkuPath, View, committed, shown
+from api.bodies import AdjustStock, ReceiveStock
 from domain.stock import Stock
-from projections.stock import StockLevels
+from projections.readmodels.stock import StockLevels
 
 router = APIRouter(prefix="/api/stock", tags=["stock"])
 Staff = Annotated[Principal, Depends(require("staff"))]

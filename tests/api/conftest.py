@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.auth import mint
-from api.settings import Settings
+from eventshop.settings import Settings
 from commands.service import Shop
 
 SECRET = "test-secret-of-the-api-tests-0123456789"

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.settings import Settings
+from eventshop.settings import Settings
 from tests.api.conftest import ADDRESS, ALICE, BOB, SECRET, STAFF, bearer, problem_of
 
 ADMIN = bearer("admin", sub="admin-1")

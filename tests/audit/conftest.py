@@ -16,10 +16,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from commands.audit import Auditor
-from commands.metadata import caused_by
+from projections.audit.auditor import Auditor
+from eventstore.causes import caused_by
 from commands.service import Shop
-from commands.store import postgres_dsn
+from eventstore.url import postgres_dsn
 from domain.values import Address
 from tests.conftest import open_shop
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from commands.audit import GENESIS, Auditor, chain_head, read_export
+from projections.audit.auditor import GENESIS, Auditor, chain_head, read_export
 from commands.service import Shop
 from domain.errors import InvalidValue
 from tests.audit.conftest import History, Tamper

@@ -7,8 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from api.cli import app
-from commands.audit import Auditor, chain_head, read_export
+from cli.main import app
+from projections.audit.auditor import Auditor, chain_head, read_export
 from tests.audit.conftest import History, Tamper
 
 runner = CliRunner()

@@ -9,7 +9,7 @@ from uuid import UUID, uuid4
 import pytest
 from eventsourcing.application import project_aggregate
 
-from commands.audit import Auditor, read_export, render
+from projections.audit.auditor import Auditor, read_export, render
 from commands.service import Shop
 from domain.errors import InvalidValue, NotFound
 from tests.audit.conftest import History

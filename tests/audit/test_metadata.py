@@ -6,8 +6,8 @@ import contextvars
 import json
 from concurrent.futures import ThreadPoolExecutor
 
-from commands.audit import Auditor
-from commands.metadata import CAUSE_KEY, caused_by, current_cause, identify
+from projections.audit.auditor import Auditor
+from eventstore.causes import CAUSE_KEY, caused_by, current_cause, identify
 from commands.service import Shop
 
 

@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.auth import mint
 from api.routers.audit import live_events
-from api.settings import Settings
-from commands.audit import Auditor, chain_head, read_export
+from eventshop.settings import Settings
+from projections.audit.auditor import Auditor, chain_head, read_export
 from commands.service import Shop
 from tests.audit.conftest import History
 

@@ -49,7 +49,7 @@ def v1_history(topic_prefix: str) -> list[StoredEvent]:
             originator_id=UUID(r["originator_id"]),
             originator_version=r["originator_version"],
             topic=r["topic"],
-            # Events stored before commands/metadata.py carried no cause: decode them bare.
+            # Events stored before eventstore/causes.py carried no cause: decode them bare.
             state=json.dumps(
                 {k: v for k, v in json.loads(r["state"]).items() if k != "__cause__"},
                 separators=(",", ":"),

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.settings import Settings
+from eventshop.settings import Settings
 from commands.service import Shop
 from tests.api.conftest import ADDRESS, SECRET, Headers, bearer, reads_own_writes
 

@@ -42,7 +42,7 @@ from schemathesis import Case, GenerationMode
 from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
 
 from api.app import create_app, open_shop
-from api.settings import Settings
+from eventshop.settings import Settings
 from commands.service import Shop
 from projections import ReadSide, build_read_side
 from tests.api.conftest import SECRET, Headers, bearer

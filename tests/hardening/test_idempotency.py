@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from commands.idempotency import IdempotencyKeyReused, IdempotencyKeys, idempotent
-from commands.metadata import caused_by
+from eventstore.causes import caused_by
 from commands.service import Shop
 from tests.api.conftest import fields_of, problem_of
 from tests.conftest import open_shop

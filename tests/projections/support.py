@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 from commands.service import Shop
-from commands.store import postgres_dsn, prepare, store_env
+from eventstore.url import postgres_dsn, prepare, store_env
 from domain.errors import DomainError
 from domain.order import CANCELLED
 from domain.values import Address

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import threading
 
-from projections.collector import REPLAY_THRESHOLD, fewer_collections
+from projections.engine.collector import REPLAY_THRESHOLD, fewer_collections
 
 
 def test_the_threshold_is_raised_while_replaying_and_restored_after() -> None:

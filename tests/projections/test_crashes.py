@@ -9,7 +9,7 @@ import pytest
 from eventsourcing.utils import get_topic
 
 from domain.stock import Stock
-from projections.stock import StockLevels
+from projections.readmodels.stock import StockLevels
 from tests.projections.support import (
     World,
     applied,

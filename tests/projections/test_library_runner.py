@@ -5,9 +5,9 @@ from __future__ import annotations
 from eventsourcing.projection import ProjectionRunner
 
 from commands.service import Shop
-from commands.store import store_env
-from projections.catalogue import Catalogue
-from projections.store import PostgresReadModelRecorder
+from eventstore.url import store_env
+from projections.readmodels.catalogue import Catalogue
+from projections.engine.tables import PostgresReadModelRecorder
 from tests.projections.support import World, opened
 
 

@@ -12,10 +12,10 @@ import pytest
 
 from domain.order import Order
 from projections import MODELS, ReadSide
-from projections.base import EventFailed, handles
-from projections.orders import Orders
-from projections.parallel import Preparers
-from projections.writes import Writes
+from projections.engine.base import EventFailed, handles
+from projections.readmodels.orders import Orders
+from projections.engine.parallel import Preparers
+from projections.engine.writes import Writes
 from tests.projections.support import (
     World,
     applied,

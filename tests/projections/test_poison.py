@@ -9,7 +9,7 @@ import pytest
 from eventsourcing.utils import get_topic
 
 from domain.order import Order
-from projections.sales import Sales
+from projections.readmodels.sales import Sales
 from tests.projections.support import World, applied, dumps, event_count, opened, rebuilt, until
 
 # A bug in Python, raised at once; and a bug in SQL, which in a pipelined batch the

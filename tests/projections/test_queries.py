@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from domain.errors import InvalidValue, NotFound
-from projections.pagination import MAX_LIMIT
+from projections.engine.pagination import MAX_LIMIT
 from tests.projections.support import ADDRESS, opened
 
 

@@ -16,11 +16,11 @@ import pytest
 from eventsourcing.utils import get_topic
 from typer.testing import CliRunner
 
-from api.cli_projections import projections
+from cli.projections import projections
 from domain.order import Order
 from projections import MODELS, AlreadyRebuilding, ReadSide
-from projections.catalogue import Catalogue
-from projections.orders import Orders
+from projections.readmodels.catalogue import Catalogue
+from projections.readmodels.orders import Orders
 from tests.projections.support import (
     ROOT,
     SKUS,
@@ -158,7 +158,7 @@ def test_a_rebuild_while_commands_keep_coming_swaps_in_step_with_the_live_feeder
 # worker processes (argv[3]) however small the log.
 SLOW_REBUILD = """
 import sys, time
-from projections.feed import Source
+from projections.engine.feed import Source
 def slowed(read):
     def slow(*args, **kwargs):
         time.sleep(0.1)

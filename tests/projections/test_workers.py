@@ -7,7 +7,7 @@ from collections import Counter
 
 import psycopg
 
-from commands.store import postgres_dsn
+from eventstore.url import postgres_dsn
 from tests.projections.support import (
     World,
     applied,

@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from commands.store import postgres_dsn, store_env
-from projections.store import _PARAM
-from projections.writes import Writes
+from eventstore.url import postgres_dsn, store_env
+from projections.engine.tables import _PARAM
+from projections.engine.writes import Writes
 
 Row = dict[str, Any]
 Key = tuple[str, int]

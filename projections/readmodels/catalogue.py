@@ -7,9 +7,9 @@ from typing import Any, ClassVar
 from domain.errors import NotFound
 from domain.product import Product
 from domain.stock import Stock
-from projections.base import ReadModel, cents, handles, money, stamp
-from projections.pagination import Keyset
-from projections.writes import Writes
+from projections.engine.base import ReadModel, cents, handles, money, stamp
+from projections.engine.pagination import Keyset
+from projections.engine.writes import Writes
 
 
 class Catalogue(ReadModel):

@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 
 from domain.errors import InvalidValue
 from domain.order import Order
-from projections.base import ReadModel, cents, handles, money, parse_day
-from projections.writes import Writes
+from projections.engine.base import ReadModel, cents, handles, money, parse_day
+from projections.engine.writes import Writes
 
 
 class Sales(ReadModel):

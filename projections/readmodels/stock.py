@@ -6,9 +6,9 @@ from typing import Any, ClassVar
 
 from domain.errors import InvalidValue, NotFound
 from domain.stock import Stock
-from projections.base import ReadModel, handles, stamp
-from projections.pagination import Keyset
-from projections.writes import Writes
+from projections.engine.base import ReadModel, handles, stamp
+from projections.engine.pagination import Keyset
+from projections.engine.writes import Writes
 
 
 class StockLevels(ReadModel):

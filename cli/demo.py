@@ -32,7 +32,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from commands.metadata import caused_by
+from eventstore.causes import caused_by
 from commands.service import Done, Shop
 from domain.errors import ConcurrencyConflict, InsufficientStock
 from domain.order import CANCELLED, DELIVERED, PAID, PLACED, SHIPPED

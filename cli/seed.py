@@ -1,4 +1,4 @@
-"""``eventshop seed``: fill the configured store with a realistic history (commands/seed.py)."""
+"""``eventshop seed``: fill the configured store with a realistic history (cli/demo.py)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from rich.progress import (
 )
 
 from api.app import open_shop
-from api.settings import Settings
-from commands.seed import SHOP_ENV
-from commands.seed import seed as run_seed
+from eventshop.settings import Settings
+from cli.demo import SHOP_ENV
+from cli.demo import seed as run_seed
 
 
 def seed(

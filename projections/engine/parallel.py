@@ -9,7 +9,7 @@ while up to ``processes`` batches are decoded and handled at once elsewhere.
 
 A worker holds a *detached* copy of the read model (its handlers, no database) and the
 application's mapper; it gets a batch of the log and sends back the row operations its
-handlers recorded (:class:`~projections.writes.Writes` pickles them). A handler error
+handlers recorded (:class:`~projections.engine.writes.Writes` pickles them). A handler error
 comes back as the same ``EventFailed``, naming the event. Workers are forked from a
 clean server process (``forkserver``: no copy of the parent's threads, locks or
 connections; as with ``spawn``, a script that starts a rebuild must guard its top level
@@ -30,9 +30,9 @@ from typing import Any
 
 from eventsourcing.persistence import Mapper
 
-from projections.base import Prepared, ReadModel
-from projections.collector import REPLAY_THRESHOLD
-from projections.feed import Row, notification
+from projections.engine.base import Prepared, ReadModel
+from projections.engine.collector import REPLAY_THRESHOLD
+from projections.engine.feed import Row, notification
 
 log = logging.getLogger("eventshop.projections")
 
@@ -81,7 +81,7 @@ def _context() -> multiprocessing.context.BaseContext:
         if _forkserver is None:
             context = multiprocessing.get_context("forkserver")
             # What every worker needs, imported once in the server instead of in each.
-            context.set_forkserver_preload(["__main__", __name__, "commands.transcoder"])
+            context.set_forkserver_preload(["__main__", __name__, "eventstore.transcoder"])
             _forkserver = context
         return _forkserver
 
@@ -100,7 +100,7 @@ def _start(model_class: type[ReadModel], dialect: str, mapper: Mapper[Any]) -> N
     if parent is not None:
         threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     young, *older = gc.get_threshold()
-    gc.set_threshold(max(young, REPLAY_THRESHOLD), *older)  # see projections/collector.py
+    gc.set_threshold(max(young, REPLAY_THRESHOLD), *older)  # see projections/engine/collector.py
     _model, _mapper = model_class.detached(dialect), mapper
 
 

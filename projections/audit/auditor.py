@@ -42,7 +42,7 @@ from eventsourcing.utils import get_topic
 from psycopg import sql
 from pydantic_core import to_jsonable_python
 
-from commands.metadata import Cause, CausedMapper
+from eventstore.causes import Cause, CausedMapper
 from commands.service import Shop
 from domain.cart import Cart
 from domain.errors import InvalidValue, NotFound

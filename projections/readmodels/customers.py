@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from domain.order import CANCELLED, DELIVERED, PAID, PLACED, SHIPPED, Order
-from projections.base import ReadModel, cents, handles, money, stamp
-from projections.pagination import Keyset
-from projections.writes import Writes
+from projections.engine.base import ReadModel, cents, handles, money, stamp
+from projections.engine.pagination import Keyset
+from projections.engine.writes import Writes
 
 
 class Customers(ReadModel):

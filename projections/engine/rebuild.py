@@ -71,12 +71,12 @@ from operator import attrgetter, itemgetter
 from typing import Any
 
 from domain.errors import RuleBroken
-from projections.base import Prepared, ReadModel, stamp
-from projections.collector import fewer_collections
-from projections.feed import Source
-from projections.locks import LockKeeper
-from projections.parallel import Preparers
-from projections.store import LostOwnership, ReadModelStore, is_transient
+from projections.engine.base import Prepared, ReadModel, stamp
+from projections.engine.collector import fewer_collections
+from projections.engine.feed import Source
+from projections.engine.locks import LockKeeper
+from projections.engine.parallel import Preparers
+from projections.engine.tables import LostOwnership, ReadModelStore, is_transient
 
 log = logging.getLogger("eventshop.projections")
 

@@ -1,6 +1,6 @@
 """``eventshop audit``: history, time travel, export and verification from the command line.
 
-Every command reads the store EVENTSHOP_DATABASE_URL names (api.settings.Settings).
+Every command reads the store EVENTSHOP_DATABASE_URL names (eventshop.settings.Settings).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 from api.app import open_shop
-from api.settings import Settings
-from commands.audit import Auditor
+from eventshop.settings import Settings
+from projections.audit.auditor import Auditor
 from domain.errors import DomainError
 
 audit = typer.Typer(help="Read and check the event log (auditors).", no_args_is_help=True)

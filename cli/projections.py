@@ -1,9 +1,9 @@
 """``eventshop projections``: the read models' status, blue/green rebuilds and resets.
 
-Every command works on the store EVENTSHOP_DATABASE_URL names (api.settings.Settings),
+Every command works on the store EVENTSHOP_DATABASE_URL names (eventshop.settings.Settings),
 next to whatever ``eventshop serve`` / ``worker`` processes feed the read models: a
 rebuild here builds the new copy in this process while they keep serving and feeding
-the live one, and the swap hands the read model back to them (projections/rebuild.py).
+the live one, and the swap hands the read model back to them (projections/engine/rebuild.py).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from api.app import open_shop
-from api.settings import Settings
-from commands.store import store_env
+from eventshop.settings import Settings
+from eventstore.url import store_env
 from domain.errors import DomainError
 from projections import AlreadyRebuilding, ReadSide, build_read_side
 from projections import Progress as RebuildProgress

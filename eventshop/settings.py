@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from commands.store import DEFAULT_URL
+from eventstore.url import DEFAULT_URL
 
 
 class Settings(BaseSettings):

@@ -19,8 +19,8 @@ from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 
 from domain.errors import InvalidValue
-from projections.store import LostOwnership, ReadModelStore, Tx
-from projections.writes import Writes
+from projections.engine.tables import LostOwnership, ReadModelStore, Tx
+from projections.engine.writes import Writes
 
 F = TypeVar("F", bound=Callable[..., None])
 _INDEX = re.compile(r"\s*CREATE\s+(UNIQUE\s+)?INDEX\b", re.IGNORECASE)

@@ -4,7 +4,7 @@ Each read model has a worker thread. A worker first takes the read model's lock 
 ``locks.py``), so that across all processes one worker at a time feeds it; the others
 stand by and take over when the holder dies. Holding it, the worker *catches up*: it
 reads the log in batches and applies each batch in one transaction; then it *goes live*
-on the process's :class:`~projections.feed.LiveFeed` and still commits whatever has
+on the process's :class:`~projections.engine.feed.LiveFeed` and still commits whatever has
 arrived meanwhile as one batch.
 
 A failing handler stops only its read model, with the event and the error in its status
@@ -34,11 +34,11 @@ from uuid import uuid4
 
 from eventsourcing.persistence import Notification
 
-from projections.base import EventFailed, ReadModel, stamp
-from projections.collector import fewer_collections
-from projections.feed import LiveFeed, Source, Tap
-from projections.locks import LockKeeper
-from projections.store import LostOwnership, Outdated, is_transient
+from projections.engine.base import EventFailed, ReadModel, stamp
+from projections.engine.collector import fewer_collections
+from projections.engine.feed import LiveFeed, Source, Tap
+from projections.engine.locks import LockKeeper
+from projections.engine.tables import LostOwnership, Outdated, is_transient
 
 log = logging.getLogger("eventshop.projections")
 

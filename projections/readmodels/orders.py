@@ -10,9 +10,9 @@ from uuid import UUID
 
 from domain.errors import InvalidValue, NotFound
 from domain.order import CANCELLED, DELIVERED, PAID, PLACED, SHIPPED, Order
-from projections.base import ReadModel, cents, handles, money, parse_moment, stamp
-from projections.pagination import Keyset
-from projections.writes import Writes
+from projections.engine.base import ReadModel, cents, handles, money, parse_moment, stamp
+from projections.engine.pagination import Keyset
+from projections.engine.writes import Writes
 
 STATUSES = (PLACED, PAID, SHIPPED, DELIVERED, CANCELLED)
 

@@ -13,7 +13,7 @@ from typing import Annotated, Generic, TypeVar
 from fastapi import Path, Response
 from pydantic import BaseModel, Field
 
-from commands.models import SKU_PATTERN
+from api.bodies import SKU_PATTERN
 from domain.values import CENT
 
 SkuPath = Annotated[str, Path(pattern=SKU_PATTERN, description="the product's SKU")]

@@ -20,12 +20,12 @@ import uvicorn
 
 from api.app import open_shop
 from api.auth import ROLES, mint
-from api.cli_audit import audit
-from api.cli_projections import projections
-from api.cli_seed import seed
+from cli.audit import audit
+from cli.projections import projections
+from cli.seed import seed
 from api.observability import configure_logging
-from api.settings import Settings
-from commands.audit import Auditor
+from eventshop.settings import Settings
+from projections.audit.auditor import Auditor
 from commands.service import Shop
 from projections import build_read_side, run_worker
 

@@ -7,8 +7,8 @@ from uuid import UUID
 
 from domain.cart import Cart
 from domain.errors import NotFound
-from projections.base import ReadModel, cents, handles, money, stamp
-from projections.writes import Writes
+from projections.engine.base import ReadModel, cents, handles, money, stamp
+from projections.engine.writes import Writes
 
 
 class Carts(ReadModel):
