@@ -28,11 +28,11 @@ from api.routers import (
     reports,
     stock,
 )
-from eventshop.settings import Settings
 from commands import idempotency
 from commands.service import Shop
-from eventstore.url import prepare, store_env
-from projections import ReadSide, build_read_side, migration_lock
+from eventshop.bootstrap import open_auditor, open_read_side, open_shop
+from eventshop.settings import Settings
+from projections import ReadSide
 
 DESCRIPTION = """\
 The back end of an online shop, event-sourced: every command appends events to an
@@ -53,24 +53,6 @@ def _version() -> str:
         return "0+unknown"
 
 
-def open_shop(settings: Settings, **env: str) -> Shop:
-    """The write side on the store ``settings.database_url`` names (tables made if absent).
-
-    ``env`` adds eventsourcing settings, e.g. an aggregate cache for a bulk writer.
-    """
-    # Many processes may start at once (serve --workers N): one creates the tables.
-    with migration_lock(settings.database_url):
-        prepare(settings.database_url)
-        return Shop(
-            env={
-                **store_env(settings.database_url),
-                "EVENTSHOP_CURRENCY": settings.currency,
-                idempotency.TTL_ENV: str(settings.idempotency_ttl_seconds),
-                **env,
-            }
-        )
-
-
 def create_app(
     settings: Settings | None = None, shop: Shop | None = None, read_side: ReadSide | None = None
 ) -> FastAPI:
@@ -83,7 +65,8 @@ def create_app(
     settings = settings or Settings()
     owns_shop, owns_read_side = shop is None, read_side is None
     the_shop = shop or open_shop(settings)
-    the_read_side = read_side or build_read_side(the_shop, settings.database_url)
+    the_read_side = read_side or open_read_side(settings, the_shop)
+    auditor = open_auditor(the_shop)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -109,6 +92,7 @@ def create_app(
     app.state.shop = the_shop
     app.state.settings = settings
     app.state.read_side = the_read_side
+    app.state.auditor = auditor
     errors.install(app, settings.max_body_bytes)
     # After errors.install: its middleware is then the outermost and sees every answer.
     observability.install(app, the_shop)

@@ -16,10 +16,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AwareDatetime, BeforeValidator
 
 from api.auth import InvalidToken, Principal, decode
-from eventshop.settings import Settings
 from commands import idempotency
-from eventstore.causes import identify
 from commands.service import Shop
+from eventshop.settings import Settings
+from eventstore.causes import identify
 from projections.engine.pagination import DEFAULT_LIMIT, MAX_LIMIT, Keyset
 
 _bearer = HTTPBearer(auto_error=False, description="JWT signed with EVENTSHOP_JWT_SECRET")

@@ -26,7 +26,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY, RequestBodyLimitMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from eventstore.causes import caused_by
 from domain.errors import (
     AlreadyExists,
     ConcurrencyConflict,
@@ -37,6 +36,7 @@ from domain.errors import (
     RuleBroken,
     StaleVersion,
 )
+from eventstore.causes import caused_by
 
 log = logging.getLogger("eventshop.api")
 

@@ -39,8 +39,8 @@ from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from eventstore.causes import current_cause
 from commands.service import Shop
+from eventstore.causes import current_cause
 
 log = logging.getLogger("eventshop.observability")
 access_log = logging.getLogger("eventshop.access")

@@ -26,12 +26,13 @@ from decimal import Decimal
 
 from eventsourcing.projection import ProjectionRunner
 
-from bench.common import database
+from bench.common import database, open_shop, settings_for
 from commands.service import Shop
-from eventstore.url import prepare, store_env
 from domain.errors import DomainError
 from domain.values import Address
-from projections import MODELS, build_read_side
+from eventshop.bootstrap import open_read_side
+from eventstore.url import StoreURL
+from projections import MODELS
 from projections.engine.base import ReadModel
 from projections.engine.tables import PostgresReadModelRecorder
 
@@ -80,7 +81,9 @@ def seed(shop: Shop, target: int, threads: int) -> float:
 def ours(shop: Shop, url: str, models: list[type[ReadModel]], prefix: str, batch: int) -> dict:
     """Seconds until each read model (fed by our runner, from scratch) reaches the head."""
     head = shop.head()
-    read_side = build_read_side(shop, url, prefix=prefix, batch_size=batch, models=models)
+    read_side = open_read_side(
+        settings_for(url), shop, prefix=prefix, batch_size=batch, models=models
+    )
     try:
         started = time.perf_counter()
         read_side.start()
@@ -112,7 +115,7 @@ def library(shop: Shop, url: str, models: list[type[ReadModel]], prefix: str) ->
                         f"Library{model.__name__}", (model,), {"name": f"{prefix}{model.name}"}
                     ),
                     view_class=view,
-                    env={**store_env(url), "POSTGRES_POOL_SIZE": "2"},
+                    env={**StoreURL.parse(url).library_env(), "POSTGRES_POOL_SIZE": "2"},
                 )
             )
             for model in models
@@ -132,8 +135,8 @@ def main() -> None:
 
     with database("catchup") as db_url:
         url = f"{db_url}?schema=shop"
-        prepare(url)
-        shop = Shop(env={**store_env(url), "AGGREGATE_CACHE_MAXSIZE": "100000"})
+        StoreURL.parse(url).prepare()
+        shop = open_shop(url, AGGREGATE_CACHE_MAXSIZE="100000")
         try:
             seconds = seed(shop, args.events, args.threads)
             head = shop.head()

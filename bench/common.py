@@ -17,7 +17,9 @@ from eventsourcing.domain import Aggregate, DomainEventProtocol
 from psycopg import sql
 
 from commands.service import Shop
-from eventstore.url import postgres_dsn, prepare, store_env
+from eventshop import bootstrap
+from eventshop.settings import Settings
+from eventstore.url import StoreURL
 
 ADMIN_URL = os.environ.get(
     "EVENTSHOP_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -30,7 +32,7 @@ CHUNK = 5_000
 def database(label: str) -> Iterator[str]:
     """The URL of a PostgreSQL database made for this run (no schema), dropped at the end."""
     name = f"eventshop_{label}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = postgres_dsn(ADMIN_URL)
+    admin = StoreURL.parse(ADMIN_URL).dsn()
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
@@ -41,10 +43,14 @@ def database(label: str) -> Iterator[str]:
             conn.execute(drop.format(sql.Identifier(name)))
 
 
+def settings_for(url: str) -> Settings:
+    """The shop's settings for a benchmark's store (no .env file read)."""
+    return Settings(_env_file=None, database_url=url)  # type: ignore[call-arg]
+
+
 def open_shop(url: str, **env: str) -> Shop:
-    """A Shop on ``url`` configured like the API's (no aggregate cache), tables made."""
-    prepare(url)
-    return Shop(env={**store_env(url), **env})
+    """A Shop on ``url`` opened by the composition root, as the API opens it."""
+    return bootstrap.open_shop(settings_for(url), **env)
 
 
 def bulk_append(shop: Shop, events: Iterable[DomainEventProtocol[Any]], chunk: int = CHUNK) -> int:

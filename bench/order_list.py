@@ -31,10 +31,11 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from bench.common import Latency, database, open_shop, ratio
-from eventstore.url import postgres_dsn
+from bench.common import Latency, database, open_shop, ratio, settings_for
 from domain.order import CANCELLED, DELIVERED, PAID, PLACED, SHIPPED
-from projections import ReadSide, build_read_side
+from eventshop.bootstrap import open_read_side
+from eventstore.url import StoreURL
+from projections import ReadSide
 from projections.engine.base import stamp
 from projections.readmodels.orders import STATUSES, Orders
 
@@ -121,7 +122,7 @@ def fill(url: str, schema: str, size: int) -> None:
     copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
         table, sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
     )
-    with psycopg.connect(postgres_dsn(url), autocommit=True) as conn:
+    with psycopg.connect(StoreURL.parse(url).dsn(), autocommit=True) as conn:
         with conn.cursor() as cursor, cursor.copy(copy) as pipe:
             for row in rows(size):
                 pipe.write_row(row)
@@ -167,7 +168,7 @@ def run(sizes: Sequence[int] = SIZES, rounds: int = 200) -> dict[str, Any]:
                 url = f"{db}?schema={schema}"
                 shop = open_shop(url)
                 shops.append(shop)
-                sides[size] = build_read_side(shop, url, models=[Orders])
+                sides[size] = open_read_side(settings_for(url), shop, models=[Orders])
                 started = time.perf_counter()
                 fill(url, schema, size)
                 build[size] = time.perf_counter() - started

@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench.common import bulk_append, database, open_shop
+from bench.common import bulk_append, database, open_shop, settings_for
 from cli.demo import (
     ABANDONED,
     CANCELLED_PAID,
@@ -54,7 +54,8 @@ from domain.cart import Cart
 from domain.order import Order
 from domain.product import Product
 from domain.stock import Stock
-from projections import ReadSide, build_read_side
+from eventshop.bootstrap import open_read_side
+from projections import ReadSide
 
 EVENTS_PER_ORDER = 11  # a little under what a drawn plan averages, abandoned carts and all
 WAVE = 200
@@ -231,7 +232,7 @@ def main() -> None:
         try:
             events, seconds = seed(shop, target)
             print(f"seeded {events:,} events in {seconds:.0f} s ({events / seconds:,.0f}/s)")
-            read_side = build_read_side(shop, url)
+            read_side = open_read_side(settings_for(url)), shop
             if args.batch_size:
                 read_side.rebuilder.batch_size = args.batch_size
             if args.processes is not None:

@@ -26,11 +26,12 @@ import psycopg
 from eventsourcing.persistence import StoredEvent
 from psycopg import sql
 
-from projections.audit.auditor import Auditor
-from eventstore.causes import caused_by
+from bench.common import open_shop
 from commands.service import Shop
-from eventstore.url import postgres_dsn, prepare, store_env
 from domain.stock import Stock
+from eventshop.bootstrap import open_auditor
+from eventstore.causes import caused_by
+from eventstore.url import StoreURL
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 EVENTS_PER_STOCK = 1000
@@ -69,8 +70,8 @@ def stored_events(shop: Shop, count: int) -> Iterator[StoredEvent]:
 
 def write(url: str, count: int) -> float:
     """Bulk-insert ``count`` events; seconds taken."""
-    prepare(url)
-    shop = Shop(env=store_env(url))
+    StoreURL.parse(url).prepare()
+    shop = open_shop(url)
     started = time.perf_counter()
     batch: list[StoredEvent] = []
     for stored in stored_events(shop, count):
@@ -95,8 +96,8 @@ def verify_in_child(url: str, upto: int | None) -> dict[str, float]:
 
 
 def child(url: str, upto: int | None) -> None:
-    shop = Shop(env=store_env(url))
-    auditor = Auditor(shop)
+    shop = open_shop(url)
+    auditor = open_auditor(shop)
     baseline = peak_rss_mib()
     started = time.perf_counter()
     result = auditor.verify(upto=upto)
@@ -144,7 +145,7 @@ def main() -> None:
                     f" (at start {f['rss_before_mib']:.0f} MiB)"
                 )
     finally:
-        with psycopg.connect(postgres_dsn(url), autocommit=True) as conn:
+        with psycopg.connect(StoreURL.parse(url).dsn(), autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 

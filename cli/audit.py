@@ -17,10 +17,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from api.app import open_shop
+from domain.errors import DomainError
+from eventshop.bootstrap import open_auditor, open_shop
 from eventshop.settings import Settings
 from projections.audit.auditor import Auditor
-from domain.errors import DomainError
 
 audit = typer.Typer(help="Read and check the event log (auditors).", no_args_is_help=True)
 
@@ -38,7 +38,7 @@ def err() -> Console:
 def _auditor() -> Iterator[Auditor]:
     shop = open_shop(Settings())
     try:
-        yield Auditor(shop)
+        yield open_auditor(shop)
     except DomainError as error:
         err().print(f"[red]{error.detail}[/red]")
         raise typer.Exit(2) from None

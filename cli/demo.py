@@ -32,11 +32,11 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from eventstore.causes import caused_by
 from commands.service import Done, Shop
 from domain.errors import ConcurrencyConflict, InsufficientStock
 from domain.order import CANCELLED, DELIVERED, PAID, PLACED, SHIPPED
 from domain.values import MAX_QUANTITY, Address
+from eventstore.causes import caused_by
 
 # eventsourcing settings for the shop that seeds: the library's aggregate cache, fast-
 # forwarded from the store on every load (so still correct if others write meanwhile).

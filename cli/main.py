@@ -13,21 +13,20 @@ import time
 import uuid
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlsplit, urlunsplit
 
 import typer
 import uvicorn
 
-from api.app import open_shop
 from api.auth import ROLES, mint
+from api.observability import configure_logging
 from cli.audit import audit
 from cli.projections import projections
 from cli.seed import seed
-from api.observability import configure_logging
-from eventshop.settings import Settings
-from projections.audit.auditor import Auditor
 from commands.service import Shop
-from projections import build_read_side, run_worker
+from eventshop import bootstrap
+from eventshop.bootstrap import open_auditor, open_shop
+from eventshop.settings import Settings
+from projections import run_worker
 
 # `eventshop worker` touches this file under EVENTSHOP_VAR_DIR every WORKER_BEAT_SECONDS
 # while its feeder runs and the event store answers; a container healthcheck reads its age.
@@ -78,14 +77,8 @@ def migrate() -> None:
     do not race to create the same tables.
     """
     settings = Settings()
-    # Each step takes the migration lock itself; holding it here as well would wait
-    # forever on PostgreSQL (a session advisory lock, asked for on a second connection).
-    shop = open_shop(settings)
-    try:
-        build_read_side(shop, settings.database_url).close()
-    finally:
-        shop.close()
-    typer.echo(f"tables ready in {redact(settings.database_url)}")
+    bootstrap.migrate(settings)
+    typer.echo(f"tables ready in {settings.database_url}")
 
 
 @app.command()
@@ -124,7 +117,7 @@ def worker(
     shop = open_shop(settings)
     alive = settings.var_dir / WORKER_ALIVE_FILE
     try:
-        auditor = Auditor(shop)
+        auditor = open_auditor(shop)
         next_checkpoint = time.monotonic() + checkpoint_seconds
         while not stop.is_set():
             _beat(shop, alive)
@@ -149,14 +142,6 @@ def _beat(shop: Shop, alive: Path) -> None:
         return
     alive.parent.mkdir(parents=True, exist_ok=True)
     alive.touch()
-
-
-def redact(url: str) -> str:
-    """A database URL without its password, fit for printing."""
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
 
 
 @app.command()

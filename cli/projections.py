@@ -18,11 +18,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from api.app import open_shop
-from eventshop.settings import Settings
-from eventstore.url import store_env
 from domain.errors import DomainError
-from projections import AlreadyRebuilding, ReadSide, build_read_side
+from eventshop.bootstrap import open_read_side
+from eventshop.settings import Settings
+from projections import AlreadyRebuilding, ReadSide
 from projections import Progress as RebuildProgress
 
 projections = typer.Typer(
@@ -42,33 +41,29 @@ def err() -> Console:
 def _read_side() -> Iterator[ReadSide]:
     """The read side of the configured store; nothing is fed here unless a command does."""
     settings = Settings()
-    if not store_env(settings.database_url):
+    if settings.database_url.is_memory:
         err().print(
             "[red]memory:// lives inside one process: there is nothing to operate from"
             " here. Point EVENTSHOP_DATABASE_URL at a sqlite:/// or postgresql:// store.[/red]"
         )
         raise typer.Exit(2)
-    shop = open_shop(settings)
+    read_side = open_read_side(settings)
     try:
-        read_side = build_read_side(shop, settings.database_url)
-        try:
-            yield read_side
-        except (typer.Exit, typer.Abort):
-            raise
-        except AlreadyRebuilding as error:
-            err().print(f"[red]{error.detail}[/red]")
-            raise typer.Exit(1) from None
-        except DomainError as error:
-            err().print(f"[red]{error.detail}[/red]")
-            raise typer.Exit(2) from None
-        except Exception as error:
-            # A failed rebuild: the live copy is untouched; say why, no traceback.
-            err().print(f"[red]{type(error).__name__}: {error}[/red]")
-            raise typer.Exit(1) from None
-        finally:
-            read_side.close()
+        yield read_side
+    except (typer.Exit, typer.Abort):
+        raise
+    except AlreadyRebuilding as error:
+        err().print(f"[red]{error.detail}[/red]")
+        raise typer.Exit(1) from None
+    except DomainError as error:
+        err().print(f"[red]{error.detail}[/red]")
+        raise typer.Exit(2) from None
+    except Exception as error:
+        # A failed rebuild: the live copy is untouched; say why, no traceback.
+        err().print(f"[red]{type(error).__name__}: {error}[/red]")
+        raise typer.Exit(1) from None
     finally:
-        shop.close()
+        read_side.close()
 
 
 def _known(read_side: ReadSide, name: str) -> None:

@@ -16,10 +16,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from api.app import open_shop
-from eventshop.settings import Settings
 from cli.demo import SHOP_ENV
 from cli.demo import seed as run_seed
+from eventshop.bootstrap import open_shop
+from eventshop.settings import Settings
 
 
 def seed(

@@ -46,8 +46,6 @@ from domain.errors import InvalidValue
 
 # The keyword of ``Application.save()`` (and so of ``insert_events``) carrying the key.
 SAVE_KWARG = "idempotency_key"
-# The Application environment variable that sets how long keys are kept.
-TTL_ENV = "IDEMPOTENCY_TTL_SECONDS"
 DEFAULT_TTL = timedelta(hours=24)
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255

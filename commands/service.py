@@ -26,13 +26,11 @@ from eventsourcing.utils import Environment, EnvType
 
 from commands import idempotency
 from commands.idempotency import IdempotencyKeys, KeyStore, POPOKeyRecorder
-from eventstore.causes import CausedMapper, current_cause
 from domain.cart import Cart
 from domain.errors import (
     AlreadyExists,
     ConcurrencyConflict,
     DomainError,
-    InvalidValue,
     NotFound,
     StaleVersion,
 )
@@ -40,6 +38,9 @@ from domain.order import Order
 from domain.product import Product
 from domain.stock import Stock
 from domain.values import Address, currency_code, sku
+from eventstore import log
+from eventstore.causes import current_cause
+from eventstore.url import StoreURL
 
 P = ParamSpec("P")
 A = TypeVar("A", bound=Aggregate)
@@ -114,33 +115,38 @@ def retry_on_conflict(
 class Shop(Application):
     """The eventshop write side over any eventsourcing store.
 
-    Prices and orders are in the shop's currency, ``EVENTSHOP_CURRENCY`` of its
-    environment (default EUR).
+    Prices and orders are in the shop's currency (default EUR).
     """
 
-    name = "Shop"
+    name = log.LOG_NAME
     # A SKU's stock lives for years and gains events with every order.
     snapshotting_intervals = {Stock: 100}  # noqa: RUF012
 
-    def __init__(self, env: EnvType | None = None) -> None:
-        super().__init__(env)
-        try:
-            # Checked at start-up: a misconfigured currency must not reach a single event.
-            self.currency = currency_code(self.env.get("EVENTSHOP_CURRENCY", "EUR"))
-        except InvalidValue:
-            self.close()
-            raise
+    def __init__(
+        self,
+        env: EnvType | None = None,
+        *,
+        store: StoreURL | None = None,
+        currency: str = "EUR",
+        idempotency_ttl: timedelta = idempotency.DEFAULT_TTL,
+    ) -> None:
+        """The write side on ``store`` (default: in memory).
+
+        ``env`` adds eventsourcing settings (an aggregate cache for a bulk writer, pool
+        sizes); it comes first, as the library's own runners pass it.
+        """
+        # Checked before connecting: a misconfigured currency must not reach an event.
+        self.currency = currency_code(currency)
+        self.store = store or StoreURL("memory")
+        library_env = {**self.store.library_env(), **(env or {})}
+        super().__init__(library_env)
         if not isinstance(self.recorder, KeyStore):
             self.close()
             raise TypeError(
                 f"{type(self.recorder).__name__} keeps no idempotency keys;"
                 " APPLICATION_RECORDER_TOPIC must name a commands.idempotency recorder"
             )
-        ttl = self.env.get(idempotency.TTL_ENV)
-        self.keys = IdempotencyKeys(
-            self.recorder,
-            timedelta(seconds=float(ttl)) if ttl else idempotency.DEFAULT_TTL,
-        )
+        self.keys = IdempotencyKeys(self.recorder, idempotency_ttl)
         self.observers: list[CommandObserver] = []
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
@@ -149,9 +155,6 @@ class Shop(Application):
         topic = idempotency.RECORDER_TOPICS.get(environment.get("PERSISTENCE_MODULE", ""))
         if topic and not environment.get("APPLICATION_RECORDER_TOPIC"):
             environment["APPLICATION_RECORDER_TOPIC"] = topic
-        # Stored events are read with orjson: the same values, faster (eventstore/transcoder.py).
-        if not environment.get("TRANSCODER_TOPIC"):
-            environment["TRANSCODER_TOPIC"] = "eventstore.transcoder:ShopTranscoder"
         return environment
 
     def construct_recorder(self) -> ApplicationRecorder:
@@ -161,8 +164,8 @@ class Shop(Application):
         return POPOKeyRecorder()
 
     def construct_mapper(self) -> Mapper[UUID]:
-        # Every stored event also records who caused it (eventstore/causes.py).
-        return self.factory.mapper(self.construct_transcoder(), mapper_class=CausedMapper)
+        # The log's own mapper, which the read side decodes with too (eventstore/log.py).
+        return log.mapper(cipher=self.factory.cipher(), compressor=self.factory.compressor())
 
     # --- catalogue and stock -------------------------------------------------
 

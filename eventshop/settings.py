@@ -1,20 +1,31 @@
-"""Settings from the environment (and an optional ``.env``), prefixed ``EVENTSHOP_``."""
+"""The shop's one settings object: read from the environment (and an optional ``.env``)
+once, prefixed ``EVENTSHOP_``, typed, and handed to the composition root."""
 
 from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, PlainValidator, SecretStr, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from eventstore.url import DEFAULT_URL
+from eventstore.url import DEFAULT_URL, StoreURL, store_url
+
+DatabaseURL = Annotated[StoreURL, NoDecode, PlainValidator(store_url)]
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EVENTSHOP_", env_file=".env", extra="ignore")
 
-    database_url: str = DEFAULT_URL
+    database_url: DatabaseURL = Field(
+        default_factory=lambda: StoreURL.parse(DEFAULT_URL),
+        description="sqlite:///path, postgresql://user@host:port/db?schema=s, memory://",
+    )
+    database_password: SecretStr | None = Field(
+        default=None,
+        description="the PostgreSQL password, kept out of the URL (any character allowed)",
+    )
     jwt_secret: str = Field(default="", description="HS256 key; generated under var/ if empty")
     currency: str = "EUR"
     var_dir: Path = Path("var")
@@ -29,6 +40,15 @@ class Settings(BaseSettings):
     read_wait_seconds: float = Field(
         default=5.0, gt=0, le=60, description="how long a query waits for `min_position`"
     )
+
+    @model_validator(mode="after")
+    def _password_apart(self) -> Any:
+        # A password with '@', ':', '/' or '#' cannot sit raw in a URL: it may come apart.
+        if self.database_password is not None:
+            self.database_url = self.database_url.with_password(
+                self.database_password.get_secret_value()
+            )
+        return self
 
     def secret(self) -> str:
         """The JWT key: the configured one, else one generated once and kept under var/."""

@@ -3,12 +3,13 @@
 Interface for the API and the CLI
 ---------------------------------
 
-``build_read_side(shop, url, *, prefix="", batch_size=500) -> ReadSide``
-    Every read model of ``shop`` in the database of ``url``: the event store's own
-    PostgreSQL schema (``?schema=``) or SQLite file; tables are created if missing.
+``build_read_side(store, *, log=None, prefix="", batch_size=500) -> ReadSide``
+    Every read model in the database of ``store`` (an ``eventstore.url.StoreURL``): the
+    event store's own PostgreSQL schema or SQLite file; tables are created if missing.
     ``memory://`` works too, for tests: the read models then live in an in-memory SQLite
-    database of this process, fed from the shop's in-memory log (nothing survives the
-    process, and no worker process can see them).
+    database of this process, fed from ``log``, the write side's in-memory recorder
+    (nothing survives the process, and no worker process can see them). The read side
+    decodes the log with ``eventstore.log``'s mapper: it needs nothing of ``commands``.
 
 ``ReadSide``
     ``start()`` / ``stop()`` / ``close()``: feed the read models in threads of this process
@@ -48,7 +49,7 @@ read model whose live tables an older version built (a fresh database is built a
 current version). Until the swap, the old tables answer but are fed only by workers of
 their own version (state ``outdated`` here).
 
-``run_worker(url, stop_event, *, prefix="", batch_size=500)``
+``run_worker(store, stop_event, *, prefix="", batch_size=500)``
     The body of ``eventshop worker``: feeds every read model until ``stop_event`` is set.
     Several may run on one PostgreSQL database; each read model is fed by one at a time
     (advisory lock) and another takes over within seconds when it dies.
@@ -69,13 +70,15 @@ customer's cart or order is NotFound.
   limit, cursor)``
 - ``read_side.sales.sales_report(day_from, day_to)`` per day and per SKU
 
-How it works: ``runner.py`` (locks, catch-up, live feed, poison events), ``store.py``
-(one transaction for rows + tracking position), ``base.py`` (declaring a read model),
-``rebuild.py`` (blue/green rebuilds: the protocol of the swap).
+Where things are: ``readmodels/`` holds the shop's read models, one module each (its
+tables, its handlers, its queries). ``engine/`` feeds them: ``runner.py`` (locks,
+catch-up, live feed, poison events), ``tables.py`` (one transaction for rows + tracking
+position), ``base.py`` (declaring a read model), ``rebuild.py`` (blue/green rebuilds: the
+protocol of the swap). ``audit/`` reads the log for auditors (hash chain, histories).
 """
 
-from projections.readside import MODELS, ReadSide, build_read_side, migration_lock, run_worker
 from projections.engine.rebuild import AlreadyRebuilding, Progress
+from projections.readside import MODELS, ReadSide, build_read_side, run_worker
 
 __all__ = [
     "MODELS",
@@ -83,6 +86,5 @@ __all__ = [
     "Progress",
     "ReadSide",
     "build_read_side",
-    "migration_lock",
     "run_worker",
 ]

@@ -7,6 +7,7 @@ import logging
 import signal
 import threading
 
+from eventstore.url import StoreURL
 from projections.readside import run_worker
 
 
@@ -22,7 +23,8 @@ def main() -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     run_worker(
-        args.url, stop, prefix=args.prefix, batch_size=args.batch_size, worker_id=args.worker_id
+        StoreURL.parse(args.url),
+        stop, prefix=args.prefix, batch_size=args.batch_size, worker_id=args.worker_id
     )
 
 

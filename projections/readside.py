@@ -6,33 +6,34 @@ import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import psycopg
-from eventsourcing.application import Application
+from eventsourcing.persistence import ApplicationRecorder
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 from eventsourcing.utils import Environment
 
-from eventstore.url import postgres_dsn, prepare, store_env
+from eventstore.database import advisory_key, migration_lock
+from eventstore.log import LOG_NAME, events_table
+from eventstore.log import mapper as log_mapper
+from eventstore.url import StoreURL
 from projections.engine.base import ReadModel
-from projections.readmodels.carts import Carts
-from projections.readmodels.catalogue import Catalogue
-from projections.readmodels.customers import Customers
 from projections.engine.feed import Source
 from projections.engine.locks import AdvisoryLocks, FileLocks, LockKeeper
-from projections.readmodels.orders import Orders
 from projections.engine.rebuild import Progress, ProgressCallback, Rebuilder, published_rebuild
 from projections.engine.runner import Runner
-from projections.readmodels.sales import Sales
-from projections.readmodels.stock import StockLevels
 from projections.engine.tables import (
     PostgresReadModelRecorder,
     ReadModelStore,
     SQLiteReadModelRecorder,
-    advisory_key,
 )
+from projections.readmodels.carts import Carts
+from projections.readmodels.catalogue import Catalogue
+from projections.readmodels.customers import Customers
+from projections.readmodels.orders import Orders
+from projections.readmodels.sales import Sales
+from projections.readmodels.stock import StockLevels
 
 MODELS: tuple[type[ReadModel], ...] = (Catalogue, StockLevels, Carts, Orders, Customers, Sales)
 
@@ -179,78 +180,71 @@ class ReadSide:
 
 
 def build_read_side(
-    shop: Application[Any],
-    url: str,
+    store: StoreURL,
     *,
+    log: ApplicationRecorder | None = None,
     prefix: str = "",
     batch_size: int = 500,
     worker_id: str | None = None,
     models: Sequence[type[ReadModel]] = MODELS,
 ) -> ReadSide:
-    """Every read model of ``shop``, in the database ``url`` names (the event store's own).
+    """Every read model of the shop, in the database of ``store`` (the event store's own).
 
     Creates the tables that are missing (serialised across processes on PostgreSQL).
     ``prefix`` names another copy of every table (a rebuild next to the live copy).
-    Nothing runs until ``start()``. ``memory://`` keeps the read models in an in-memory
-    SQLite database of this process, fed from the shop's in-memory log.
+    Nothing runs until ``start()``. A ``memory://`` store keeps the read models in an
+    in-memory SQLite database of this process, fed from ``log``, the in-memory recorder
+    of this process's write side.
     """
-    env = store_env(url)
-    module = env.get("PERSISTENCE_MODULE")
-    events_table = getattr(shop.recorder, "events_table_name", "stored_events")
     names = [f"{prefix}{m.name}" for m in models]
     locks: LockKeeper
-    guard: contextlib.AbstractContextManager[None]
     view_class: Callable[..., ReadModelStore]
     rebuild_locks: LockKeeper
-    if module == "eventsourcing.postgres":
-        factory = PostgresFactory(Environment(env={**env, **_pool_settings(len(models))}))
-        datastore: Any = factory.datastore
-        reader: Any = PostgresApplicationRecorder(datastore, events_table_name=events_table)
+    reader: ApplicationRecorder
+    if store.is_postgres:
+        env = {**store.library_env(), **_pool_settings(len(models))}
+        datastore: Any = PostgresFactory(Environment(env=env)).datastore
+        reader = PostgresApplicationRecorder(datastore, events_table_name=events_table(store))
         view_class = PostgresReadModelRecorder
         schema = datastore.schema
-        dsn = postgres_dsn(url)
         locks = AdvisoryLocks(
-            dsn, {m.name: advisory_key(schema, n) for m, n in zip(models, names, strict=True)}
+            store.dsn(),
+            {m.name: advisory_key(schema, n) for m, n in zip(models, names, strict=True)},
         )
         rebuild_locks = AdvisoryLocks(
-            dsn,
+            store.dsn(),
             {
                 m.name: advisory_key(schema, n, "rebuild")
                 for m, n in zip(models, names, strict=True)
             },
         )
-        guard = migration_lock(url)
-        closers: list[Any] = [datastore]
-    elif module == "eventsourcing.sqlite":
-        lock_timeout = env.get("SQLITE_LOCK_TIMEOUT")
+    elif store.is_sqlite:
+        lock_timeout = store.library_env().get("SQLITE_LOCK_TIMEOUT")
         # One writer connection at a time, shared by every worker and rebuild of the
         # process: waiting 5 s for it (the library's default) is too short for six
         # rebuilds at once on a busy 2-core box.
         datastore = SQLiteDatastore(
-            env["SQLITE_DBNAME"],
+            store.path,
             lock_timeout=int(lock_timeout) if lock_timeout else None,
             max_overflow=20,
             pool_timeout=60.0,
         )
-        reader = SQLiteApplicationRecorder(datastore, events_table_name=events_table)
+        reader = SQLiteApplicationRecorder(datastore, events_table_name=events_table(store))
         view_class = SQLiteReadModelRecorder
-        db = env["SQLITE_DBNAME"]
-        locks = FileLocks({m.name: f"{db}.{n}.lock" for m, n in zip(models, names, strict=True)})
-        rebuild_locks = FileLocks(
-            {m.name: f"{db}.{n}.rebuild.lock" for m, n in zip(models, names, strict=True)}
+        locks = FileLocks(
+            {m.name: f"{store.path}.{n}.lock" for m, n in zip(models, names, strict=True)}
         )
-        guard = contextlib.nullcontext()
-        closers = [datastore]
-    elif not env:
+        rebuild_locks = FileLocks(
+            {m.name: f"{store.path}.{n}.rebuild.lock" for m, n in zip(models, names, strict=True)}
+        )
+    else:
+        if log is None:
+            raise ValueError("a read side on memory:// reads the log of this process: pass log")
         datastore = SQLiteDatastore(f"file:eventshop-{uuid.uuid4().hex}?mode=memory&cache=shared")
-        reader = shop.recorder
+        reader = log
         view_class = SQLiteReadModelRecorder
         locks = LockKeeper()
         rebuild_locks = LockKeeper()  # one process: the rebuilder's own bookkeeping suffices
-        guard = contextlib.nullcontext()
-        closers = [datastore]
-    else:
-        raise ValueError(f"no read side for {url!r}")
 
     def make_view(table_prefix: str, tracking_table_name: str) -> ReadModelStore:
         return view_class(
@@ -258,19 +252,23 @@ def build_read_side(
         )
 
     built: list[ReadModel] = []
-    with guard:
+    with migration_lock(store):
+        if not store.is_memory:
+            # A worker may start before anything was written: the log's table must exist.
+            store.prepare()
+            reader.create_table()
         for model_class in models:
             view = make_view(prefix, f"{prefix}{model_class.name}_tracking")
             view.create_table()
             view.create_support_tables()
-            view.start_tracking(shop.name)
-            fresh = view.position(shop.name) == 0
+            view.start_tracking(LOG_NAME)
+            fresh = view.position(LOG_NAME) == 0
             stored = view.baseline_version(
                 model_class.name, model_class.version, model_class.tables, fresh
             )
             # Tables another version built stay as they are until a rebuild replaces them.
             built.append(model_class(view, create=stored == model_class.version))
-    source = Source(reader, shop.mapper, shop.name, subscribe=module == "eventsourcing.postgres")
+    source = Source(reader, log_mapper(), LOG_NAME, subscribe=store.is_postgres)
     runner = Runner(built, source, locks, batch_size=batch_size, worker_id=worker_id)
     rebuilder = Rebuilder(
         {model.name: model for model in built},
@@ -281,59 +279,31 @@ def build_read_side(
         worker_id=runner.worker_id,
         on_swapped=lambda name: runner.workers[name].nudge(),
     )
-    return ReadSide(built, runner, rebuilder, closers)
-
-
-@contextlib.contextmanager
-def migration_lock(url: str) -> Iterator[None]:
-    """Serialise schema changes of concurrent starters (CREATE ... IF NOT EXISTS races)."""
-    env = store_env(url)
-    if env.get("PERSISTENCE_MODULE") != "eventsourcing.postgres":
-        yield
-        return
-    key = advisory_key("migrate", env["POSTGRES_DBNAME"], env.get("POSTGRES_SCHEMA", "public"))
-    with psycopg.connect(postgres_dsn(url), autocommit=True, connect_timeout=10) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (key,))
-        try:
-            yield
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+    return ReadSide(built, runner, rebuilder, [datastore])
 
 
 def run_worker(
-    url: str,
+    store: StoreURL,
     stop_event: threading.Event,
     *,
     prefix: str = "",
     batch_size: int = 500,
     worker_id: str | None = None,
 ) -> None:
-    """Feed every read model from ``url`` until ``stop_event`` is set (``eventshop worker``).
+    """Feed every read model of ``store`` until ``stop_event`` is set (``eventshop worker``).
 
     Start as many as you like on one PostgreSQL database: each read model is fed by one
     of them at a time, and another takes over within seconds when that one dies.
     """
-    if not store_env(url):
+    if store.is_memory:
         raise ValueError("a worker needs a shared store: sqlite:// or postgresql://, not memory://")
-    # The worker decodes the shop's events with the shop's own mapper (transcodings).
-    from commands.service import Shop
-
-    with migration_lock(url):
-        prepare(url)
-        # The worker only decodes events; a small pool is plenty.
-        shop = Shop(env={**store_env(url), "POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "2"})
+    read_side = build_read_side(store, prefix=prefix, batch_size=batch_size, worker_id=worker_id)
     try:
-        read_side = build_read_side(
-            shop, url, prefix=prefix, batch_size=batch_size, worker_id=worker_id
-        )
-        try:
-            read_side.start()
-            log.info("projection worker %s running", read_side.runner.worker_id)
-            stop_event.wait()
-        finally:
-            read_side.close()
+        read_side.start()
+        log.info("projection worker %s running", read_side.runner.worker_id)
+        stop_event.wait()
     finally:
-        shop.close()
+        read_side.close()
 
 
 def _pool_settings(models: int) -> dict[str, str]:

@@ -18,7 +18,9 @@ import pytest
 from psycopg import sql
 
 from commands.service import Shop
-from eventstore.url import postgres_dsn, prepare, store_env
+from eventshop import bootstrap
+from eventshop.settings import Settings
+from eventstore.url import StoreURL
 
 ADMIN_URL = os.environ.get(
     "EVENTSHOP_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -27,7 +29,7 @@ ADMIN_URL = os.environ.get(
 
 def _admin() -> psycopg.Connection:
     try:
-        return psycopg.connect(postgres_dsn(ADMIN_URL), autocommit=True, connect_timeout=5)
+        return psycopg.connect(StoreURL.parse(ADMIN_URL).dsn(), autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as error:
         pytest.fail(
             f"PostgreSQL is not reachable at {ADMIN_URL} ({error}); start it with\n"
@@ -55,9 +57,9 @@ def pg_url(pg_database: str) -> Iterator[str]:
     """A PostgreSQL URL whose schema belongs to this test alone."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
     url = f"{pg_database}?schema={schema}"
-    prepare(url)
+    StoreURL.parse(url).prepare()
     yield url
-    with psycopg.connect(postgres_dsn(url), autocommit=True) as conn:
+    with psycopg.connect(StoreURL.parse(url).dsn(), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
@@ -76,9 +78,14 @@ def store_url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue("pg_url"))
 
 
-def open_shop(url: str) -> Shop:
-    prepare(url)
-    return Shop(env=store_env(url))
+def settings_for(url: str, **overrides: object) -> Settings:
+    """The shop's settings for a store, ignoring any .env file of the machine."""
+    return Settings(_env_file=None, database_url=url, **overrides)  # type: ignore[call-arg]
+
+
+def open_shop(url: str, **library_env: str) -> Shop:
+    """The write side on ``url``, opened by the composition root as the app opens it."""
+    return bootstrap.open_shop(settings_for(url), **library_env)
 
 
 @pytest.fixture

@@ -13,14 +13,14 @@ import psycopg
 
 from bench import append_growth, history_length, order_list, run_all
 from bench.common import ADMIN_URL, bulk_append
-from commands.service import Shop
-from eventstore.url import postgres_dsn, store_env
-from projections import build_read_side
+from eventshop.bootstrap import open_read_side
+from eventstore.url import StoreURL
 from projections.readmodels.orders import Orders
+from tests.conftest import open_shop, settings_for
 
 
 def _databases_of_this_process() -> set[str]:
-    with psycopg.connect(postgres_dsn(ADMIN_URL), autocommit=True) as conn:
+    with psycopg.connect(StoreURL.parse(ADMIN_URL).dsn(), autocommit=True) as conn:
         rows = conn.execute(
             # The test run's own database (tests/conftest.py) is not the benchmarks'.
             "SELECT datname FROM pg_database WHERE datname LIKE %s"
@@ -71,7 +71,7 @@ def test_quick_suite_measures_everything_and_saves_table_json_and_plot(tmp_path:
 
 
 def test_bulk_built_histories_are_what_the_shop_would_have_stored(pg_url: str) -> None:
-    shop = Shop(env=store_env(pg_url))
+    shop = open_shop(pg_url)
     try:
         history_length.build_stock(shop, "LONG-1", 250)
         stock = shop.stock("LONG-1")
@@ -89,9 +89,9 @@ def test_bulk_built_histories_are_what_the_shop_would_have_stored(pg_url: str) -
         assert stored == 32  # whole carts of four events
         assert len(shop.recorder.select_notifications(head + 1, 100)) == 32
 
-        read_side = build_read_side(shop, pg_url, models=[Orders])
+        read_side = open_read_side(settings_for(pg_url), shop, models=[Orders])
         try:
-            order_list.fill(pg_url, store_env(pg_url)["POSTGRES_SCHEMA"], 120)
+            order_list.fill(pg_url, StoreURL.parse(pg_url).schema, 120)
             page = read_side.orders.list_orders(limit=100)
             assert len(page["items"]) == 100 and page["next_cursor"] is not None
             rest = read_side.orders.list_orders(limit=100, cursor=page["next_cursor"])

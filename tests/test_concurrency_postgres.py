@@ -19,10 +19,10 @@ import pytest
 from psycopg import sql
 
 from commands.service import Done, Shop
-from eventstore.url import postgres_dsn, store_env
 from domain.errors import ConcurrencyConflict, InsufficientStock
 from domain.order import Order
 from domain.values import Address
+from eventstore.url import StoreURL, store_env
 from tests.conftest import open_shop
 
 THREADS = 20
@@ -63,7 +63,7 @@ def stored_rows(url: str) -> list[tuple[str, str, UUID]]:
     query = sql.SQL("SELECT xmin::text, topic, originator_id FROM {}.shop_events").format(
         sql.Identifier(env["POSTGRES_SCHEMA"])
     )
-    with psycopg.connect(postgres_dsn(url)) as conn:
+    with psycopg.connect(StoreURL.parse(url).dsn()) as conn:
         return [(xid, topic.split(":")[1], oid) for xid, topic, oid in conn.execute(query)]
 
 

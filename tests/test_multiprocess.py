@@ -38,11 +38,11 @@ import psycopg
 
 from api.auth import mint
 from cli.main import WORKER_ALIVE_FILE
-from projections.audit.auditor import Auditor
 from commands.service import Shop
-from eventstore.url import postgres_dsn
 from domain.product import Product
 from domain.stock import Stock
+from eventshop.bootstrap import open_auditor
+from eventstore.url import StoreURL
 from projections import ReadSide
 from tests.projections.support import dumps, opened, rebuilt
 
@@ -267,7 +267,7 @@ def api_children(supervisor: int) -> list[int]:
 
 def lock_connections(url: str) -> int:
     """Projection workers connected to hold read-model locks in this database."""
-    with psycopg.connect(postgres_dsn(url)) as conn:
+    with psycopg.connect(StoreURL.parse(url).dsn()) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
             " AND application_name = 'eventshop-projection-locks'"
@@ -305,7 +305,7 @@ def answered(http: httpx.Client, path: str) -> dict[str, Any] | None:
 
 def events_by_request(shop: Shop) -> dict[str | None, list[Any]]:
     """Every stored event, grouped by the X-Request-ID of the request that stored it."""
-    auditor = Auditor(shop)
+    auditor = open_auditor(shop)
     grouped: dict[str | None, list[Any]] = defaultdict(list)
     for stored in auditor.stream():
         cause = auditor.item(stored)["metadata"] or {}

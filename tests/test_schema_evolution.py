@@ -22,14 +22,14 @@ from uuid import UUID
 import pytest
 from eventsourcing.persistence import StoredEvent
 
-from eventstore.causes import Cause
 from commands.service import Shop
-from eventstore.url import prepare, store_env
 from domain.errors import InvalidValue, RuleBroken
 from domain.order import CANCELLED, DELIVERED, PAID, PLACED, Order
 from domain.product import Product
 from domain.values import Address
-from tests.conftest import open_shop
+from eventshop import bootstrap
+from eventstore.causes import Cause
+from tests.conftest import open_shop, settings_for
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "events_v1.json").read_text())
 RECORDS: list[dict[str, Any]] = FIXTURE["events"]
@@ -193,8 +193,7 @@ def test_new_commands_act_on_old_aggregates_and_never_rewrite_them(
 
 
 def test_a_shop_sells_in_its_configured_currency(sqlite_url: str) -> None:
-    prepare(sqlite_url)
-    with Shop(env={**store_env(sqlite_url), "EVENTSHOP_CURRENCY": "CHF"}) as shop:
+    with bootstrap.open_shop(settings_for(sqlite_url, currency="CHF")) as shop:
         assert shop.add_product("MUG-1", "Mug", "9.00").aggregate.currency == "CHF"
         shop.receive_stock("MUG-1", 5)
         cart_id = shop.open_cart("c1").aggregate.id
@@ -205,7 +204,7 @@ def test_a_shop_sells_in_its_configured_currency(sqlite_url: str) -> None:
 
 def test_a_product_priced_in_another_currency_is_not_sold(old_shop: Shop, fresh_url: str) -> None:
     """The v1 catalogue is in euros: a shop reconfigured to dollars must not sell it as dollars."""
-    with Shop(env={**store_env(fresh_url), "EVENTSHOP_CURRENCY": "USD"}) as usd:
+    with bootstrap.open_shop(settings_for(fresh_url, currency="USD")) as usd:
         cart_id = usd.open_cart("c1").aggregate.id
         with pytest.raises(RuleBroken, match="priced in EUR, not in USD"):
             usd.add_to_cart(cart_id, "MUG-RED", 1)
@@ -213,6 +212,5 @@ def test_a_product_priced_in_another_currency_is_not_sold(old_shop: Shop, fresh_
 
 
 def test_a_malformed_shop_currency_is_refused_at_start(sqlite_url: str) -> None:
-    prepare(sqlite_url)
     with pytest.raises(InvalidValue, match="ISO 4217"):
-        Shop(env={**store_env(sqlite_url), "EVENTSHOP_CURRENCY": "euro"})
+        bootstrap.open_shop(settings_for(sqlite_url, currency="euro"))

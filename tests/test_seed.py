@@ -10,11 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from api.app import open_shop
-from cli.main import app
-from eventshop.settings import Settings
 from cli.demo import ABANDONED, FATES, SHOP_ENV, SeedReport, draw, seed
+from cli.main import app
 from commands.service import Shop
 from domain.order import CANCELLED, DELIVERED, PAID, PLACED, SHIPPED
+from eventshop.settings import Settings
 
 ORDERS = 40
 

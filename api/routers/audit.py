@@ -18,10 +18,10 @@ from pydantic import BaseModel, Field
 from pydantic_core import to_jsonable_python
 from sse_starlette import EventSourceResponse
 
-from api.deps import ShopDep, require
+from api.deps import require
 from api.errors import problem_responses
-from projections.audit.auditor import Auditor
 from domain.errors import InvalidValue
+from projections.audit.auditor import Auditor
 
 router = APIRouter(prefix="/api/audit", tags=["audit"], dependencies=[Depends(require("auditor"))])
 
@@ -30,12 +30,9 @@ MAX_LIMIT = 500
 POLL_SECONDS = 0.5
 
 
-def get_auditor(request: Request, shop: ShopDep) -> Auditor:
-    """The app's one Auditor (made on first use: it creates the checkpoint table)."""
-    auditor: Auditor | None = getattr(request.app.state, "auditor", None)
-    if auditor is None or auditor.shop is not shop:
-        auditor = request.app.state.auditor = Auditor(shop)
-    return auditor
+def get_auditor(request: Request) -> Auditor:
+    """The app's one Auditor (made with the app: api/app.py)."""
+    return request.app.state.auditor  # type: ignore[no-any-return]
 
 
 AuditorDep = Annotated[Auditor, Depends(get_auditor)]

@@ -8,13 +8,13 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Response
 
 from api.auth import Principal
+from api.bodies import AddItem, CheckOut, OpenCart, SetQuantity
 from api.deps import Caller, ExpectedVersion, ShopDep, require
 from api.errors import problem_responses
 from api.freshness import read_model
 from api.routers.orders import LineView, OrderResult, order_view
 from api.routers.orders import router as orders_router
 from api.views import Committed, SkuPath, View, committed, money_text, shown
-from api.bodies import AddItem, CheckOut, OpenCart, SetQuantity
 from domain.cart import Cart
 from projections.readmodels.carts import Carts as CartsModel
 

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
 from api.auth import Principal
+from api.bodies import Cancel, Deliver, Pay, Ship
 from api.deps import Caller, ExpectedVersion, Instant, Page, ShopDep, owner_unless_staff, require
 from api.errors import problem_responses
 from api.freshness import read_model
 from api.views import Committed, PageOf, View, committed, money_text, shown
-from api.bodies import Cancel, Deliver, Pay, Ship
 from domain.order import Order
 from projections.readmodels.orders import Orders as OrdersModel
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Response
 
 from api.auth import Principal
+from api.bodies import AddProduct, ChangeProduct
 from api.deps import Caller, ExpectedVersion, Page, ShopDep, require
 from api.errors import problem_responses
 from api.freshness import read_model
@@ -19,7 +20,6 @@ from api.views import (
     money_text,
     shown,
 )
-from api.bodies import AddProduct, ChangeProduct
 from domain.product import Product
 from projections.readmodels.catalogue import Catalogue as CatalogueModel
 

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Response
 
 from api.auth import Principal
+from api.bodies import AdjustStock, ReceiveStock
 from api.deps import ExpectedVersion, Page, ShopDep, require
 from api.errors import problem_responses
 from api.freshness import read_model
 from api.views import Committed, PageOf, SkuPath, View, committed, shown
-from api.bodies import AdjustStock, ReceiveStock
 from domain.stock import Stock
 from projections.readmodels.stock import StockLevels
 

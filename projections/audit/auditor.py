@@ -32,7 +32,9 @@ from eventsourcing.application import project_aggregate
 from eventsourcing.domain import Aggregate, DomainEventProtocol
 from eventsourcing.persistence import (
     ApplicationRecorder,
+    EventStore,
     IntegrityError,
+    Mapper,
     MapperDeserialisationError,
     Notification,
 )
@@ -42,13 +44,12 @@ from eventsourcing.utils import get_topic
 from psycopg import sql
 from pydantic_core import to_jsonable_python
 
-from eventstore.causes import Cause, CausedMapper
-from commands.service import Shop
 from domain.cart import Cart
 from domain.errors import InvalidValue, NotFound
 from domain.order import Order
 from domain.product import Product
 from domain.stock import Stock
+from eventstore.causes import Cause, CausedMapper
 
 GENESIS = bytes(32)
 CHECKPOINTS_TABLE = "audit_checkpoints"
@@ -178,6 +179,8 @@ class _Tables(Protocol):
 
     def save_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None: ...
 
+    def create_table(self) -> None: ...
+
 
 class _PostgresTables:
     def __init__(self, recorder: PostgresApplicationRecorder) -> None:
@@ -185,6 +188,8 @@ class _PostgresTables:
         schema = self.datastore.schema
         self.events = sql.Identifier(schema, recorder.events_table_name)
         self.table = sql.Identifier(schema, CHECKPOINTS_TABLE)
+
+    def create_table(self) -> None:
         create = sql.SQL(
             "CREATE TABLE IF NOT EXISTS {} (position bigint PRIMARY KEY, events bigint NOT NULL,"
             " head bytea NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now())"
@@ -262,6 +267,8 @@ class _SQLiteTables:
         self.recorder = recorder
         self.datastore = recorder.datastore
         self.events = recorder.events_table_name
+
+    def create_table(self) -> None:
         with self.datastore.transaction(commit=True) as cursor:
             cursor.execute(
                 f"CREATE TABLE IF NOT EXISTS {CHECKPOINTS_TABLE} (position INTEGER PRIMARY KEY,"
@@ -323,6 +330,9 @@ class _MemoryTables:
         self.recorder = recorder
         self.kept: dict[int, Checkpoint] = {}
 
+    def create_table(self) -> None:
+        """Nothing to create: the checkpoints live in this object."""
+
     def aggregate_events(self, aggregate_id: UUID, after: int, limit: int) -> list[Notification]:
         every = self.recorder.select_notifications(after, 2**62, inclusive_of_start=False)
         return [n for n in every if n.originator_id == aggregate_id][:limit]
@@ -356,12 +366,23 @@ class Auditor:
     ``batch``: how many stored events are read per query when streaming.
     """
 
-    def __init__(self, shop: Shop, checkpoint_every: int = 1000, batch: int = 5000) -> None:
-        self.shop = shop
-        self.recorder: ApplicationRecorder = shop.recorder
+    def __init__(
+        self,
+        recorder: ApplicationRecorder,
+        mapper: Mapper[UUID],
+        checkpoint_every: int = 1000,
+        batch: int = 5000,
+    ) -> None:
+        self.recorder = recorder
+        self.mapper = mapper
+        self.events_store = EventStore(mapper, recorder)
         self.checkpoint_every = checkpoint_every
         self.batch = batch
         self.tables = _tables_for(self.recorder)
+
+    def create_tables(self) -> None:
+        """Create the checkpoints table if missing: at migration, never while reading."""
+        self.tables.create_table()
 
     def head(self) -> int:
         """The position of the last event in the log (0 when empty)."""
@@ -494,7 +515,7 @@ class Auditor:
         """
         if version is not None and at is not None:
             raise InvalidValue("version", "give either a version or a time, not both")
-        events = list(self.shop.events.get(aggregate_id))
+        events = list(self.events_store.get(aggregate_id))
         if not events:
             raise NotFound(f"Aggregate {aggregate_id} does not exist")
         if version is not None:
@@ -602,7 +623,7 @@ class Auditor:
             after = batch[-1].id
 
     def _decode(self, stored: Notification) -> tuple[DomainEventProtocol[Any] | None, Cause | None]:
-        mapper = self.shop.mapper
+        mapper = self.mapper
         try:
             if isinstance(mapper, CausedMapper):
                 return mapper.decode(stored)

@@ -71,12 +71,13 @@ from operator import attrgetter, itemgetter
 from typing import Any
 
 from domain.errors import RuleBroken
+from eventstore.database import is_transient
 from projections.engine.base import Prepared, ReadModel, stamp
 from projections.engine.collector import fewer_collections
 from projections.engine.feed import Source
 from projections.engine.locks import LockKeeper
 from projections.engine.parallel import Preparers
-from projections.engine.tables import LostOwnership, ReadModelStore, is_transient
+from projections.engine.tables import LostOwnership, ReadModelStore
 
 log = logging.getLogger("eventshop.projections")
 

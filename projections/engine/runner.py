@@ -34,11 +34,12 @@ from uuid import uuid4
 
 from eventsourcing.persistence import Notification
 
+from eventstore.database import is_transient
 from projections.engine.base import EventFailed, ReadModel, stamp
 from projections.engine.collector import fewer_collections
 from projections.engine.feed import LiveFeed, Source, Tap
 from projections.engine.locks import LockKeeper
-from projections.engine.tables import LostOwnership, Outdated, is_transient
+from projections.engine.tables import LostOwnership, Outdated
 
 log = logging.getLogger("eventshop.projections")
 

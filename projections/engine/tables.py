@@ -16,17 +16,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ClassVar
 
-import psycopg
-from eventsourcing import persistence as es
 from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteTrackingRecorder
+
+from eventstore.database import advisory_key
 
 STATUS_TABLE = "projections"
 """Per projection: events applied (counted in the batch transaction) and reported state."""
@@ -611,19 +610,3 @@ class SQLiteReadModelRecorder(ReadModelStore, SQLiteTrackingRecorder):
 
 def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
-
-
-def advisory_key(*parts: str) -> int:
-    """A stable signed 64-bit key for pg_advisory_lock, from names."""
-    digest = hashlib.sha256("\x1f".join(("eventshop", *parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-def is_transient(error: BaseException) -> bool:
-    """Worth retrying as is: the database was busy or unreachable, the code is not at fault."""
-    if isinstance(error, es.OperationalError | es.InterfaceError | psycopg.OperationalError):
-        return True
-    if isinstance(error, sqlite3.OperationalError):
-        message = str(error).lower()
-        return "locked" in message or "busy" in message
-    return False

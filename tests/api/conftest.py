@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.auth import mint
-from eventshop.settings import Settings
 from commands.service import Shop
+from eventshop.settings import Settings
 
 SECRET = "test-secret-of-the-api-tests-0123456789"
 ADDRESS = {

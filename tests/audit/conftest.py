@@ -16,11 +16,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from projections.audit.auditor import Auditor
-from eventstore.causes import caused_by
 from commands.service import Shop
-from eventstore.url import postgres_dsn
 from domain.values import Address
+from eventshop.bootstrap import open_auditor
+from eventstore.causes import caused_by
+from eventstore.url import StoreURL
+from projections.audit.auditor import Auditor
 from tests.conftest import open_shop
 
 ADDRESS = Address("Ada Lovelace", "12 Analytical Row", "London", "N1 7AA", "GB")
@@ -77,7 +78,7 @@ def history(shop: Shop) -> History:
 
 @pytest.fixture
 def auditor(shop: Shop) -> Auditor:
-    return Auditor(shop, checkpoint_every=4, batch=7)
+    return open_auditor(shop, checkpoint_every=4, batch=7)
 
 
 class Tamper:
@@ -96,7 +97,7 @@ class Tamper:
         if self.sqlite:
             with sqlite3.connect(self.url.removeprefix("sqlite:///")) as conn:
                 return conn.execute(statement.format(t=self.table, p="rowid"), params).fetchall()
-        with psycopg.connect(postgres_dsn(self.url), autocommit=True) as conn:
+        with psycopg.connect(StoreURL.parse(self.url).dsn(), autocommit=True) as conn:
             query = sql.SQL(statement.replace("%", "%%").replace("?", "%s")).format(
                 t=sql.Identifier(self.schema, self.table), p=sql.Identifier("notification_id")
             )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from projections.audit.auditor import GENESIS, Auditor, chain_head, read_export
 from commands.service import Shop
 from domain.errors import InvalidValue
+from eventshop.bootstrap import open_auditor
+from projections.audit.auditor import GENESIS, Auditor, chain_head, read_export
 from tests.audit.conftest import History, Tamper
 
 
@@ -38,7 +39,7 @@ def test_the_digest_is_the_chain_over_the_stored_events(auditor: Auditor, histor
 
 
 def test_checkpoint_extends_incrementally_like_a_full_verify(shop: Shop, history: History) -> None:
-    incremental = Auditor(shop, checkpoint_every=4)
+    incremental = open_auditor(shop, checkpoint_every=4)
     first = incremental.checkpoint()
     assert first is not None and first.position == 16
     shop.receive_stock("TEA-1", 1)
@@ -82,7 +83,7 @@ def test_a_change_after_the_last_checkpoint_is_found_by_the_digest(
 def test_with_a_checkpoint_per_event_verify_names_the_exact_position(
     shop: Shop, history: History, tamper: Tamper
 ) -> None:
-    exact = Auditor(shop, checkpoint_every=1)
+    exact = open_auditor(shop, checkpoint_every=1)
     assert exact.verify().ok
     tamper.flip_byte(11, 3)
     result = exact.verify()
@@ -146,7 +147,7 @@ def test_swapping_the_contents_of_two_events_is_found(
 def test_a_failed_verify_keeps_no_new_checkpoints(
     shop: Shop, history: History, tamper: Tamper
 ) -> None:
-    auditor = Auditor(shop, checkpoint_every=4)
+    auditor = open_auditor(shop, checkpoint_every=4)
     assert auditor.verify(upto=8).ok
     tamper.flip_byte(3, 0)
     assert not auditor.verify().ok

@@ -9,9 +9,9 @@ from uuid import UUID, uuid4
 import pytest
 from eventsourcing.application import project_aggregate
 
-from projections.audit.auditor import Auditor, read_export, render
 from commands.service import Shop
 from domain.errors import InvalidValue, NotFound
+from projections.audit.auditor import Auditor, read_export, render
 from tests.audit.conftest import History
 
 

@@ -6,9 +6,9 @@ import contextvars
 import json
 from concurrent.futures import ThreadPoolExecutor
 
-from projections.audit.auditor import Auditor
-from eventstore.causes import CAUSE_KEY, caused_by, current_cause, identify
 from commands.service import Shop
+from eventstore.causes import CAUSE_KEY, caused_by, current_cause, identify
+from projections.audit.auditor import Auditor
 
 
 def causes(auditor: Auditor) -> list[dict[str, str | None] | None]:

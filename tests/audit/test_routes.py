@@ -19,9 +19,10 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.auth import mint
 from api.routers.audit import live_events
-from eventshop.settings import Settings
-from projections.audit.auditor import Auditor, chain_head, read_export
 from commands.service import Shop
+from eventshop.bootstrap import open_auditor
+from eventshop.settings import Settings
+from projections.audit.auditor import chain_head, read_export
 from tests.audit.conftest import History
 
 SECRET = "test-secret-of-the-audit-tests-0123456789"
@@ -147,7 +148,7 @@ def test_the_export_streams_ndjson_and_matches_the_digest(
 
 
 def test_the_live_feed_delivers_new_events_in_order_and_resumes(shop: Shop) -> None:
-    auditor = Auditor(shop)
+    auditor = open_auditor(shop)
     shop.add_product("MUG-1", "Mug", "1.00")  # positions 1 and 2
 
     async def take(after: int, count: int) -> list[dict[str, str]]:

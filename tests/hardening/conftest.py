@@ -15,8 +15,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from eventshop.settings import Settings
 from commands.service import Shop
+from eventshop.settings import Settings
 from tests.api.conftest import ADDRESS, SECRET, Headers, bearer, reads_own_writes
 
 STAFF = bearer("staff", sub="staff-1")

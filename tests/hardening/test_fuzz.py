@@ -42,9 +42,10 @@ from schemathesis import Case, GenerationMode
 from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
 
 from api.app import create_app, open_shop
-from eventshop.settings import Settings
 from commands.service import Shop
-from projections import ReadSide, build_read_side
+from eventshop.bootstrap import open_read_side
+from eventshop.settings import Settings
+from projections import ReadSide
 from tests.api.conftest import SECRET, Headers, bearer
 from tests.hardening.conftest import ALICE, STAFF, World
 
@@ -88,7 +89,7 @@ def settings_for(folder: Path) -> Settings:
 
 @pytest.fixture
 def read_side(shop: Shop, tmp_path: Path) -> Iterator[ReadSide]:
-    the_read_side = build_read_side(shop, settings_for(tmp_path).database_url)
+    the_read_side = open_read_side(settings_for(settings_for(tmp_path).database_url)), shop
     the_read_side.start()
     yield the_read_side
     the_read_side.close()

@@ -23,8 +23,8 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from commands.idempotency import IdempotencyKeyReused, IdempotencyKeys, idempotent
-from eventstore.causes import caused_by
 from commands.service import Shop
+from eventstore.causes import caused_by
 from tests.api.conftest import fields_of, problem_of
 from tests.conftest import open_shop
 from tests.hardening.conftest import ALICE, BOB, CHECKOUT, STAFF, World, make_app

@@ -20,11 +20,13 @@ import psycopg
 from psycopg import sql
 
 from commands.service import Shop
-from eventstore.url import postgres_dsn, prepare, store_env
 from domain.errors import DomainError
 from domain.order import CANCELLED
 from domain.values import Address
-from projections import ReadSide, build_read_side
+from eventshop.bootstrap import open_read_side
+from eventstore.url import StoreURL
+from projections import ReadSide
+from tests.conftest import open_shop, settings_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDRESS = Address(name="Ada", line1="1 Main St", city="Berlin", postal_code="10115", country="DE")
@@ -43,20 +45,20 @@ def fresh_store(kind: str, pg_database: str | None) -> Iterator[str]:
     assert pg_database is not None
     schema = f"rs_{uuid.uuid4().hex[:12]}"
     url = f"{pg_database}?schema={schema}"
-    prepare(url)
+    StoreURL.parse(url).prepare()
     try:
         yield url
     finally:
-        with psycopg.connect(postgres_dsn(url), autocommit=True) as conn:
+        with psycopg.connect(StoreURL.parse(url).dsn(), autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 @contextlib.contextmanager
 def opened(url: str, **options: Any) -> Iterator[tuple[Shop, ReadSide]]:
     """A shop and its read side (not started), both closed afterwards."""
-    prepare(url)
-    shop = Shop(env={**store_env(url), "POSTGRES_POOL_SIZE": "2"})
-    read_side = build_read_side(shop, url, **options)
+    StoreURL.parse(url).prepare()
+    shop = open_shop(url, POSTGRES_POOL_SIZE="2")
+    read_side = open_read_side(settings_for(url), shop, **options)
     try:
         yield shop, read_side
     finally:
@@ -71,7 +73,7 @@ def dumps(read_side: ReadSide) -> dict[str, Any]:
 
 def rebuilt(shop: Shop, url: str, prefix: str = "rb_", batch_size: int = 7) -> dict[str, Any]:
     """The read models built from scratch from the whole log, next to the live ones."""
-    read_side = build_read_side(shop, url, prefix=prefix, batch_size=batch_size)
+    read_side = open_read_side(settings_for(url), shop, prefix=prefix, batch_size=batch_size)
     try:
         read_side.start()
         assert read_side.wait_for(None, shop.head(), timeout=60)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from eventsourcing.projection import ProjectionRunner
 
 from commands.service import Shop
-from eventstore.url import store_env
-from projections.readmodels.catalogue import Catalogue
+from eventstore.url import StoreURL
 from projections.engine.tables import PostgresReadModelRecorder
+from projections.readmodels.catalogue import Catalogue
 from tests.projections.support import World, opened
 
 
@@ -34,7 +34,7 @@ def test_one_event_per_transaction_builds_the_same_catalogue(pg_url: str) -> Non
             application_class=Shop,
             projection_class=LibraryCatalogue,
             view_class=LibraryView,
-            env={**store_env(pg_url), "POSTGRES_POOL_SIZE": "2"},
+            env={**StoreURL.parse(pg_url).library_env(), "POSTGRES_POOL_SIZE": "2"},
         ) as runner:
             runner.wait(last, timeout=10)
             assert runner.projection.dump() == {

@@ -13,9 +13,9 @@ import pytest
 from domain.order import Order
 from projections import MODELS, ReadSide
 from projections.engine.base import EventFailed, handles
-from projections.readmodels.orders import Orders
 from projections.engine.parallel import Preparers
 from projections.engine.writes import Writes
+from projections.readmodels.orders import Orders
 from tests.projections.support import (
     World,
     applied,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from projections import build_read_side
+from eventshop.bootstrap import open_read_side
+from tests.conftest import settings_for
 from tests.projections.support import ADDRESS, opened, until
 
 
@@ -50,7 +51,7 @@ def test_each_read_model_is_fresh_right_after_a_command(url: str) -> None:
 def test_a_process_that_does_not_feed_the_read_models_still_waits_and_reads(url: str) -> None:
     # The API process with its projections in `eventshop worker` processes.
     with opened(url) as (shop, api_side):
-        worker_side = build_read_side(shop, url, worker_id="worker-1")
+        worker_side = open_read_side(settings_for(url), shop, worker_id="worker-1")
         try:
             worker_side.start()
             done = shop.add_product("MUG-1", "Mug", "12.50")

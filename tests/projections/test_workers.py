@@ -7,7 +7,7 @@ from collections import Counter
 
 import psycopg
 
-from eventstore.url import postgres_dsn
+from eventstore.url import StoreURL
 from tests.projections.support import (
     World,
     applied,
@@ -22,7 +22,7 @@ from tests.projections.support import (
 
 
 def held_advisory_locks(url: str) -> int:
-    with psycopg.connect(postgres_dsn(url)) as conn:
+    with psycopg.connect(StoreURL.parse(url).dsn()) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
             " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"

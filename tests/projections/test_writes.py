@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from eventstore.url import postgres_dsn, store_env
+from eventstore.url import StoreURL
 from projections.engine.tables import _PARAM
 from projections.engine.writes import Writes
 
@@ -87,8 +87,9 @@ class Postgres:
     dialect = "postgres"
 
     def __init__(self, url: str) -> None:
-        self.schema = store_env(url)["POSTGRES_SCHEMA"]
-        self.conn = psycopg.connect(postgres_dsn(url), autocommit=True, row_factory=dict_row)
+        self.schema = StoreURL.parse(url).schema
+        dsn = StoreURL.parse(url).dsn()
+        self.conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
         self._types: dict[str, dict[str, str]] = {}
 
     def qualify(self, name: str) -> str:

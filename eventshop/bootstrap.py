@@ -1,0 +1,80 @@
+"""The composition root: the one place where settings become a running shop.
+
+The HTTP app, every CLI command, the projection worker, the tests and the benchmarks
+open the write side, the read side and the auditor here, from one :class:`Settings`,
+so that each is wired the same way wherever it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from commands.service import Shop
+from eventshop.settings import Settings
+from eventstore.database import migration_lock
+from projections import MODELS, ReadSide, build_read_side
+from projections.audit.auditor import Auditor
+from projections.engine.base import ReadModel
+
+
+def open_shop(settings: Settings, **library_env: str) -> Shop:
+    """The write side on the store ``settings.database_url`` names (tables made if absent).
+
+    ``library_env`` adds eventsourcing settings, e.g. an aggregate cache for a bulk
+    writer, or a smaller connection pool.
+    """
+    store = settings.database_url
+    # Many processes may start at once (serve --workers N): one creates the tables.
+    with migration_lock(store):
+        store.prepare()
+        return Shop(
+            library_env,
+            store=store,
+            currency=settings.currency,
+            idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
+        )
+
+
+def open_read_side(
+    settings: Settings,
+    shop: Shop | None = None,
+    *,
+    prefix: str = "",
+    batch_size: int = 500,
+    worker_id: str | None = None,
+    models: Sequence[type[ReadModel]] = MODELS,
+) -> ReadSide:
+    """Every read model on the store of ``settings``; nothing runs until ``start()``.
+
+    ``shop`` is needed only on ``memory://``, whose log lives in that object alone.
+    """
+    return build_read_side(
+        settings.database_url,
+        log=shop.recorder if shop is not None else None,
+        prefix=prefix,
+        batch_size=batch_size,
+        worker_id=worker_id,
+        models=models,
+    )
+
+
+def open_auditor(shop: Shop, *, checkpoint_every: int = 1000, batch: int = 5000) -> Auditor:
+    """The auditor of ``shop``'s log; its checkpoints table is made here if missing, once,
+    so that its queries never run DDL."""
+    auditor = Auditor(shop.recorder, shop.mapper, checkpoint_every=checkpoint_every, batch=batch)
+    with migration_lock(shop.store):
+        auditor.create_tables()
+    return auditor
+
+
+def migrate(settings: Settings) -> None:
+    """Create every table: the event store's, the read models' and the audit log's."""
+    # Each step takes the migration lock itself; holding it here as well would wait
+    # forever on PostgreSQL (a session advisory lock, asked for on a second connection).
+    shop = open_shop(settings)
+    try:
+        open_read_side(settings, shop).close()
+        open_auditor(shop)
+    finally:
+        shop.close()
