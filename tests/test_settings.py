@@ -1,0 +1,114 @@
+"""The one settings object and the store URL it parses once."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+from pydantic import ValidationError
+
+from eventshop import bootstrap
+from eventshop.settings import Settings
+from eventstore.url import StoreURL
+
+AWKWARD = "p@ss:w/rd#1"
+
+
+def test_a_sqlite_url_names_a_file_relative_or_absolute() -> None:
+    assert StoreURL.parse("sqlite:///var/shop.db").path == "var/shop.db"
+    assert StoreURL.parse("sqlite:////tmp/shop.db").path == "/tmp/shop.db"
+    assert StoreURL.parse("sqlite:////tmp/shop.db").library_env() == {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": "/tmp/shop.db",
+    }
+    assert str(StoreURL.parse("sqlite:///var/shop.db")) == "sqlite:///var/shop.db"
+
+
+def test_a_postgres_url_gives_the_library_its_settings() -> None:
+    store = StoreURL.parse("postgresql://shop:secret@db.example:6543/orders?schema=s1&pool_size=9")
+    assert store.is_postgres and store.schema == "s1"
+    env = store.library_env()
+    assert env["POSTGRES_DBNAME"] == "orders"
+    assert (env["POSTGRES_HOST"], env["POSTGRES_PORT"]) == ("db.example", "6543")
+    assert (env["POSTGRES_USER"], env["POSTGRES_PASSWORD"]) == ("shop", "secret")
+    assert (env["POSTGRES_SCHEMA"], env["POSTGRES_POOL_SIZE"]) == ("s1", "9")
+
+
+def test_the_password_never_shows_in_the_text_of_a_url() -> None:
+    store = StoreURL.parse("postgresql://shop:secret@db:5432/orders?schema=s1")
+    assert "secret" not in str(store) and "secret" not in repr(store)
+    assert str(store) == "postgresql://shop:***@db:5432/orders?schema=s1"
+    # The full URL, for another process, reads back as the same store.
+    assert StoreURL.parse(store.url()) == store
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://db/x",
+        "sqlite://",
+        "postgresql://db/x?colour=red",
+        "postgresql://db:port/x",
+        "nonsense",
+    ],
+)
+def test_a_url_that_names_no_store_is_refused(url: str) -> None:
+    with pytest.raises(ValueError):
+        StoreURL.parse(url)
+
+
+def test_settings_refuse_a_bad_database_url() -> None:
+    with pytest.raises(ValidationError, match="unsupported database URL"):
+        Settings(_env_file=None, database_url="mysql://db/x")  # type: ignore[call-arg]
+
+
+def test_settings_read_the_url_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVENTSHOP_DATABASE_URL", "postgresql://shop@db:5432/orders?schema=x")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.database_url == StoreURL.parse("postgresql://shop@db:5432/orders?schema=x")
+
+
+def test_a_password_kept_apart_may_hold_any_character(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVENTSHOP_DATABASE_URL", "postgresql://eventshop@postgres:5432/eventshop")
+    monkeypatch.setenv("EVENTSHOP_DATABASE_PASSWORD", AWKWARD)
+    store = Settings(_env_file=None).database_url  # type: ignore[call-arg]
+    assert store.password == AWKWARD
+    assert psycopg.conninfo.conninfo_to_dict(store.dsn())["password"] == AWKWARD
+    assert AWKWARD not in str(store)
+    assert StoreURL.parse(store.url()).password == AWKWARD
+
+
+def test_a_password_works_against_a_real_server(pg_database: str) -> None:
+    """A role whose password is full of URL delimiters signs in with it (PostgreSQL)."""
+    admin = StoreURL.parse(pg_database)
+    role = f"eventshop_awkward_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin.dsn(), autocommit=True) as conn:
+        conn.execute(f"DROP ROLE IF EXISTS {role}")
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{AWKWARD}'")
+    try:
+        settings = Settings(  # type: ignore[call-arg]
+            _env_file=None,
+            database_url=f"postgresql://{role}@{admin.host}:{admin.port}/{admin.dbname}",
+            database_password=AWKWARD,
+        )
+        with psycopg.connect(settings.database_url.dsn()) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == (role,)
+    finally:
+        with psycopg.connect(admin.dsn(), autocommit=True) as conn:
+            conn.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_the_composition_root_opens_both_sides_from_one_settings_object(sqlite_url: str) -> None:
+    settings = Settings(_env_file=None, database_url=sqlite_url, currency="CHF")  # type: ignore[call-arg]
+    shop = bootstrap.open_shop(settings)
+    read_side = bootstrap.open_read_side(settings)
+    try:
+        done = shop.add_product("MUG-1", "Mug", "9.00")
+        assert done.aggregate.currency == "CHF"
+        read_side.start()
+        assert read_side.wait_for("catalogue", done.position, timeout=10)
+        assert read_side.catalogue.get_product("MUG-1")["price"] == "9.00"
+    finally:
+        read_side.close()
+        shop.close()
