@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 import yaml
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from typer.main import get_command
 
 from cli.main import WORKER_ALIVE_FILE, WORKER_BEAT_SECONDS
@@ -38,9 +41,105 @@ def test_every_eventshop_service_points_at_the_postgres_service(
     services: dict[str, Any], name: str
 ) -> None:
     env = services[name]["environment"]
-    assert "@postgres:5432/" in env["EVENTSHOP_DATABASE_URL"]
+    assert env["EVENTSHOP_DATABASE_URL"] == "postgresql://eventshop@postgres:5432/eventshop"
+    # The password goes apart from the URL, where '@', ':', '/' or '#' in it would break it.
+    assert env["EVENTSHOP_DATABASE_PASSWORD"] == "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}"
+    postgres_password = services["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    assert env["EVENTSHOP_DATABASE_PASSWORD"] == postgres_password
     assert env["EVENTSHOP_JWT_SECRET"].startswith("${EVENTSHOP_JWT_SECRET")
     assert services[name]["build"] == "."
+
+
+VARIABLE = re.compile(
+    r"""\$(?:
+        (?P<escaped>\$)
+        | \{(?P<braced>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}
+        | (?P<bare>\w+)
+    )""",
+    re.VERBOSE,
+)
+
+
+def interpolate(value: str, environ: dict[str, str]) -> str:
+    """A compose file's value as `docker compose` makes it from the environment: $$, $NAME,
+    ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error} and ${NAME?error}."""
+
+    def one(match: re.Match[str]) -> str:
+        if match["escaped"]:
+            return "$"
+        name = match["braced"] or match["bare"]
+        op, arg = match["op"], match["arg"] or ""
+        value = environ.get(name)
+        unset = value is None or (op is not None and op.startswith(":") and value == "")
+        if op in (":?", "?") and unset:
+            raise KeyError(f"{name}: {arg}")
+        if op in (":-", "-") and unset:
+            return arg
+        return value or ""
+
+    return VARIABLE.sub(one, value)
+
+
+def test_interpolate_reads_values_as_compose_does() -> None:
+    environ = {"A": "p@ss", "EMPTY": ""}
+    assert interpolate("x${A}y$A$$A", environ) == "xp@ssyp@ss$A"
+    assert interpolate("${EMPTY:-d} ${EMPTY-d} ${UNSET-d}", environ) == "d  d"
+    assert interpolate("${A:?need A}", environ) == "p@ss"
+    with pytest.raises(KeyError, match="need B"):
+        interpolate("${B:?need B}", environ)
+
+
+AWKWARD_PASSWORD = "p@ss:w/rd#1"
+
+
+@pytest.mark.parametrize("name", ["migrate", "api", "worker"])
+def test_a_password_with_url_delimiters_reaches_libpq_intact(
+    services: dict[str, Any], name: str
+) -> None:
+    environ = {"POSTGRES_PASSWORD": AWKWARD_PASSWORD, "EVENTSHOP_JWT_SECRET": "k"}
+    given = services[name]["environment"]
+    env = {key: interpolate(str(value), environ) for key, value in given.items()}
+    postgres_env = services["postgres"]["environment"]
+    assert interpolate(postgres_env["POSTGRES_PASSWORD"], environ) == AWKWARD_PASSWORD
+
+    # What the app is given: a URL without a password, and the password on its own.
+    url = urlsplit(env["EVENTSHOP_DATABASE_URL"])
+    assert url.password is None
+    assert env["EVENTSHOP_DATABASE_PASSWORD"] == AWKWARD_PASSWORD
+    conninfo = make_conninfo(
+        host=url.hostname,
+        port=str(url.port),
+        dbname=unquote(url.path.lstrip("/")),
+        user=unquote(url.username or ""),
+        password=env["EVENTSHOP_DATABASE_PASSWORD"],
+    )
+    params = conninfo_to_dict(conninfo)
+    assert params["password"] == AWKWARD_PASSWORD
+    assert params["user"] == postgres_env["POSTGRES_USER"] == "eventshop"
+    assert params["dbname"] == postgres_env["POSTGRES_DB"] == "eventshop"
+    assert (params["host"], params["port"]) == ("postgres", "5432")
+
+    # The old way, the same password inside the URL, comes apart: this is why it moved out.
+    inline = urlsplit(f"postgresql://eventshop:{AWKWARD_PASSWORD}@postgres:5432/eventshop")
+    assert inline.password != AWKWARD_PASSWORD
+
+
+def release_parts(image: str) -> int:
+    """How many dot-separated numbers an image's tag starts with (postgres:15.19 -> 2)."""
+    _, _, tag = image.partition(":")
+    match = re.match(r"\d+(?:\.\d+)*", tag)
+    return len(match.group().split(".")) if match else 0
+
+
+def test_images_are_pinned_to_a_minor_release(services: dict[str, Any]) -> None:
+    # PostgreSQL numbers its minor releases 15.19; Python its 3.11.17. A tag without the
+    # minor release ("postgres:15", "python:3.11-slim") moves under the same name.
+    assert release_parts(services["postgres"]["image"]) >= 2, services["postgres"]["image"]
+    for name, service in services.items():
+        if "build" not in service:  # eventshop's own image is built from the Dockerfile
+            assert release_parts(service["image"]) >= 2, (name, service["image"])
+    (base,) = re.findall(r"^FROM\s+(\S+)", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert base.startswith("python:") and release_parts(base) >= 3, base
 
 
 def test_api_waits_for_tables_and_reports_readiness(services: dict[str, Any]) -> None:
@@ -115,8 +214,34 @@ def test_each_service_runs_a_command_the_cli_has(services: dict[str, Any], name:
     assert command in get_command(cli_app).commands  # type: ignore[attr-defined]
 
 
-def test_the_dockerfile_installs_every_package_and_serves() -> None:
+PACKAGES = ("domain", "eventstore", "commands", "projections", "api", "cli", "eventshop")
+
+
+def test_the_dockerfile_installs_every_package_from_the_lock_and_serves() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for package in ("domain", "commands", "projections", "api"):
+    for package in PACKAGES:
+        assert (ROOT / package / "__init__.py").exists(), package
         assert f"COPY {package} ./{package}" in dockerfile
+    assert "pip install --no-cache-dir -r requirements/runtime.txt" in dockerfile
+    assert "pip install --no-cache-dir --no-deps ." in dockerfile
+    assert "USER eventshop" in dockerfile
     assert '"eventshop", "serve"' in dockerfile
+
+
+def test_the_locks_pin_every_requirement_with_hashes() -> None:
+    runtime = (ROOT / "requirements" / "runtime.txt").read_text()
+    test = (ROOT / "requirements" / "test.txt").read_text()
+    pins = {}
+    for name, text in (("runtime", runtime), ("test", test)):
+        lines = re.findall(r"^([A-Za-z0-9._-]+)(\S*)", text, re.MULTILINE)
+        assert lines, name
+        for package, spec in lines:
+            assert spec.startswith("=="), (name, package, spec)
+        pins[name] = {package: spec for package, spec in lines}
+        # Every pin carries hashes, so pip installs the lock in --require-hashes mode.
+        assert text.count("--hash=sha256:") >= len(lines), name
+    # The test lock holds the runtime one, with the same versions.
+    assert pins["runtime"].items() <= pins["test"].items()
+    assert {"fastapi", "eventsourcing", "psycopg", "uvicorn"} <= pins["runtime"].keys()
+    assert {"pytest", "mypy", "ruff"} <= pins["test"].keys()
+    assert not {"pytest", "mypy", "ruff", "matplotlib"} & pins["runtime"].keys()
