@@ -1,19 +1,26 @@
-"""What every router's answer shares: versioned views, command results, the ETag.
+"""What the API answers with: the JSON shape of every aggregate and read model.
 
-A view is the JSON shape of one aggregate (or, later, of a read model). A command
+A view is the JSON shape of one aggregate, or of a row of a read model. A command
 answers with the view of the aggregate it changed plus ``position``, the place of its
-last event in the global log, and an ``ETag`` naming the view's version.
+last event in the global log, and an ``ETag`` naming the view's version. Routers shape
+their answers with these and import nothing from one another.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
+from uuid import UUID
 
 from fastapi import Path, Response
 from pydantic import BaseModel, Field
 
 from api.bodies import SKU_PATTERN
+from domain.cart import Cart
+from domain.order import Order
+from domain.product import Product
+from domain.stock import Stock
 from domain.values import CENT
 
 SkuPath = Annotated[str, Path(pattern=SKU_PATTERN, description="the product's SKU")]
@@ -64,3 +71,233 @@ class PageOf(BaseModel, Generic[T]):
 
     items: list[T]
     next_cursor: str | None = Field(description="null on the last page")
+
+
+# --- products ----------------------------------------------------------------------------
+
+
+class ProductView(View):
+    sku: str
+    name: str
+    price: str
+
+
+class ProductResult(Committed, ProductView):
+    pass
+
+
+def product_view(product: Product) -> ProductView:
+    return ProductView(
+        sku=product.sku,
+        name=product.name,
+        price=money_text(product.price),
+        version=product.version,
+    )
+
+
+class ProductListing(ProductView):
+    """A product as the catalogue read model shows it, with the units available now."""
+
+    available: int
+    added_at: str
+    updated_at: str
+
+
+# --- stock -------------------------------------------------------------------------------
+
+
+class StockView(View):
+    sku: str
+    on_hand: int
+    reserved: int
+    available: int
+
+
+class StockResult(Committed, StockView):
+    pass
+
+
+def stock_view(stock: Stock) -> StockView:
+    return StockView(
+        sku=stock.sku,
+        on_hand=stock.on_hand,
+        reserved=stock.reserved,
+        available=stock.available,
+        version=stock.version,
+    )
+
+
+class StockLevel(StockView):
+    """A SKU's stock as the stock-levels read model shows it."""
+
+    updated_at: str
+
+
+# --- orders ------------------------------------------------------------------------------
+
+
+class LineView(BaseModel):
+    sku: str
+    quantity: int
+    unit_price: str
+    subtotal: str
+
+
+class AddressView(BaseModel):
+    name: str
+    line1: str
+    line2: str
+    city: str
+    postal_code: str
+    country: str
+
+
+class OrderView(View):
+    id: UUID
+    customer_id: str
+    cart_id: UUID
+    status: str
+    lines: list[LineView]
+    total: str
+    shipping_address: AddressView
+    email: str
+    payment_reference: str | None
+    refund: str | None
+
+
+class OrderResult(Committed, OrderView):
+    pass
+
+
+def line_view(line: dict[str, Any]) -> LineView:
+    return LineView(
+        sku=line["sku"],
+        quantity=line["quantity"],
+        unit_price=money_text(line["unit_price"]),
+        subtotal=money_text(line["subtotal"]),
+    )
+
+
+def order_view(order: Order) -> OrderView:
+    return OrderView(
+        id=order.id,
+        customer_id=order.customer_id,
+        cart_id=order.cart_id,
+        status=order.status,
+        lines=[line_view(line) for line in order.lines],
+        total=money_text(order.total),
+        shipping_address=AddressView(**order.shipping_address),
+        email=order.email,
+        payment_reference=order.payment_reference,
+        refund=None if order.refund is None else money_text(order.refund),
+        version=order.version,
+    )
+
+
+class OrderSummary(View):
+    """One line of the orders list."""
+
+    id: UUID
+    customer_id: str
+    status: str
+    total: str
+    units: int
+    placed_at: str
+    updated_at: str
+
+
+class StatusChange(BaseModel):
+    status: str
+    at: str = Field(description="when the order entered this status (UTC, ISO 8601)")
+    version: int
+
+
+class OrderDetail(OrderView):
+    """An order as the orders read model shows it, with the time of every status change."""
+
+    units: int
+    carrier: str | None
+    tracking_number: str | None
+    cancel_reason: str | None
+    placed_at: str
+    updated_at: str
+    status_history: list[StatusChange]
+
+
+# --- carts -------------------------------------------------------------------------------
+
+
+class CartView(View):
+    id: UUID
+    customer_id: str
+    status: str
+    lines: list[LineView]
+    total: str
+    order_id: UUID | None
+
+
+class CartResult(Committed, CartView):
+    pass
+
+
+def cart_view(cart: Cart) -> CartView:
+    return CartView(
+        id=cart.id,
+        customer_id=cart.customer_id,
+        status=cart.status,
+        lines=[
+            LineView(
+                sku=sku,
+                quantity=line.quantity,
+                unit_price=money_text(line.unit_price),
+                subtotal=money_text(line.subtotal),
+            )
+            for sku, line in sorted(cart.lines.items())
+        ],
+        total=money_text(cart.total),
+        order_id=cart.order_id,
+        version=cart.version,
+    )
+
+
+class CartDetail(CartView):
+    """A cart as the carts read model shows it."""
+
+    opened_at: str
+    updated_at: str
+
+
+# --- reports -----------------------------------------------------------------------------
+
+
+class Figures(BaseModel):
+    orders: int
+    units: int
+    revenue: str
+
+
+class SkuFigures(Figures):
+    sku: str
+
+
+class Day(Figures):
+    day: dt.date
+    skus: list[SkuFigures]
+
+
+class SalesReport(BaseModel):
+    """Orders, units and revenue per day and per SKU; cancelled orders are left out."""
+
+    from_: dt.date | None = Field(default=None, alias="from")
+    to: dt.date | None = None
+    days: list[Day]
+    skus: list[SkuFigures]
+    totals: Figures
+
+
+# --- health ------------------------------------------------------------------------------
+
+
+class Health(BaseModel):
+    status: str
+    position: int | None = Field(default=None, description="the head of the event log")

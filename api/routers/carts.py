@@ -5,55 +5,28 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from api.auth import Principal
 from api.bodies import AddItem, CheckOut, OpenCart, SetQuantity
 from api.deps import Caller, ExpectedVersion, ShopDep, require
 from api.errors import problem_responses
 from api.freshness import read_model
-from api.routers.orders import LineView, OrderResult, order_view
-from api.routers.orders import router as orders_router
-from api.views import Committed, SkuPath, View, committed, money_text, shown
-from domain.cart import Cart
+from api.views import (
+    CartDetail,
+    CartResult,
+    OrderResult,
+    SkuPath,
+    cart_view,
+    committed,
+    order_view,
+    shown,
+)
 from projections.readmodels.carts import Carts as CartsModel
 
 router = APIRouter(prefix="/api/carts", tags=["carts"])
 # Only a cart's owner changes it; the service answers 404 for anyone else's cart.
 Customer = Annotated[Principal, Depends(require("customer"))]
-
-
-class CartView(View):
-    id: UUID
-    customer_id: str
-    status: str
-    lines: list[LineView]
-    total: str
-    order_id: UUID | None
-
-
-class CartResult(Committed, CartView):
-    pass
-
-
-def cart_view(cart: Cart) -> CartView:
-    return CartView(
-        id=cart.id,
-        customer_id=cart.customer_id,
-        status=cart.status,
-        lines=[
-            LineView(
-                sku=sku,
-                quantity=line.quantity,
-                unit_price=money_text(line.unit_price),
-                subtotal=money_text(line.subtotal),
-            )
-            for sku, line in sorted(cart.lines.items())
-        ],
-        total=money_text(cart.total),
-        order_id=cart.order_id,
-        version=cart.version,
-    )
 
 
 _CHANGE_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 412, 413, 422)
@@ -134,6 +107,7 @@ def remove_item(
 def check_out(
     cart_id: UUID,
     body: CheckOut,
+    request: Request,
     response: Response,
     shop: ShopDep,
     version: ExpectedVersion,
@@ -151,15 +125,11 @@ def check_out(
         owner=caller.sub,
         expected_version=version,
     )
-    response.headers["Location"] = f"{orders_router.prefix}/{done.aggregate.id}"
+    # Named, not spelled out: the orders router owns the path of an order.
+    response.headers["Location"] = str(
+        request.app.url_path_for("get_order", order_id=str(done.aggregate.id))
+    )
     return committed(response, order_view(done.aggregate), OrderResult, done.position)
-
-
-class CartDetail(CartView):
-    """A cart as the carts read model shows it."""
-
-    opened_at: str
-    updated_at: str
 
 
 Carts = Annotated[CartsModel, Depends(read_model("carts"))]

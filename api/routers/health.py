@@ -5,18 +5,13 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel, Field
 
 from api.deps import ShopDep
 from api.errors import problem_responses
+from api.views import Health
 
 router = APIRouter(prefix="/health", tags=["health"])
 log = logging.getLogger("eventshop.api")
-
-
-class Health(BaseModel):
-    status: str
-    position: int | None = Field(default=None, description="the head of the event log")
 
 
 @router.get("/live", response_model=Health)

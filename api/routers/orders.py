@@ -6,78 +6,18 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import BaseModel, Field
 
 from api.auth import Principal
 from api.bodies import Cancel, Deliver, Pay, Ship
 from api.deps import Caller, ExpectedVersion, Instant, Page, ShopDep, owner_unless_staff, require
 from api.errors import problem_responses
 from api.freshness import read_model
-from api.views import Committed, PageOf, View, committed, money_text, shown
-from domain.order import Order
+from api.views import OrderDetail, OrderResult, OrderSummary, PageOf, committed, order_view, shown
 from projections.readmodels.orders import Orders as OrdersModel
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 Staff = Annotated[Principal, Depends(require("staff"))]
 OwnerOrStaff = Annotated[Principal, Depends(require("customer", "staff"))]
-
-
-class LineView(BaseModel):
-    sku: str
-    quantity: int
-    unit_price: str
-    subtotal: str
-
-
-class AddressView(BaseModel):
-    name: str
-    line1: str
-    line2: str
-    city: str
-    postal_code: str
-    country: str
-
-
-class OrderView(View):
-    id: UUID
-    customer_id: str
-    cart_id: UUID
-    status: str
-    lines: list[LineView]
-    total: str
-    shipping_address: AddressView
-    email: str
-    payment_reference: str | None
-    refund: str | None
-
-
-class OrderResult(Committed, OrderView):
-    pass
-
-
-def line_view(line: dict[str, Any]) -> LineView:
-    return LineView(
-        sku=line["sku"],
-        quantity=line["quantity"],
-        unit_price=money_text(line["unit_price"]),
-        subtotal=money_text(line["subtotal"]),
-    )
-
-
-def order_view(order: Order) -> OrderView:
-    return OrderView(
-        id=order.id,
-        customer_id=order.customer_id,
-        cart_id=order.cart_id,
-        status=order.status,
-        lines=[line_view(line) for line in order.lines],
-        total=money_text(order.total),
-        shipping_address=AddressView(**order.shipping_address),
-        email=order.email,
-        payment_reference=order.payment_reference,
-        refund=None if order.refund is None else money_text(order.refund),
-        version=order.version,
-    )
 
 
 _CHANGE_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 412, 413, 422)
@@ -145,36 +85,6 @@ def cancel(
         order_id, body.reason, owner=owner_unless_staff(caller), expected_version=version
     )
     return committed(response, order_view(done.aggregate), OrderResult, done.position)
-
-
-class OrderSummary(View):
-    """One line of the orders list."""
-
-    id: UUID
-    customer_id: str
-    status: str
-    total: str
-    units: int
-    placed_at: str
-    updated_at: str
-
-
-class StatusChange(BaseModel):
-    status: str
-    at: str = Field(description="when the order entered this status (UTC, ISO 8601)")
-    version: int
-
-
-class OrderDetail(OrderView):
-    """An order as the orders read model shows it, with the time of every status change."""
-
-    units: int
-    carrier: str | None
-    tracking_number: str | None
-    cancel_reason: str | None
-    placed_at: str
-    updated_at: str
-    status_history: list[StatusChange]
 
 
 Orders = Annotated[OrdersModel, Depends(read_model("orders"))]

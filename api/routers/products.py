@@ -12,38 +12,18 @@ from api.deps import Caller, ExpectedVersion, Page, ShopDep, require
 from api.errors import problem_responses
 from api.freshness import read_model
 from api.views import (
-    Committed,
     PageOf,
+    ProductListing,
+    ProductResult,
     SkuPath,
-    View,
     committed,
-    money_text,
+    product_view,
     shown,
 )
-from domain.product import Product
 from projections.readmodels.catalogue import Catalogue as CatalogueModel
 
 router = APIRouter(prefix="/api/products", tags=["products"])
 Staff = Annotated[Principal, Depends(require("staff"))]
-
-
-class ProductView(View):
-    sku: str
-    name: str
-    price: str
-
-
-class ProductResult(Committed, ProductView):
-    pass
-
-
-def product_view(product: Product) -> ProductView:
-    return ProductView(
-        sku=product.sku,
-        name=product.name,
-        price=money_text(product.price),
-        version=product.version,
-    )
 
 
 @router.post(
@@ -75,14 +55,6 @@ def change_product(
     """Rename and/or reprice; carts keep the price they captured."""
     done = shop.change_product(sku, body.name, body.price, expected_version=version)
     return committed(response, product_view(done.aggregate), ProductResult, done.position)
-
-
-class ProductListing(ProductView):
-    """A product as the catalogue read model shows it, with the units available now."""
-
-    available: int
-    added_at: str
-    updated_at: str
 
 
 Catalogue = Annotated[CatalogueModel, Depends(read_model("catalogue"))]

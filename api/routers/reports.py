@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
 
 from api.auth import Principal
 from api.deps import require
 from api.errors import problem_responses
 from api.freshness import read_model
+from api.views import SalesReport
 from projections.readmodels.sales import Sales
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
@@ -20,31 +19,6 @@ SalesModel = Annotated[Sales, Depends(read_model("sales"))]
 # Only the ISO form: pydantic's date would also take a Unix timestamp ("0"). A string of
 # the right shape that is no date ("2026-02-30") is refused by the read model (422).
 Day_ = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}$")]
-
-
-class Figures(BaseModel):
-    orders: int
-    units: int
-    revenue: str
-
-
-class SkuFigures(Figures):
-    sku: str
-
-
-class Day(Figures):
-    day: dt.date
-    skus: list[SkuFigures]
-
-
-class SalesReport(BaseModel):
-    """Orders, units and revenue per day and per SKU; cancelled orders are left out."""
-
-    from_: dt.date | None = Field(default=None, alias="from")
-    to: dt.date | None = None
-    days: list[Day]
-    skus: list[SkuFigures]
-    totals: Figures
 
 
 @router.get(

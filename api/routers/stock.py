@@ -11,34 +11,12 @@ from api.bodies import AdjustStock, ReceiveStock
 from api.deps import ExpectedVersion, Page, ShopDep, require
 from api.errors import problem_responses
 from api.freshness import read_model
-from api.views import Committed, PageOf, SkuPath, View, committed, shown
-from domain.stock import Stock
+from api.views import PageOf, SkuPath, StockLevel, StockResult, committed, shown, stock_view
 from projections.readmodels.stock import StockLevels
 
 router = APIRouter(prefix="/api/stock", tags=["stock"])
 Staff = Annotated[Principal, Depends(require("staff"))]
 Reader = Annotated[Principal, Depends(require("staff", "auditor", "admin"))]
-
-
-class StockView(View):
-    sku: str
-    on_hand: int
-    reserved: int
-    available: int
-
-
-class StockResult(Committed, StockView):
-    pass
-
-
-def stock_view(stock: Stock) -> StockView:
-    return StockView(
-        sku=stock.sku,
-        on_hand=stock.on_hand,
-        reserved=stock.reserved,
-        available=stock.available,
-        version=stock.version,
-    )
 
 
 @router.post(
@@ -75,12 +53,6 @@ def adjust_stock(
     """A stock-count correction; on hand may not fall below what is reserved (409)."""
     done = shop.adjust_stock(sku, body.delta, body.reason, expected_version=version)
     return committed(response, stock_view(done.aggregate), StockResult, done.position)
-
-
-class StockLevel(StockView):
-    """A SKU's stock as the stock-levels read model shows it."""
-
-    updated_at: str
 
 
 Levels = Annotated[StockLevels, Depends(read_model("stock"))]
