@@ -26,11 +26,18 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from domain.errors import InvalidValue
-from domain.values import _SKU, MAX_PRICE, MAX_QUANTITY, Address, money
+from domain.values import (
+    COUNTRY_FORMAT,
+    MAX_PRICE,
+    MAX_QUANTITY,
+    SKU_FORMAT,
+    Address,
+    money,
+)
 
-SKU_PATTERN = f"^{_SKU.pattern}$"
+SKU_PATTERN = f"^{SKU_FORMAT.pattern}$"
 MONEY_PATTERN = r"^[0-9]+(\.[0-9]{1,2})?$"
-COUNTRY_PATTERN = r"^[A-Z]{2}$"
+COUNTRY_PATTERN = f"^{COUNTRY_FORMAT.pattern}$"
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+$"
 
 _MONEY = re.compile(MONEY_PATTERN)

@@ -37,7 +37,7 @@ from domain.errors import (
 from domain.order import Order
 from domain.product import Product
 from domain.stock import Stock
-from domain.values import Address, currency_code, sku
+from domain.values import DEFAULT_CURRENCY, Address, currency_code, sku
 from eventstore import log
 from eventstore.causes import current_cause
 from eventstore.url import StoreURL
@@ -127,7 +127,7 @@ class Shop(Application):
         env: EnvType | None = None,
         *,
         store: StoreURL | None = None,
-        currency: str = "EUR",
+        currency: str = DEFAULT_CURRENCY,
         idempotency_ttl: timedelta = idempotency.DEFAULT_TTL,
     ) -> None:
         """The write side on ``store`` (default: in memory).

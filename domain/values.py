@@ -18,7 +18,10 @@ MAX_PRICE = Decimal("1000000.00")
 MAX_QUANTITY = 1000
 """Most units of one SKU in one cart line, receipt or adjustment."""
 
-_SKU = re.compile(r"[A-Z0-9][A-Z0-9-]{0,31}")
+SKU_FORMAT = re.compile(r"[A-Z0-9][A-Z0-9-]{0,31}")
+"""What a SKU looks like (HTTP bodies and paths check the same pattern, anchored)."""
+COUNTRY_FORMAT = re.compile(r"[A-Z]{2}")
+"""An ISO 3166 alpha-2 country code, as in an address."""
 _CURRENCY = re.compile(r"[A-Z]{3}")
 
 V1_CURRENCY = "EUR"
@@ -26,8 +29,12 @@ V1_CURRENCY = "EUR"
 
 Before v2 the shop had one currency, euros (``EVENTSHOP_CURRENCY`` was documented with
 that default but read by no code), and its events did not say so; the upcasters of v1
-events name it.
+events name it. A fact about stored events: it never changes.
 """
+
+DEFAULT_CURRENCY = V1_CURRENCY
+"""The shop's currency unless configured otherwise (``EVENTSHOP_CURRENCY``): the one it
+has always sold in. The settings and the service default to it."""
 
 
 def money(value: Decimal | str | int, field: str = "amount") -> Decimal:
@@ -64,8 +71,8 @@ def currency_code(value: str) -> str:
 
 def sku(value: str) -> str:
     """A stock-keeping unit: upper-case letters, digits and dashes, at most 32."""
-    if not isinstance(value, str) or not _SKU.fullmatch(value):
-        raise InvalidValue("sku", f"SKU {value!r} must match [A-Z0-9][A-Z0-9-]{{0,31}}")
+    if not isinstance(value, str) or not SKU_FORMAT.fullmatch(value):
+        raise InvalidValue("sku", f"SKU {value!r} must match {SKU_FORMAT.pattern}")
     return value
 
 
@@ -106,7 +113,7 @@ class Address:
         for field in ("name", "line1", "city", "postal_code"):
             text(getattr(self, field), field)
         text(self.line2, "line2", required=False)
-        if not isinstance(self.country, str) or not re.fullmatch(r"[A-Z]{2}", self.country):
+        if not isinstance(self.country, str) or not COUNTRY_FORMAT.fullmatch(self.country):
             raise InvalidValue("country", "country must be an ISO 3166 alpha-2 code such as 'DE'")
 
     def as_dict(self) -> dict[str, str]:

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from pydantic import Field, PlainValidator, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from domain.values import DEFAULT_CURRENCY
 from eventstore.url import DEFAULT_URL, StoreURL, store_url
 
 DatabaseURL = Annotated[StoreURL, NoDecode, PlainValidator(store_url)]
@@ -27,7 +28,7 @@ class Settings(BaseSettings):
         description="the PostgreSQL password, kept out of the URL (any character allowed)",
     )
     jwt_secret: str = Field(default="", description="HS256 key; generated under var/ if empty")
-    currency: str = "EUR"
+    currency: str = DEFAULT_CURRENCY
     var_dir: Path = Path("var")
     max_body_bytes: int = 64 * 1024
     idempotency_ttl_seconds: float = Field(
