@@ -7,7 +7,8 @@ import pytest
 from commands.service import Shop
 from domain.errors import InvalidValue
 from eventshop.bootstrap import open_auditor
-from projections.audit.auditor import GENESIS, Auditor, chain_head, read_export
+from projections.audit.auditor import Auditor
+from projections.audit.chain import GENESIS, chain_head, read_export
 from tests.audit.conftest import History, Tamper
 
 
@@ -24,7 +25,7 @@ def test_an_untouched_log_verifies_and_keeps_checkpoints(
     result = auditor.verify()
     assert result.ok and result.first_bad is None
     assert result.events == auditor.head() == 19
-    assert auditor.tables.last_checkpoint() is not None
+    assert auditor.checkpoints.last() is not None
     # Checkpoints every 4 events: positions 4, 8, 12, 16; verifying again compares them.
     again = auditor.verify()
     assert again.ok and again.compared == 4 and again.last_good == 16
@@ -151,7 +152,7 @@ def test_a_failed_verify_keeps_no_new_checkpoints(
     assert auditor.verify(upto=8).ok
     tamper.flip_byte(3, 0)
     assert not auditor.verify().ok
-    last = auditor.tables.last_checkpoint()
+    last = auditor.checkpoints.last()
     assert last is not None and last.position == 8
 
 

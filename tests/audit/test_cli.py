@@ -8,7 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from projections.audit.auditor import Auditor, chain_head, read_export
+from projections.audit.auditor import Auditor
+from projections.audit.chain import chain_head, read_export
 from tests.audit.conftest import History, Tamper
 
 runner = CliRunner()

@@ -11,7 +11,8 @@ from eventsourcing.application import project_aggregate
 
 from commands.service import Shop
 from domain.errors import InvalidValue, NotFound
-from projections.audit.auditor import Auditor, read_export, render
+from projections.audit.auditor import Auditor, render
+from projections.audit.chain import read_export
 from tests.audit.conftest import History
 
 

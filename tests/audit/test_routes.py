@@ -22,7 +22,7 @@ from api.routers.audit import live_events
 from commands.service import Shop
 from eventshop.bootstrap import open_auditor
 from eventshop.settings import Settings
-from projections.audit.auditor import chain_head, read_export
+from projections.audit.chain import chain_head, read_export
 from tests.audit.conftest import History
 
 SECRET = "test-secret-of-the-audit-tests-0123456789"
