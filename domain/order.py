@@ -10,7 +10,7 @@ order's currency, fixed when it is placed (``Placed`` carries it since v2).
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal, get_args
 from uuid import UUID
 
 from eventsourcing.domain import event
@@ -19,7 +19,10 @@ from domain.base import ShopAggregate, named_id
 from domain.errors import InvalidValue, RuleBroken
 from domain.values import V1_CURRENCY, Address, currency_code, money, text
 
-PLACED, PAID, SHIPPED, DELIVERED, CANCELLED = "placed", "paid", "shipped", "delivered", "cancelled"
+OrderStatus = Literal["placed", "paid", "shipped", "delivered", "cancelled"]
+"""Where an order is on its way; the HTTP API's ``status`` filter takes exactly these."""
+STATUSES: tuple[OrderStatus, ...] = get_args(OrderStatus)
+PLACED, PAID, SHIPPED, DELIVERED, CANCELLED = STATUSES
 
 
 class Order(ShopAggregate):

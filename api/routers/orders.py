@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -13,6 +13,7 @@ from api.deps import Caller, ExpectedVersion, Instant, Page, ShopDep, owner_unle
 from api.errors import problem_responses
 from api.freshness import read_model
 from api.views import OrderDetail, OrderResult, OrderSummary, PageOf, committed, order_view, shown
+from domain.order import OrderStatus
 from projections.readmodels.orders import Orders as OrdersModel
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
@@ -88,7 +89,6 @@ def cancel(
 
 
 Orders = Annotated[OrdersModel, Depends(read_model("orders"))]
-STATUSES = Literal["placed", "paid", "shipped", "delivered", "cancelled"]
 
 
 @router.get("", response_model=PageOf[OrderSummary], responses=problem_responses(401, 422, 503))
@@ -97,7 +97,7 @@ def list_orders(
     page: Page,
     orders: Orders,
     customer_id: Annotated[str | None, Query(max_length=100)] = None,
-    status: STATUSES | None = None,
+    status: OrderStatus | None = None,
     placed_from: Annotated[Instant | None, Query(description="inclusive")] = None,
     placed_to: Annotated[Instant | None, Query(description="inclusive")] = None,
 ) -> dict[str, Any]:

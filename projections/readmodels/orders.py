@@ -9,12 +9,10 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from domain.errors import InvalidValue, NotFound
-from domain.order import CANCELLED, DELIVERED, PAID, PLACED, SHIPPED, Order
+from domain.order import CANCELLED, DELIVERED, PAID, PLACED, SHIPPED, STATUSES, Order
 from projections.engine.base import ReadModel, cents, handles, money, parse_moment, stamp
 from projections.engine.pagination import Keyset
 from projections.engine.writes import Writes
-
-STATUSES = (PLACED, PAID, SHIPPED, DELIVERED, CANCELLED)
 
 
 class Orders(ReadModel):
