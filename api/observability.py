@@ -47,7 +47,6 @@ access_log = logging.getLogger("eventshop.access")
 
 # The route label of a request that matched no route: raw paths would explode the series.
 UNMATCHED = "unmatched"
-OUTCOMES = ("ok", "replayed", "refused", "conflict", "error")
 
 
 class Metrics:

@@ -31,7 +31,12 @@ def sales_report(
     sales: SalesModel,
     day_from: Annotated[Day_, Query(alias="from", description="first day, YYYY-MM-DD")] = None,
     day_to: Annotated[Day_, Query(alias="to", description="last day, YYYY-MM-DD")] = None,
-    granularity: Literal["day"] = "day",
+    # In the contract (API.md: granularity=day) and checked, so that a client asking for
+    # another granularity is refused (422) rather than silently answered per day.
+    granularity: Annotated[
+        Literal["day"],
+        Query(description="`day`, the only granularity there is: one entry per UTC day"),
+    ] = "day",
 ) -> dict[str, Any]:
     """Orders, units and revenue per day (UTC) and per SKU; days without sales are left out."""
     return sales.sales_report(day_from, day_to)

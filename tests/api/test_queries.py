@@ -12,7 +12,16 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from eventshop.settings import Settings
-from tests.api.conftest import ADDRESS, ALICE, BOB, SECRET, STAFF, bearer, problem_of
+from tests.api.conftest import (
+    ADDRESS,
+    ALICE,
+    BOB,
+    SECRET,
+    STAFF,
+    bearer,
+    fields_of,
+    problem_of,
+)
 
 ADMIN = bearer("admin", sub="admin-1")
 AddProduct = Callable[..., dict[str, Any]]
@@ -103,6 +112,11 @@ def test_the_sales_report_leaves_cancelled_orders_out(
     assert kept["total"] == "6.00"
     problem_of(client.get("/api/reports/sales", headers=ALICE), 403)
     problem_of(client.get("/api/reports/sales", params={"from": "2026-02-30"}, headers=STAFF), 422)
+    # Per day is the only granularity: asked for, it is the same report; another is refused.
+    per_day = {"from": today, "to": today, "granularity": "day"}
+    assert client.get("/api/reports/sales", params=per_day, headers=STAFF).json() == report
+    weekly = client.get("/api/reports/sales", params={"granularity": "week"}, headers=STAFF)
+    assert fields_of(problem_of(weekly, 422)) == {"granularity"}
 
 
 def test_min_position_answers_with_the_command_just_made(app: Any, add_product: AddProduct) -> None:
