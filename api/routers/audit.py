@@ -18,14 +18,14 @@ from pydantic import BaseModel, Field
 from pydantic_core import to_jsonable_python
 from sse_starlette import EventSourceResponse
 
-from api.deps import require
+from api.deps import Instant, Page, require
 from api.errors import problem_responses
 from domain.errors import InvalidValue
 from projections.audit.auditor import Auditor
+from projections.engine.pagination import MAX_LIMIT
 
 router = APIRouter(prefix="/api/audit", tags=["audit"], dependencies=[Depends(require("auditor"))])
 
-MAX_LIMIT = 500
 # How often the live feed looks for new events; one cheap indexed query per client.
 POLL_SECONDS = 0.5
 
@@ -93,22 +93,21 @@ def _start(after: int, cursor: str | None) -> int:
 @router.get("/events", response_model=EventPage, responses=problem_responses(401, 403, 422))
 def events(
     auditor: AuditorDep,
+    page: Page,
     after: Annotated[int, Query(ge=0, description="list events after this position")] = 0,
-    cursor: Annotated[str | None, Query(description="a next_cursor from an earlier page")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     type: Annotated[
         str | None, Query(description="an event type: Cart.ItemAdded, or just ItemAdded")
     ] = None,
     aggregate_id: UUID | None = None,
     from_: Annotated[
-        datetime | None, Query(alias="from", description="events at or after (ISO 8601)")
+        Instant | None, Query(alias="from", description="events at or after (ISO 8601)")
     ] = None,
-    to: Annotated[datetime | None, Query(description="events before (ISO 8601)")] = None,
+    to: Annotated[Instant | None, Query(description="events before (ISO 8601)")] = None,
 ) -> Any:
     """The global log in order, filtered; a page may be short when filters skip much."""
     where = auditor.log_filter(type, aggregate_id, from_, to)
-    page = auditor.events(_start(after, cursor), limit, where)
-    return {"items": page.items, "next_cursor": page.next_cursor}
+    found = auditor.events(_start(after, page.cursor), page.limit, where)
+    return {"items": found.items, "next_cursor": found.next_cursor}
 
 
 @router.get(
@@ -136,7 +135,7 @@ def aggregate_state(
     aggregate_id: UUID,
     auditor: AuditorDep,
     version: Annotated[int | None, Query(ge=1, description="the state at this version")] = None,
-    at: Annotated[datetime | None, Query(description="the state at this moment (ISO 8601)")] = None,
+    at: Annotated[Instant | None, Query(description="the state at this moment (ISO 8601)")] = None,
 ) -> Any:
     """The aggregate as it was at a version or a moment (else now), replayed from its events."""
     return auditor.state(aggregate_id, version=version, at=at)

@@ -23,6 +23,7 @@ from commands.service import Shop
 from eventshop.bootstrap import open_auditor
 from eventshop.settings import Settings
 from projections.audit.chain import chain_head, read_export
+from projections.engine.pagination import MAX_LIMIT
 from tests.audit.conftest import History
 
 SECRET = "test-secret-of-the-audit-tests-0123456789"
@@ -97,12 +98,31 @@ def test_the_log_pages_with_a_cursor_and_filters(client: TestClient, history: Hi
 
 
 def test_bad_log_queries_are_problems(client: TestClient, history: History) -> None:
-    too_many = problem(client.get("/api/audit/events?limit=501", headers=AUDITOR), 422)
+    too_many = problem(
+        client.get("/api/audit/events", params={"limit": MAX_LIMIT + 1}, headers=AUDITOR), 422
+    )
     assert too_many["errors"][0]["field"] == "limit"
+    assert client.get(f"/api/audit/events?limit={MAX_LIMIT}", headers=AUDITOR).status_code == 200
     unknown = problem(client.get("/api/audit/events?type=Nope", headers=AUDITOR), 422)
     assert unknown["errors"][0]["field"] == "type"
     problem(client.get("/api/audit/events?cursor=abc", headers=AUDITOR), 422)
     problem(client.get("/api/audit/digest?upto=9999", headers=AUDITOR), 422)
+
+
+@pytest.mark.parametrize("moment", ["0.99", "1700000000", "2026-01-01T00:00:00", "yesterday"])
+def test_moments_are_iso_8601_with_an_offset_as_elsewhere_in_the_api(
+    client: TestClient, history: History, moment: str
+) -> None:
+    """The same ``Instant`` as every other route: a number is no Unix timestamp, and a
+    moment without its UTC offset names none."""
+    for name in ("from", "to"):
+        refused = problem(
+            client.get("/api/audit/events", params={name: moment}, headers=AUDITOR), 422
+        )
+        assert refused["errors"][0]["field"] == name
+    url = f"/api/audit/aggregates/{history.cart_id}/state"
+    refused = problem(client.get(url, params={"at": moment}, headers=AUDITOR), 422)
+    assert refused["errors"][0]["field"] == "at"
 
 
 def test_an_aggregates_history_and_its_state_then(client: TestClient, history: History) -> None:
