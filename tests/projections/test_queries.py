@@ -139,13 +139,40 @@ def test_an_order_in_full_and_only_for_its_owner(shop_and_read_side: Any) -> Non
 def test_customers_see_their_history_and_spending(shop_and_read_side: Any) -> None:
     _, read_side = shop_and_read_side
     ann = read_side.customers.get_customer("ann")
-    assert (ann["orders"], ann["cancelled"], ann["spent"]) == (3, 1, "27.00")
+    # Two orders placed and unpaid, one cancelled: nothing spent yet.
+    assert (ann["orders"], ann["cancelled"]) == (3, 1)
+    assert (ann["spent"], ann["awaiting_payment"]) == ("0.00", "27.00")
+    bob = read_side.customers.get_customer("bob")
+    assert (bob["orders"], bob["spent"], bob["awaiting_payment"]) == (2, "13.50", "13.50")
+    newest = read_side.orders.list_orders(customer_id="ann")["items"]
     pages = every_page(lambda **kw: read_side.customers.order_history("ann", **kw), 2)
     history = [entry for page in pages for entry in page]
-    assert [e["order_id"] for e in history] == [
-        o["id"] for o in read_side.orders.list_orders(customer_id="ann")["items"]
+    assert [e["id"] for e in history] == [o["id"] for o in newest]
+    assert ann["recent_orders"] == history
+    assert ann["last_order"] == {
+        "id": newest[0]["id"],
+        "placed_at": newest[0]["placed_at"],
+        "status": "placed",
+    }
+    assert ann["first_order_at"] == newest[-1]["placed_at"]
+    assert [e["id"] for e in read_side.customers.get_customer("ann", 1)["recent_orders"]] == [
+        newest[0]["id"]
     ]
-    assert read_side.customers.get_customer("nobody")["orders"] == 0
+    nobody = read_side.customers.get_customer("nobody")
+    assert (nobody["orders"], nobody["spent"], nobody["last_order"]) == (0, "0.00", None)
+    assert nobody["recent_orders"] == []
+
+
+def test_customers_page_by_id(shop_and_read_side: Any) -> None:
+    _, read_side = shop_and_read_side
+    pages = every_page(read_side.customers.list_customers, 1)
+    assert [[c["customer_id"] for c in page] for page in pages] == [["ann"], ["bob"]]
+    ann = read_side.customers.get_customer("ann")
+    assert pages[0][0] == {key: ann[key] for key in ann if key != "recent_orders"}
+    assert read_side.customers.list_customers(only="bob")["items"] == pages[1]
+    assert read_side.customers.list_customers(only="nobody")["items"] == []
+    with pytest.raises(InvalidValue):
+        read_side.customers.list_customers(cursor="bogus")
 
 
 def test_the_sales_report_leaves_cancelled_orders_out(shop_and_read_side: Any) -> None:
