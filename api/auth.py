@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import jwt
 
 ROLES = ("customer", "staff", "auditor", "admin")
 ALGORITHM = "HS256"
+
+Access = Literal["read", "act"]
+# Who reaches every customer's carts, orders and account, by what they do with them
+# (API.md): staff, auditors ("read everything") and admins read them; only staff act
+# on them (take a payment, cancel an order) on a customer's behalf.
+_EVERY_CUSTOMER: dict[Access, frozenset[str]] = {
+    "read": frozenset({"staff", "auditor", "admin"}),
+    "act": frozenset({"staff"}),
+}
 
 
 class InvalidToken(Exception):
@@ -25,10 +35,17 @@ class Principal:
     def has(self, *roles: str) -> bool:
         return bool(self.roles.intersection(roles))
 
-    @property
-    def owner_filter(self) -> str | None:
-        """The customer id to restrict carts and orders to; None for staff and above."""
-        return None if self.has("staff", "admin", "auditor") else self.sub
+    def confined_to(self, access: Access) -> str | None:
+        """The one customer whose carts, orders and account this caller may ``access``
+        (its own ``sub``), or None when it may reach every customer's.
+
+        The one ownership rule of the API. Reading: staff, auditors and admins see
+        everyone's. Acting (paying, cancelling): staff only; auditors change nothing. A
+        confined caller gets 404 for another customer's things, as if they did not exist.
+        A cart is changed by its owner alone, staff or not: its commands require the
+        customer role and pass the caller's own ``sub``.
+        """
+        return None if self.has(*_EVERY_CUSTOMER[access]) else self.sub
 
 
 def mint(secret: str, sub: str, roles: list[str], ttl_seconds: int = 3600) -> str:

@@ -92,11 +92,6 @@ def expected_version(
 ExpectedVersion = Annotated[int | None, Depends(expected_version)]
 
 
-def owner_unless_staff(caller: Principal) -> str | None:
-    """Whose orders a change may touch: any for staff, else only the caller's own."""
-    return None if caller.has("staff") else caller.sub
-
-
 # --- idempotency keys ------------------------------------------------------------------
 
 # Methods that change something; a key sent with any other is ignored.

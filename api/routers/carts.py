@@ -139,5 +139,6 @@ Carts = Annotated[CartsModel, Depends(read_model("carts"))]
     "/{cart_id}", response_model=CartDetail, responses=problem_responses(401, 404, 422, 503)
 )
 def get_cart(cart_id: UUID, response: Response, caller: Caller, carts: Carts) -> CartDetail:
-    """One cart: its owner's, or any for staff and auditors."""
-    return shown(response, CartDetail.model_validate(carts.get_cart(cart_id, caller.owner_filter)))
+    """One cart: its owner's, or any for staff, auditors and admins."""
+    found = carts.get_cart(cart_id, caller.confined_to("read"))
+    return shown(response, CartDetail.model_validate(found))

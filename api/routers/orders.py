@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from api.auth import Principal
 from api.bodies import Cancel, Deliver, Pay, Ship
-from api.deps import Caller, ExpectedVersion, Instant, Page, ShopDep, owner_unless_staff, require
+from api.deps import Caller, ExpectedVersion, Instant, Page, ShopDep, require
 from api.errors import problem_responses
 from api.freshness import read_model
 from api.views import OrderDetail, OrderResult, OrderSummary, PageOf, committed, order_view, shown
@@ -38,7 +38,7 @@ def pay(
         order_id,
         body.amount,
         body.reference,
-        owner=owner_unless_staff(caller),
+        owner=caller.confined_to("act"),
         expected_version=version,
     )
     return committed(response, order_view(done.aggregate), OrderResult, done.position)
@@ -83,7 +83,7 @@ def cancel(
 ) -> OrderResult:
     """Cancel before shipment: reservations are released; a paid order records a refund."""
     done = shop.cancel(
-        order_id, body.reason, owner=owner_unless_staff(caller), expected_version=version
+        order_id, body.reason, owner=caller.confined_to("act"), expected_version=version
     )
     return committed(response, order_view(done.aggregate), OrderResult, done.position)
 
@@ -101,12 +101,13 @@ def list_orders(
     placed_from: Annotated[Instant | None, Query(description="inclusive")] = None,
     placed_to: Annotated[Instant | None, Query(description="inclusive")] = None,
 ) -> dict[str, Any]:
-    """Order summaries, newest first: any for staff and auditors, a customer's own only."""
-    if caller.owner_filter is not None:
+    """Order summaries, newest first: any for staff, auditors and admins; a customer's own only."""
+    own = caller.confined_to("read")
+    if own is not None:
         # A customer asking for another customer's orders sees none of them.
-        if customer_id not in (None, caller.owner_filter):
+        if customer_id not in (None, own):
             return {"items": [], "next_cursor": None}
-        customer_id = caller.owner_filter
+        customer_id = own
     return orders.list_orders(customer_id, status, placed_from, placed_to, page.limit, page.cursor)
 
 
@@ -114,6 +115,6 @@ def list_orders(
     "/{order_id}", response_model=OrderDetail, responses=problem_responses(401, 404, 422, 503)
 )
 def get_order(order_id: UUID, response: Response, caller: Caller, orders: Orders) -> OrderDetail:
-    """One order: its owner's, or any for staff and auditors."""
-    found = orders.get_order(order_id, caller.owner_filter)
+    """One order: its owner's, or any for staff, auditors and admins."""
+    found = orders.get_order(order_id, caller.confined_to("read"))
     return shown(response, OrderDetail.model_validate(found))

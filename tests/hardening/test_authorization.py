@@ -25,7 +25,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from starlette.types import Message
 
-from tests.api.conftest import Headers, reads_own_writes
+from api.auth import Principal
+from tests.api.conftest import Headers, bearer, reads_own_writes
 from tests.hardening.conftest import (
     ADMIN,
     ALICE,
@@ -287,6 +288,43 @@ def test_the_matrix_covers_every_route(app: FastAPI) -> None:
         (m, p.replace("aggregates/{cart_id}", "aggregates/{aggregate_id}")) for m, p in tabled
     }
     assert routed == tabled
+
+
+# --- the one ownership rule -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("roles", "reads", "acts"),
+    [
+        (["customer"], "me", "me"),
+        (["staff"], None, None),
+        (["auditor"], None, "me"),
+        (["admin"], None, "me"),
+        (["customer", "staff"], None, None),
+        (["customer", "auditor"], None, "me"),
+        (["customer", "admin"], None, "me"),
+        ([], "me", "me"),
+    ],
+)
+def test_who_reaches_every_customers_things(
+    roles: list[str], reads: str | None, acts: str | None
+) -> None:
+    """Staff, auditors and admins read every customer's carts, orders and account; only
+    staff act on another customer's order; everyone else is confined to its own."""
+    caller = Principal("me", frozenset(roles))
+    assert (caller.confined_to("read"), caller.confined_to("act")) == (reads, acts)
+
+
+def test_an_auditor_who_is_also_a_customer_reads_others_but_changes_only_its_own(
+    client: TestClient, world: World
+) -> None:
+    both = bearer("customer", "auditor", sub="alice")
+    order = world.order("placed", who=BOB)
+    path = f"/api/orders/{order['id']}"
+    assert client.get(path, headers=both).status_code == 200
+    cancel = client.post(f"{path}/cancellation", json={"reason": "not mine"}, headers=both)
+    assert cancel.status_code == 404
+    assert client.get(path, headers=BOB).json()["status"] == "placed"
 
 
 # --- another customer's cart or order is indistinguishable from none at all -------------------
