@@ -22,7 +22,7 @@ from commands.service import Done, Shop
 from domain.errors import ConcurrencyConflict, InsufficientStock
 from domain.order import Order
 from domain.values import Address
-from eventstore.url import StoreURL, store_env
+from eventstore.url import StoreURL
 from tests.conftest import open_shop
 
 THREADS = 20
@@ -59,11 +59,11 @@ def race(tasks: list[Callable[[], T]]) -> list[T | Exception]:
 
 def stored_rows(url: str) -> list[tuple[str, str, UUID]]:
     """Every stored event as (transaction id, event class, aggregate id), read with SQL."""
-    env = store_env(url)
+    store = StoreURL.parse(url)
     query = sql.SQL("SELECT xmin::text, topic, originator_id FROM {}.shop_events").format(
-        sql.Identifier(env["POSTGRES_SCHEMA"])
+        sql.Identifier(store.schema)
     )
-    with psycopg.connect(StoreURL.parse(url).dsn()) as conn:
+    with psycopg.connect(store.dsn()) as conn:
         return [(xid, topic.split(":")[1], oid) for xid, topic, oid in conn.execute(query)]
 
 
