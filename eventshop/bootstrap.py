@@ -14,7 +14,7 @@ from commands.service import Shop
 from eventshop.settings import Settings
 from eventstore.database import migration_lock
 from projections import MODELS, ReadSide, build_read_side
-from projections.audit.auditor import Auditor
+from projections.audit.auditor import BATCH, CHECKPOINT_EVERY, Auditor
 from projections.engine.base import ReadModel
 
 
@@ -59,9 +59,11 @@ def open_read_side(
     )
 
 
-def open_auditor(shop: Shop, *, checkpoint_every: int = 1000, batch: int = 5000) -> Auditor:
-    """The auditor of ``shop``'s log; its checkpoints table is made here if missing, once,
-    so that its queries never run DDL."""
+def open_auditor(
+    shop: Shop, *, checkpoint_every: int = CHECKPOINT_EVERY, batch: int = BATCH
+) -> Auditor:
+    """The auditor of ``shop``'s log, from its recorder and mapper; its checkpoints table
+    is made here if missing, under the migration lock, so that its queries never run DDL."""
     auditor = Auditor(shop.recorder, shop.mapper, checkpoint_every=checkpoint_every, batch=batch)
     with migration_lock(shop.store):
         auditor.create_tables()

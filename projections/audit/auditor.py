@@ -52,6 +52,10 @@ from projections.audit.chain import (
 from projections.audit.checkpoints import checkpoint_table
 from projections.engine.pagination import DEFAULT_LIMIT
 
+CHECKPOINT_EVERY = 1000
+"""Keep a chain head after every that many events."""
+BATCH = 5000
+"""Stored events read per query when streaming the log."""
 AGGREGATES: tuple[type[Aggregate], ...] = (Product, Stock, Cart, Order)
 # Attributes every event has; the rest of an event's state is its data.
 _ENVELOPE = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
@@ -138,8 +142,8 @@ class Auditor:
         self,
         recorder: ApplicationRecorder,
         mapper: Mapper[UUID],
-        checkpoint_every: int = 1000,
-        batch: int = 5000,
+        checkpoint_every: int = CHECKPOINT_EVERY,
+        batch: int = BATCH,
     ) -> None:
         self.recorder = recorder
         self.mapper = mapper
