@@ -20,6 +20,7 @@ from api.deps import (
 from api.routers import (
     audit,
     carts,
+    customers,
     health,
     metrics,
     orders,
@@ -96,7 +97,18 @@ def create_app(
     errors.install(app, settings.max_body_bytes)
     # After errors.install: its middleware is then the outermost and sees every answer.
     observability.install(app, the_shop)
-    routers = (health, metrics, products, stock, carts, orders, reports, audit, projections)
+    routers = (
+        health,
+        metrics,
+        products,
+        stock,
+        carts,
+        orders,
+        customers,
+        reports,
+        audit,
+        projections,
+    )
     for module in routers:
         app.include_router(module.router)
     documented = _with_idempotency_key(_with_problem_media_type(app.openapi))

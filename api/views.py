@@ -267,6 +267,54 @@ class CartDetail(CartView):
     updated_at: str
 
 
+# --- customers ---------------------------------------------------------------------------
+
+
+class LastOrder(BaseModel):
+    id: UUID
+    placed_at: str
+    status: str
+
+
+class CustomerSummary(BaseModel):
+    """A customer as the customers read model shows it: what it ordered and spent."""
+
+    customer_id: str = Field(description="the customer's id: the `sub` of its tokens")
+    orders: int = Field(description="orders placed, cancelled ones included")
+    cancelled: int = Field(description="orders cancelled")
+    spent: str = Field(
+        description="lifetime spend: the totals of the orders paid, shipped or delivered."
+        " A cancelled order counts nothing (a paid one was refunded in full); an unpaid one"
+        " counts under `awaiting_payment`"
+    )
+    awaiting_payment: str = Field(description="the totals of the orders placed and not paid")
+    first_order_at: str | None = Field(description="when the first order was placed")
+    last_order: LastOrder | None = Field(description="the newest order; null if none")
+
+
+class CustomerOrder(BaseModel):
+    """One order in a customer's history."""
+
+    id: UUID
+    status: str
+    total: str
+    units: int
+    placed_at: str
+    updated_at: str
+
+
+class CustomerDetail(CustomerSummary):
+    """A customer with its newest orders, and where to find every one of them."""
+
+    recent_orders: list[CustomerOrder] = Field(
+        description="the newest orders, newest first: the first page of `all_orders`"
+    )
+    all_orders: str = Field(
+        description="the orders list of this customer (`/api/orders?customer_id=`), paginated",
+        examples=["/api/orders?customer_id=alice"],
+    )
+
+
 # --- reports -----------------------------------------------------------------------------
 
 

@@ -72,7 +72,8 @@ class Customers(ReadModel):
         """Every customer who has ordered, by id, with the totals of :meth:`get_customer`:
         ``{"items": [...], "next_cursor"}``; with ``only``, just that customer."""
         keys = Keyset.parse("customers", limit, cursor, 1)
-        clauses, params = [], {"n": keys.fetch}
+        clauses: list[str] = []
+        params: dict[str, Any] = {"n": keys.fetch}
         if only is not None:
             clauses.append("customer_id = :only")
             params["only"] = only

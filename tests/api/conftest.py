@@ -77,7 +77,14 @@ def reads_own_writes(client: TestClient) -> TestClient:
     return client
 
 
-QUERY_PREFIXES = ("/api/products", "/api/stock", "/api/carts", "/api/orders", "/api/reports")
+QUERY_PREFIXES = (
+    "/api/products",
+    "/api/stock",
+    "/api/carts",
+    "/api/orders",
+    "/api/customers",
+    "/api/reports",
+)
 
 
 @pytest.fixture

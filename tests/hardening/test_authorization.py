@@ -6,7 +6,7 @@ expired token, a token signed with another key. Each cell is the status that cal
 must get from that route, on a target built fresh for the cell, so that no success
 in one cell changes the answer of another.
 
-A customer must never learn that another customer's cart or order exists: the answer
+A customer must never learn that another customer's cart, order or account exists: the answer
 to another's is the answer to a random id, down to the words of the problem.
 """
 
@@ -155,6 +155,9 @@ TABLE = [
     # A customer lists only its own orders; nobody signed in is refused the list.
     Row("GET", "/api/orders", only(200, *SIGNED_IN)),
     Row("GET", "/api/orders/{order}", owners(200, "staff", "auditor", "admin"), "placed"),
+    # A customer lists only itself, and reads no other customer.
+    Row("GET", "/api/customers", only(200, *SIGNED_IN)),
+    Row("GET", "/api/customers/{customer}", owners(200, "staff", "auditor", "admin"), "customer"),
     Row("GET", "/api/reports/sales", only(200, "staff", "admin")),
     Row("GET", "/api/projections", only(200, "admin")),
     Row("POST", "/api/projections/{name}/rebuild", only(202, "admin"), "projection"),
@@ -201,6 +204,9 @@ def build(world: World, target: str) -> dict[str, Any]:
     if target == "projection":
         # A read model no other cell reads, so that its rebuild disturbs none of them.
         return {"name": "customers"}
+    if target == "customer":
+        world.order("placed")
+        return {"customer": "alice"}
     if target in ("placed", "paid", "shipped"):
         order = world.order(target)
         return {"order": order["id"], "total": order["total"]}
@@ -280,7 +286,12 @@ def test_the_matrix_covers_every_route(app: FastAPI) -> None:
     }
     routed |= {("GET", p) for p in ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")}
     tabled = {
-        (row.method, row.path.replace("{cart}", "{cart_id}").replace("{order}", "{order_id}"))
+        (
+            row.method,
+            row.path.replace("{cart}", "{cart_id}")
+            .replace("{order}", "{order_id}")
+            .replace("{customer}", "{customer_id}"),
+        )
         for row in TABLE
     }
     # The audit routes name their path parameter aggregate_id.
@@ -327,7 +338,7 @@ def test_an_auditor_who_is_also_a_customer_reads_others_but_changes_only_its_own
     assert client.get(path, headers=BOB).json()["status"] == "placed"
 
 
-# --- another customer's cart or order is indistinguishable from none at all -------------------
+# --- another customer's cart, order or account is indistinguishable from none at all ----------
 
 OWNED = [row for row in TABLE if row.expect["other"] == 404]
 
@@ -339,6 +350,7 @@ def test_another_customers_cart_or_order_looks_absent(
 ) -> None:
     target = build(world, row.target)
     ghost = {**target, "cart": str(uuid.uuid4()), "order": str(uuid.uuid4())}
+    ghost["customer"] = f"ghost-{uuid.uuid4().hex[:8]}"
     body = row.body(target) if row.body else None
     # A stale If-Match must not make the real one answer 412 where a ghost answers 404.
     headers = BOB | ({"If-Match": if_match} if if_match else {})
@@ -351,6 +363,6 @@ def test_another_customers_cart_or_order_looks_absent(
         headers = sorted(set(response.headers) - {"x-request-id", "content-length"})
         return problem, headers
 
-    real_id = target.get("cart") or target["order"]
-    ghost_id = ghost["cart"] if "cart" in target else ghost["order"]
+    kind = next(k for k in ("cart", "order", "customer") if k in target)
+    real_id, ghost_id = target[kind], ghost[kind]
     assert seen(theirs, real_id) == seen(absent, ghost_id)
