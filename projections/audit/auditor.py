@@ -317,7 +317,7 @@ class Auditor:
     def export(self, after: int = 0, until: int | None = None) -> Iterator[str]:
         """The log as NDJSON lines, streamed: each event's item plus its exact stored bytes.
 
-        ``topic`` and ``state`` (base64) let :func:`read_export` rebuild the stored
+        ``topic`` and ``state`` (base64) let :func:`.chain.read_export` rebuild the stored
         events, so an export can be checked against a digest away from the database.
         """
         for stored in self.stream(after, until):
