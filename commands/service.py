@@ -10,8 +10,6 @@ answered from its first execution instead, and its key is saved with its events.
 from __future__ import annotations
 
 import functools
-import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -38,21 +36,16 @@ from domain.order import Order
 from domain.product import Product
 from domain.stock import Stock
 from domain.values import DEFAULT_CURRENCY, Address, currency_code, sku
-from eventstore import log
+from eventstore import log, retry
 from eventstore.causes import current_cause
 from eventstore.url import StoreURL
 
 P = ParamSpec("P")
 A = TypeVar("A", bound=Aggregate)
 
-MAX_ATTEMPTS = 10
-# Back-off between attempts: full jitter over a window that doubles from 2 * BACKOFF_BASE
-# seconds up to BACKOFF_CAP. The first window is about as long as a contended save on
-# PostgreSQL (~20 ms), so that many writers to one hot aggregate spread out instead of
-# colliding again in lock-step: 20 concurrent receipts to one SKU all land, the unluckiest
-# after about 5 conflicts; giving up takes at most ~1.5 s of waiting.
-BACKOFF_BASE = 0.01
-BACKOFF_CAP = 0.25
+MAX_ATTEMPTS = retry.CONFLICT_ATTEMPTS
+"""Runs of a command that keeps losing races before it gives up (eventstore/retry.py,
+which also says how long it waits between them)."""
 
 
 @dataclass(frozen=True)
@@ -390,7 +383,8 @@ class Shop(Application):
     def _attempt(self, name: str, run: Callable[[], Done]) -> Done:
         """Replay or run the command ``name``, running it again after each lost race."""
         request = idempotency.current_request()
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+
+        def once() -> Done:
             if request is not None and (done := self._replay(request)) is not None:
                 return done
             try:
@@ -402,14 +396,16 @@ class Shop(Application):
                 if request is not None and (done := self._replay(request)) is not None:
                     return done
                 raise
-            except RecordConflictError:
-                if attempt == MAX_ATTEMPTS:
-                    break
-                self._tell("command_retried", name)
-                time.sleep(random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)))
-        raise ConcurrencyConflict(
-            f"{name} lost to concurrent writes {MAX_ATTEMPTS} times; try again"
+
+        retrying = retry.on_conflict(
+            attempts=MAX_ATTEMPTS, before_retry=lambda: self._tell("command_retried", name)
         )
+        try:
+            return retrying(once)
+        except RecordConflictError:
+            raise ConcurrencyConflict(
+                f"{name} lost to concurrent writes {MAX_ATTEMPTS} times; try again"
+            ) from None
 
     def _replay(self, request: idempotency.IdempotentRequest) -> Done | None:
         """The first execution's answer if this request's key was done (else None)."""

@@ -34,6 +34,7 @@ from domain.order import Order
 from domain.product import Product
 from domain.stock import Stock
 from domain.values import Address
+from eventstore import retry
 from tests.conftest import open_shop
 
 ADDRESS = Address(name="Ada", line1="1 Main St", city="Berlin", postal_code="10115", country="DE")
@@ -537,7 +538,7 @@ def test_a_command_that_keeps_losing_gives_up_with_a_conflict(
 ) -> None:
     stocked(shop, "MUG-1", 1)
     cart_id = cart_with(shop, MUG_1=1)
-    monkeypatch.setattr(service.time, "sleep", lambda _: None)
+    monkeypatch.setattr(retry.time, "sleep", lambda _: None)
     cues = interfere(monkeypatch, shop, rival, times=service.MAX_ATTEMPTS)
     head = shop.head()
     with pytest.raises(ConcurrencyConflict, match="check_out lost"):
