@@ -63,6 +63,7 @@ def require(*roles: str) -> Callable[[Principal], Principal]:
 
 ShopDep = Annotated[Shop, Depends(get_shop)]
 Caller = Annotated[Principal, Depends(principal)]
+Staff = Annotated[Principal, Depends(require("staff"))]
 
 # If-Match names one version: "3", W/"3" or a bare 3; "*" means "whatever is current".
 _IF_MATCH = re.compile(r'\s*(?:(?:W/)?"(\d{1,18})"|(\d{1,18}))\s*')

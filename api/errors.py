@@ -267,3 +267,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {
         status: {"model": Problem, "description": HTTPStatus(status).phrase} for status in statuses
     }
+
+
+CHANGE_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 412, 413, 422)
+"""What a command on an existing cart or order may answer besides its result."""

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from api.auth import Principal
 from api.bodies import AddItem, CheckOut, OpenCart, SetQuantity
 from api.deps import Caller, ExpectedVersion, ShopDep, require
-from api.errors import problem_responses
+from api.errors import CHANGE_PROBLEMS, problem_responses
 from api.freshness import read_model
 from api.views import (
     CartDetail,
@@ -29,9 +29,6 @@ router = APIRouter(prefix="/api/carts", tags=["carts"])
 Customer = Annotated[Principal, Depends(require("customer"))]
 
 
-_CHANGE_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 412, 413, 422)
-
-
 @router.post(
     "",
     status_code=201,
@@ -47,7 +44,7 @@ def open_cart(
     return committed(response, cart_view(done.aggregate), CartResult, done.position)
 
 
-@router.post("/{cart_id}/items", response_model=CartResult, responses=_CHANGE_PROBLEMS)
+@router.post("/{cart_id}/items", response_model=CartResult, responses=CHANGE_PROBLEMS)
 def add_item(
     cart_id: UUID,
     body: AddItem,
@@ -63,7 +60,7 @@ def add_item(
     return committed(response, cart_view(done.aggregate), CartResult, done.position)
 
 
-@router.put("/{cart_id}/items/{sku}", response_model=CartResult, responses=_CHANGE_PROBLEMS)
+@router.put("/{cart_id}/items/{sku}", response_model=CartResult, responses=CHANGE_PROBLEMS)
 def set_quantity(
     cart_id: UUID,
     sku: SkuPath,
@@ -102,7 +99,7 @@ def remove_item(
     "/{cart_id}/checkout",
     status_code=201,
     response_model=OrderResult,
-    responses=_CHANGE_PROBLEMS,
+    responses=CHANGE_PROBLEMS,
 )
 def check_out(
     cart_id: UUID,

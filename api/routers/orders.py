@@ -9,22 +9,18 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from api.auth import Principal
 from api.bodies import Cancel, Deliver, Pay, Ship
-from api.deps import Caller, ExpectedVersion, Instant, Page, ShopDep, require
-from api.errors import problem_responses
+from api.deps import Caller, ExpectedVersion, Instant, Page, ShopDep, Staff, require
+from api.errors import CHANGE_PROBLEMS, problem_responses
 from api.freshness import read_model
 from api.views import OrderDetail, OrderResult, OrderSummary, PageOf, committed, order_view, shown
 from domain.order import OrderStatus
 from projections.readmodels.orders import Orders as OrdersModel
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
-Staff = Annotated[Principal, Depends(require("staff"))]
 OwnerOrStaff = Annotated[Principal, Depends(require("customer", "staff"))]
 
 
-_CHANGE_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 412, 413, 422)
-
-
-@router.post("/{order_id}/payment", response_model=OrderResult, responses=_CHANGE_PROBLEMS)
+@router.post("/{order_id}/payment", response_model=OrderResult, responses=CHANGE_PROBLEMS)
 def pay(
     order_id: UUID,
     body: Pay,
@@ -44,7 +40,7 @@ def pay(
     return committed(response, order_view(done.aggregate), OrderResult, done.position)
 
 
-@router.post("/{order_id}/shipment", response_model=OrderResult, responses=_CHANGE_PROBLEMS)
+@router.post("/{order_id}/shipment", response_model=OrderResult, responses=CHANGE_PROBLEMS)
 def ship(
     order_id: UUID,
     body: Ship,
@@ -58,7 +54,7 @@ def ship(
     return committed(response, order_view(done.aggregate), OrderResult, done.position)
 
 
-@router.post("/{order_id}/delivery", response_model=OrderResult, responses=_CHANGE_PROBLEMS)
+@router.post("/{order_id}/delivery", response_model=OrderResult, responses=CHANGE_PROBLEMS)
 def deliver(
     order_id: UUID,
     response: Response,
@@ -72,7 +68,7 @@ def deliver(
     return committed(response, order_view(done.aggregate), OrderResult, done.position)
 
 
-@router.post("/{order_id}/cancellation", response_model=OrderResult, responses=_CHANGE_PROBLEMS)
+@router.post("/{order_id}/cancellation", response_model=OrderResult, responses=CHANGE_PROBLEMS)
 def cancel(
     order_id: UUID,
     body: Cancel,

@@ -6,9 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
 
-from api.auth import Principal
 from api.bodies import AddProduct, ChangeProduct
-from api.deps import Caller, ExpectedVersion, Page, ShopDep, require
+from api.deps import Caller, ExpectedVersion, Page, ShopDep, Staff
 from api.errors import problem_responses
 from api.freshness import read_model
 from api.views import (
@@ -23,7 +22,6 @@ from api.views import (
 from projections.readmodels.catalogue import Catalogue as CatalogueModel
 
 router = APIRouter(prefix="/api/products", tags=["products"])
-Staff = Annotated[Principal, Depends(require("staff"))]
 
 
 @router.post(

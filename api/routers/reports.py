@@ -14,7 +14,7 @@ from api.views import SalesReport
 from projections.readmodels.sales import Sales
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
-Staff = Annotated[Principal, Depends(require("staff", "admin"))]
+StaffOrAdmin = Annotated[Principal, Depends(require("staff", "admin"))]
 SalesModel = Annotated[Sales, Depends(read_model("sales"))]
 # Only the ISO form: pydantic's date would also take a Unix timestamp ("0"). A string of
 # the right shape that is no date ("2026-02-30") is refused by the read model (422).
@@ -27,7 +27,7 @@ Day_ = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}$")]
     responses=problem_responses(401, 403, 422, 503),
 )
 def sales_report(
-    _: Staff,
+    _: StaffOrAdmin,
     sales: SalesModel,
     day_from: Annotated[Day_, Query(alias="from", description="first day, YYYY-MM-DD")] = None,
     day_to: Annotated[Day_, Query(alias="to", description="last day, YYYY-MM-DD")] = None,

@@ -8,14 +8,13 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from api.auth import Principal
 from api.bodies import AdjustStock, ReceiveStock
-from api.deps import ExpectedVersion, Page, ShopDep, require
+from api.deps import ExpectedVersion, Page, ShopDep, Staff, require
 from api.errors import problem_responses
 from api.freshness import read_model
 from api.views import PageOf, SkuPath, StockLevel, StockResult, committed, shown, stock_view
 from projections.readmodels.stock import StockLevels
 
 router = APIRouter(prefix="/api/stock", tags=["stock"])
-Staff = Annotated[Principal, Depends(require("staff"))]
 Reader = Annotated[Principal, Depends(require("staff", "auditor", "admin"))]
 
 
