@@ -19,6 +19,7 @@ from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 
 from domain.errors import InvalidValue
+from eventstore.database import is_transient
 from projections.engine.tables import LostOwnership, ReadModelStore, Tx
 from projections.engine.writes import Writes
 
@@ -77,6 +78,12 @@ class EventFailed(Exception):
             "originator_version": n.originator_version,
             "error": f"{type(self.error).__name__}: {self.error}",
         }
+
+
+def transient(error: BaseException) -> bool:
+    """Worth trying again as is: the database failed, not the read model's code (an
+    ``EventFailed`` is judged by its own error)."""
+    return is_transient(error.error if isinstance(error, EventFailed) else error)
 
 
 def _event_failed(

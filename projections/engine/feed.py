@@ -8,6 +8,7 @@ is detached: it catches up from the log again instead of holding events in memor
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -20,6 +21,8 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
+
+from eventstore import retry
 
 log = logging.getLogger("eventshop.projections")
 
@@ -185,18 +188,35 @@ class LiveFeed:
         tap.detached.set()
 
     def _run(self) -> None:
-        backoff = 0.5
-        while not self._stopping.is_set():
-            try:
-                for notification in self._stream(self._last):
-                    self._push(notification)
-                    backoff = 0.5
-            except Exception as error:
-                log.warning("live feed failed, restarting in %.1fs: %s", backoff, error)
-                self._detach_all()
-                self._stopping.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
+        # Whatever fails, the feed starts again: its workers depend on it.
+        restarts = retry.on_transient(
+            "live feed failed, restarting",
+            first=0.5,
+            cap=10.0,
+            stop=self._stopping,
+            retry_if=lambda error: isinstance(error, Exception),
+            before_retry=lambda error: self._detach_all(),
+            logger=log,
+        )
+        with contextlib.suppress(retry.Stopped):
+            while not self._stopping.is_set():
+                restarts(self._follow)
         self._detach_all()
+
+    def _follow(self) -> None:
+        """Hand on what the log brings until it ends or fails. A stream that brought
+        events and then failed is started again at once; one that fails at its start
+        again and again, with ever longer waits (``_run``)."""
+        pushed = False
+        try:
+            for notification in self._stream(self._last):
+                self._push(notification)
+                pushed = True
+        except Exception as error:
+            if not pushed:
+                raise
+            log.warning("live feed failed, restarting: %s", error)
+            self._detach_all()
 
     def _stream(self, after: int) -> Iterator[Notification]:
         if self._source.subscribe:

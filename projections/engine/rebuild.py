@@ -71,6 +71,7 @@ from operator import attrgetter, itemgetter
 from typing import Any
 
 from domain.errors import RuleBroken
+from eventstore import retry
 from eventstore.database import is_transient
 from projections.engine.base import Prepared, ReadModel, stamp
 from projections.engine.collector import fewer_collections
@@ -115,6 +116,10 @@ class AlreadyRebuilding(RuleBroken):
 
 class RebuildStopped(Exception):
     """The process is shutting down; the rebuild is abandoned (the live copy untouched)."""
+
+
+class RebuildFailed(Exception):
+    """A rebuild failed for a reason worth another try (the database's)."""
 
 
 @dataclass
@@ -230,41 +235,50 @@ class Rebuilder:
     def keep_current(self, name: str, retry_seconds: float = 5.0) -> None:
         """In a thread: rebuild ``name`` until its live tables are the code's version,
         or wait while another process does it; retry after database outages."""
+        attempts = retry.on_transient(
+            f"projection {name}: cannot rebuild",
+            first=retry_seconds,
+            cap=60.0,
+            stop=self._stopping,
+            retry_if=lambda error: isinstance(error, Exception),  # a claim, as a rebuild
+            logger=log,
+        )
 
         def loop() -> None:
-            model = self.models[name]
-            backoff = retry_seconds
-            while not self._stopping.is_set():
-                stored = model.view.stored_version(name)
-                if stored is None or stored >= model.version:
-                    return
-                try:
-                    job = self._claim(name)
-                except AlreadyRebuilding:
-                    self._stopping.wait(retry_seconds)  # another process is on it
-                    continue
-                except Exception as error:
-                    log.warning("projection %s: cannot claim a rebuild: %s", name, error)
-                    self._stopping.wait(backoff)
-                    continue
-                # Another process may have finished just before we got the lock.
-                if model.view.stored_version(name) == model.version:
-                    self._finish(job, None)
-                    return
-                log.info(
-                    "projection %s: tables at version %s, code at %s: rebuilding",
-                    name,
-                    stored,
-                    model.version,
-                )
-                self._run_job(job, None, reraise=False)
-                error = (job.outcome or {}).get("error")
-                if error is None or not (job.outcome or {}).get("transient"):
-                    return
-                self._stopping.wait(backoff)
-                backoff = min(backoff * 2, 60.0)
+            with contextlib.suppress(retry.Stopped):
+                while not attempts(self._make_current, name):
+                    if self._stopping.wait(retry_seconds):  # another process is on it
+                        return
 
         self._spawn(f"rebuild-{name}-version", loop)
+
+    def _make_current(self, name: str) -> bool:
+        """Rebuild ``name`` if its live tables are older than the code: True once they are
+        not (or its rebuild failed for good), False while another process rebuilds it.
+        Raises what should be tried again: a failure to claim it, a transient failure."""
+        model = self.models[name]
+        stored = model.view.stored_version(name)
+        if stored is None or stored >= model.version:
+            return True
+        try:
+            job = self._claim(name)
+        except AlreadyRebuilding:
+            return False
+        # Another process may have finished just before we got the lock.
+        if model.view.stored_version(name) == model.version:
+            self._finish(job, None)
+            return True
+        log.info(
+            "projection %s: tables at version %s, code at %s: rebuilding",
+            name,
+            stored,
+            model.version,
+        )
+        self._run_job(job, None, reraise=False)
+        outcome = job.outcome or {}
+        if outcome.get("error") is not None and outcome.get("transient"):
+            raise RebuildFailed(outcome["error"])
+        return True
 
     def progress(self, name: str) -> Progress | None:
         """The progress of a rebuild of ``name`` running in this process, if any."""
@@ -475,22 +489,21 @@ class Rebuilder:
     ) -> dict[str, Any]:
         job.progress.phase = "swapping"
         self._publish(job, on_progress, force=True)
-        for attempt in range(1, 6):
-            self._check(job)
-            try:
-                outcome = self._swap(job, live, copy, started)
-            except Exception as error:
-                # The swap rolled back whole: the copy is intact, try again.
-                if attempt == 5 or not is_transient(error):
-                    raise
-                log.warning("projection %s: swap failed, retrying: %s", job.name, error)
-                time.sleep(0.2 * attempt)
-                continue
-            job.progress.phase = "done"
-            job.progress.position = outcome["position"]
-            self._publish(job, on_progress, force=True, database=False)
-            return outcome
-        raise AssertionError("unreachable")
+        # A swap that failed rolled back whole: the copy is intact, it can be tried again.
+        attempts = retry.on_transient(
+            f"projection {job.name}: swap failed", first=0.2, cap=1.0, attempts=5, logger=log
+        )
+        outcome = attempts(self._checked_swap, job, live, copy, started)
+        job.progress.phase = "done"
+        job.progress.position = outcome["position"]
+        self._publish(job, on_progress, force=True, database=False)
+        return outcome
+
+    def _checked_swap(
+        self, job: Job, live: ReadModel, copy: ReadModel, started: float
+    ) -> dict[str, Any]:
+        self._check(job)
+        return self._swap(job, live, copy, started)
 
     def _swap(self, job: Job, live: ReadModel, copy: ReadModel, started: float) -> dict[str, Any]:
         """Steps 4a-4e of the protocol, in one transaction; returns the outcome."""

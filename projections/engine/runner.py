@@ -34,8 +34,8 @@ from uuid import uuid4
 
 from eventsourcing.persistence import Notification
 
-from eventstore.database import is_transient
-from projections.engine.base import EventFailed, ReadModel, stamp
+from eventstore import retry
+from projections.engine.base import EventFailed, ReadModel, stamp, transient
 from projections.engine.collector import fewer_collections
 from projections.engine.feed import LiveFeed, Source, Tap
 from projections.engine.locks import LockKeeper
@@ -49,6 +49,10 @@ POSITION_CHECK_SECONDS = 1.0
 
 class Moved(LostOwnership):
     """The tracked position moved under an idle worker: a rebuild's swap, or a reset."""
+
+
+class _Reported(Exception):
+    """A failure the worker has stopped on, reported while it held the lock."""
 
 
 class State(StrEnum):
@@ -149,58 +153,67 @@ class Worker:
     # --- the loop ------------------------------------------------------------------------
 
     def _run(self) -> None:
-        backoff = 0.5
+        rounds = retry.on_transient(
+            f"projection {self.name}",
+            first=0.5,
+            cap=10.0,
+            stop=self._stopping,
+            retry_if=transient,
+            before_retry=lambda error: self._set_state(State.RETRYING),
+            logger=log,
+        )
         try:
             while not self._stopping.is_set():
                 try:
-                    acquired = self.locks.try_acquire(self.name)
+                    rounds(self._round)
+                except (retry.Stopped, _Reported):
+                    return
                 except Exception as error:
-                    if not is_transient(error):
-                        self._fail(error)
-                        return
-                    backoff = self._retry(error, backoff)
-                    continue
-                if not acquired:
-                    self._set_state(State.STANDBY)
-                    self._stopping.wait(self.standby_interval)
-                    continue
-                # Every outcome is published while the lock is still held, so that it
-                # cannot overwrite the state of a worker that takes over.
-                self.owned = True
-                pause = False
-                try:
-                    self._feed()
-                    self._set_state(State.STOPPED, publish=True)
-                except Outdated as outdated:
-                    if str(outdated) != self._outdated:
-                        log.warning("projection %s not fed: %s", self.name, outdated)
-                        self._outdated = str(outdated)
-                    self._set_state(State.OUTDATED, publish=True)
-                    pause = True
-                except Moved as moved:
-                    log.info("projection %s: %s", self.name, moved)
-                except LostOwnership as lost:
-                    log.warning("projection %s: %s; standing by", self.name, lost)
-                    self._set_state(State.STANDBY)
-                except Exception as error:
-                    cause = error.error if isinstance(error, EventFailed) else error
-                    if not is_transient(cause):
-                        self._fail(error)
-                        return
-                    backoff = self._retry(error, backoff)
-                else:
-                    backoff = 0.5
-                finally:
-                    self.owned = False
-                    self.locks.release(self.name)
-                if pause:
-                    # Not ours to feed; a worker of the tables' version may take it meanwhile.
-                    self._nudged.wait(self.standby_interval)
-                    self._nudged.clear()
+                    self._fail(error)
+                    return
         finally:
             with self._progress:
                 self.state = State.STOPPED
                 self._progress.notify_all()
+
+    def _round(self) -> None:
+        """Take the lock and feed until stopped or the lock is lost; stand by meanwhile.
+        Raises what failed (a transient error is tried again, see ``_run``)."""
+        if not self.locks.try_acquire(self.name):
+            self._set_state(State.STANDBY)
+            self._stopping.wait(self.standby_interval)
+            return
+        # Every outcome is published while the lock is still held, so that it cannot
+        # overwrite the state of a worker that takes over.
+        self.owned = True
+        pause = False
+        try:
+            self._feed()
+            self._set_state(State.STOPPED, publish=True)
+        except Outdated as outdated:
+            if str(outdated) != self._outdated:
+                log.warning("projection %s not fed: %s", self.name, outdated)
+                self._outdated = str(outdated)
+            self._set_state(State.OUTDATED, publish=True)
+            pause = True
+        except Moved as moved:
+            log.info("projection %s: %s", self.name, moved)
+        except LostOwnership as lost:
+            log.warning("projection %s: %s; standing by", self.name, lost)
+            self._set_state(State.STANDBY)
+        except Exception as error:
+            if transient(error):
+                self._set_state(State.RETRYING, publish=True)
+                raise
+            self._fail(error)
+            raise _Reported from error
+        finally:
+            self.owned = False
+            self.locks.release(self.name)
+        if pause:
+            # Not ours to feed; a worker of the tables' version may take it meanwhile.
+            self._nudged.wait(self.standby_interval)
+            self._nudged.clear()
 
     def _feed(self) -> None:
         stored = self.model.view.stored_version(self.name)
@@ -274,7 +287,7 @@ class Worker:
                 notifications, self.source.mapper, self.source.application_name, position
             )
         except EventFailed as failed:
-            if is_transient(failed.error) or len(notifications) == 1:
+            if transient(failed) or len(notifications) == 1:
                 raise
             # Commit the events before the failing one, then let it fail on its own,
             # in a transaction of its own, where its error is its own.
@@ -290,12 +303,6 @@ class Worker:
     def _check_lock(self) -> None:
         if not self.locks.holds(self.name):
             raise LostOwnership(f"the lock of {self.name} was lost")
-
-    def _retry(self, error: BaseException, backoff: float) -> float:
-        log.warning("projection %s: %s; retrying in %.1fs", self.name, error, backoff)
-        self._set_state(State.RETRYING, publish=self.owned)
-        self._stopping.wait(backoff)
-        return min(backoff * 2, 10.0)
 
     def _fail(self, error: BaseException) -> None:
         details = (
