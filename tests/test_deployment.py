@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -226,6 +227,28 @@ def test_the_dockerfile_installs_every_package_from_the_lock_and_serves() -> Non
     assert "pip install --no-cache-dir --no-deps ." in dockerfile
     assert "USER eventshop" in dockerfile
     assert '"eventshop", "serve"' in dockerfile
+
+
+def locked(name: str) -> dict[str, str]:
+    """requirements/NAME.txt's pins: package name -> version specifier."""
+    text = (ROOT / "requirements" / f"{name}.txt").read_text()
+    return dict(re.findall(r"^([A-Za-z0-9._-]+)(\S*)", text, re.MULTILINE))
+
+
+def requirement_names(requirements: list[str]) -> set[str]:
+    """The project names of PEP 508 requirements, normalised as in the lock files."""
+    names = (re.match(r"[A-Za-z0-9._-]+", r) for r in requirements)
+    return {re.sub(r"[-_.]+", "-", m.group()).lower() for m in names if m}
+
+
+def test_the_locks_hold_every_dependency_of_pyproject() -> None:
+    # A dependency added to pyproject.toml without `make lock` is missing from every
+    # install (make run, make test, the Dockerfile, CI): this names it.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = requirement_names(project["dependencies"])
+    test = requirement_names(project["optional-dependencies"]["test"])
+    assert runtime - locked("runtime").keys() == set(), "run `make lock`"
+    assert (runtime | test) - locked("test").keys() == set(), "run `make lock`"
 
 
 def test_the_locks_pin_every_requirement_with_hashes() -> None:
