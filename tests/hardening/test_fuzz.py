@@ -89,7 +89,7 @@ def settings_for(folder: Path) -> Settings:
 
 @pytest.fixture
 def read_side(shop: Shop, tmp_path: Path) -> Iterator[ReadSide]:
-    the_read_side = open_read_side(settings_for(settings_for(tmp_path).database_url)), shop
+    the_read_side = open_read_side(settings_for(tmp_path), shop)
     the_read_side.start()
     yield the_read_side
     the_read_side.close()
