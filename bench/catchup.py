@@ -34,7 +34,7 @@ from eventshop.bootstrap import open_read_side
 from eventstore.url import StoreURL
 from projections import MODELS
 from projections.engine.base import ReadModel
-from projections.engine.tables import PostgresReadModelRecorder
+from projections.engine.postgres_recorder import PostgresReadModelRecorder
 
 ADDRESS = Address(name="Bench", line1="1 Main St", city="Berlin", postal_code="10115", country="DE")
 

@@ -209,7 +209,7 @@ def all_together(read_side: ReadSide) -> float:
         read_side.rebuild(name)
     for name in read_side.names:
         outcome = read_side.wait_rebuild(name, timeout=24 * 3600)
-        if outcome is None or outcome["error"]:
+        if outcome is None or outcome.error:
             raise RuntimeError(f"{name}: {outcome}")
     return time.perf_counter() - started
 
@@ -232,7 +232,7 @@ def main() -> None:
         try:
             events, seconds = seed(shop, target)
             print(f"seeded {events:,} events in {seconds:.0f} s ({events / seconds:,.0f}/s)")
-            read_side = open_read_side(settings_for(url)), shop
+            read_side = open_read_side(settings_for(url), shop)
             if args.batch_size:
                 read_side.rebuilder.batch_size = args.batch_size
             if args.processes is not None:
@@ -246,7 +246,7 @@ def main() -> None:
                 alone = {}
                 for name in names:
                     alone[name] = read_side.rebuild_blocking(name)
-                    print(f"  {name}: {alone[name]['seconds']:.1f} s", flush=True)
+                    print(f"  {name}: {alone[name].seconds:.1f} s", flush=True)
             finally:
                 read_side.close()
         finally:
@@ -264,12 +264,13 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for name, outcome in alone.items():
-        phases = outcome["phases"]
-        rows = sum(t["new_rows"] or 0 for t in outcome["comparison"]["tables"].values())
+        phases, comparison, seconds = outcome.phases, outcome.comparison, outcome.seconds or 0.0
+        assert comparison is not None
+        rows = sum(t.new_rows or 0 for t in comparison.tables.values())
         print(
-            f"{name:<12}{events / outcome['seconds']:>12,.0f}{outcome['seconds']:>9.1f}"
+            f"{name:<12}{events / seconds:>12,.0f}{seconds:>9.1f}"
             f"{phases['copy']:>8.1f}{phases['indexes']:>9.1f}{phases['swap']:>7.1f}"
-            f"  {rows:,} ({'equal' if outcome['comparison']['equal'] else 'DIFFERENT'})"
+            f"  {rows:,} ({'equal' if comparison.equal else 'DIFFERENT'})"
         )
     if together is not None:
         print(f"{'all six':<12}{events / together:>12,.0f}{together:>9.1f}  (at once)")

@@ -21,7 +21,7 @@ from rich.table import Table
 from domain.errors import DomainError
 from eventshop.bootstrap import open_read_side
 from eventshop.settings import Settings
-from projections import AlreadyRebuilding, ReadSide
+from projections import AlreadyRebuilding, ReadSide, RebuildOutcome
 from projections import Progress as RebuildProgress
 
 projections = typer.Typer(
@@ -217,32 +217,33 @@ def rebuild(
         _report(each, outcome)
 
 
-def _report(name: str, outcome: dict[str, Any]) -> None:
-    comparison = outcome["comparison"]
+def _report(name: str, outcome: RebuildOutcome) -> None:
+    comparison = outcome.comparison
+    assert comparison is not None  # a rebuild that failed raised instead
     out().print(
-        f"[bold]{name}[/bold]: version {outcome['version']}, {outcome['events']:,} events in"
-        f" {outcome['seconds']:.1f} s ({outcome['events_per_second']:,} events/s), swapped in"
-        f" at position {outcome['position']:,}"
+        f"[bold]{name}[/bold]: version {outcome.version}, {outcome.events or 0:,} events in"
+        f" {outcome.seconds or 0:.1f} s ({outcome.events_per_second or 0:,} events/s),"
+        f" swapped in at position {outcome.position or 0:,}"
     )
     table = Table(show_edge=False)
     for column in ("table", "live rows", "new rows", "live checksum", "new checksum", ""):
         table.add_column(column, justify="right" if "rows" in column else "left")
-    for table_name, found in comparison["tables"].items():
+    for table_name, found in comparison.tables.items():
         table.add_row(
             table_name,
-            _count(found["live_rows"]),
-            _count(found["new_rows"]),
-            found["live_checksum"] or "-",
-            found["new_checksum"] or "-",
-            "[green]equal[/green]" if found["equal"] else "[yellow]differs[/yellow]",
+            _count(found.live_rows),
+            _count(found.new_rows),
+            found.live_checksum or "-",
+            found.new_checksum or "-",
+            "[green]equal[/green]" if found.equal else "[yellow]differs[/yellow]",
         )
     out().print(table)
-    if comparison["live_position"] != comparison["new_position"]:
+    if comparison.live_position != comparison.new_position:
         out().print(
-            f"  compared at different positions (live {comparison['live_position']:,}, new"
-            f" {comparison['new_position']:,}): the live copy was not being fed"
+            f"  compared at different positions (live {comparison.live_position:,}, new"
+            f" {comparison.new_position:,}): the live copy was not being fed"
         )
-    if comparison["differences"]:
+    if comparison.differences:
         out().print(
             "  [yellow]the copies differ: expected when the projection's code changed;"
             " otherwise the old copy had drifted, and the new one is what the log says[/yellow]"

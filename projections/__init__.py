@@ -31,18 +31,21 @@ Interface for the API and the CLI
     at once (KeyError: no such read model; ``AlreadyRebuilding``, a ``RuleBroken`` (409):
     it is being rebuilt already, in this process or another). The read model keeps
     answering from its live copy until the new one is swapped in, in one transaction.
-    ``rebuild_blocking(name, on_progress=None) -> dict``: the same in this thread, calling
-    ``on_progress(Progress)`` after every batch; returns the outcome (``position``,
-    ``events``, ``events_per_second``, ``comparison`` of old and new tables: ``equal``,
-    ``differences``, per table ``live_rows``/``new_rows``/checksums).
-    ``wait_rebuild(name, timeout)``: the outcome of this process's rebuild once it ends.
+    ``rebuild_blocking(name, on_progress=None) -> RebuildOutcome``: the same in this
+    thread, calling ``on_progress(Progress)`` after every batch; returns the outcome
+    (``position``, ``events``, ``events_per_second``, ``phases``, ``comparison`` of old
+    and new tables: ``equal``, ``differences``, per table ``live_rows``/``new_rows``/
+    checksums; ``as_dict()`` for JSON).
+    ``wait_rebuild(name, timeout) -> RebuildOutcome | None``: the outcome of this
+    process's rebuild once it ends.
     ``reset_blocking(name, on_progress=None)``: empty the tables and feed them again
     from 0 (it answers from empty tables meanwhile; prefer ``rebuild``).
     While a rebuild runs, ``status()`` says ``state: "rebuilding"`` and gives
     ``rebuild`` (``position``, ``target``, ``head``, ``events_per_second``,
     ``eta_seconds``, ``started_at``, ``phase``, ``worker``); ``last_rebuild`` is how the
-    last one ended (``finished_at``, ``comparison``, ``error``); ``version`` and
-    ``stored_version`` are the code's and the live tables' versions.
+    last one ended (``RebuildOutcome.as_dict()``: ``finished_at``, ``comparison``,
+    ``error``, ``reset``, ...); ``version`` and ``stored_version`` are the code's and the
+    live tables' versions.
 
 Versions: each read model declares ``version``; ``start()`` rebuilds, blue/green, every
 read model whose live tables an older version built (a fresh database is built at the
@@ -71,20 +74,29 @@ customer's cart or order is NotFound.
 - ``read_side.sales.sales_report(day_from, day_to)`` per day and per SKU
 
 Where things are: ``readmodels/`` holds the shop's read models, one module each (its
-tables, its handlers, its queries). ``engine/`` feeds them: ``runner.py`` (locks,
-catch-up, live feed, poison events), ``tables.py`` (one transaction for rows + tracking
-position), ``base.py`` (declaring a read model), ``rebuild.py`` (blue/green rebuilds: the
-protocol of the swap). ``audit/`` reads the log for auditors (hash chain, histories).
+tables, its handlers, its queries). ``engine/`` feeds them: ``runner.py`` and
+``worker.py`` (locks, catch-up, live feed, poison events), ``feed.py`` (the log),
+``tables.py`` (one transaction for rows + tracking position; each database's differences
+in ``postgres_recorder.py`` and ``sqlite_recorder.py``), ``base.py`` (declaring a read
+model), ``writes.py`` (set-wise row writes), ``rebuild.py`` (blue/green rebuilds: the
+protocol; ``jobs.py``, ``replay.py``, ``parallel.py``, ``swap.py``, ``progress.py`` and
+``outcome.py`` do its parts). ``audit/`` reads the log for auditors (hash chain,
+histories).
 """
 
-from projections.engine.rebuild import AlreadyRebuilding, Progress
+from projections.engine.jobs import AlreadyRebuilding
+from projections.engine.outcome import Comparison, RebuildOutcome, TableComparison
+from projections.engine.progress import Progress
 from projections.readside import MODELS, ReadSide, build_read_side, run_worker
 
 __all__ = [
     "MODELS",
     "AlreadyRebuilding",
+    "Comparison",
     "Progress",
     "ReadSide",
+    "RebuildOutcome",
+    "TableComparison",
     "build_read_side",
     "run_worker",
 ]

@@ -7,6 +7,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder
@@ -21,13 +22,13 @@ from eventstore.url import StoreURL
 from projections.engine.base import ReadModel
 from projections.engine.feed import Source
 from projections.engine.locks import AdvisoryLocks, FileLocks, LockKeeper
-from projections.engine.rebuild import Progress, ProgressCallback, Rebuilder, published_rebuild
+from projections.engine.outcome import RebuildOutcome
+from projections.engine.postgres_recorder import PostgresReadModelRecorder
+from projections.engine.progress import Progress, ProgressCallback, published_rebuild
+from projections.engine.rebuild import Rebuilder
 from projections.engine.runner import Runner
-from projections.engine.tables import (
-    PostgresReadModelRecorder,
-    ReadModelStore,
-    SQLiteReadModelRecorder,
-)
+from projections.engine.sqlite_recorder import SQLiteReadModelRecorder
+from projections.engine.tables import ReadModelStore
 from projections.readmodels.carts import Carts
 from projections.readmodels.catalogue import Catalogue
 from projections.readmodels.customers import Customers
@@ -107,13 +108,13 @@ class ReadSide:
 
     def rebuild_blocking(
         self, name: str, on_progress: ProgressCallback | None = None
-    ) -> dict[str, Any]:
+    ) -> RebuildOutcome:
         """Rebuild ``name`` blue/green in this thread (the CLI); ``on_progress(Progress)``
         after every batch. Returns the outcome: position, events, events/s and the
-        comparison of old and new tables (``comparison["equal"]``, ``["tables"]``)."""
+        comparison of old and new tables (``comparison.equal``, ``.tables``)."""
         return self.rebuilder.run(name, on_progress)
 
-    def wait_rebuild(self, name: str, timeout: float = 60.0) -> dict[str, Any] | None:
+    def wait_rebuild(self, name: str, timeout: float = 60.0) -> RebuildOutcome | None:
         """The outcome of this process's rebuild of ``name`` once it ends (None if none
         ran here, or after ``timeout`` seconds)."""
         return self.rebuilder.wait(name, timeout)
@@ -140,7 +141,7 @@ class ReadSide:
             name = entry["name"]
             row = versions.get(name)
             local: Progress | None = self.rebuilder.progress(name)
-            interrupted = None
+            interrupted: RebuildOutcome | None = None
             if local is not None:
                 running: dict[str, Any] | None = local.as_dict()
             else:
@@ -163,7 +164,11 @@ class ReadSide:
             entry["version"] = self.models[name].version
             entry["stored_version"] = None if row is None else int(row["version"])
             entry["rebuild"] = running
-            entry["last_rebuild"] = interrupted or (row or {}).get("last_rebuild")
+            # How the last one ended, said as this code says it (whoever recorded it).
+            ended = interrupted
+            if ended is None and (recorded := (row or {}).get("last_rebuild")) is not None:
+                ended = RebuildOutcome.from_dict(recorded)
+            entry["last_rebuild"] = None if ended is None else ended.as_dict()
         return answer
 
     def close(self) -> None:
@@ -196,55 +201,16 @@ def build_read_side(
     in-memory SQLite database of this process, fed from ``log``, the in-memory recorder
     of this process's write side.
     """
-    names = [f"{prefix}{m.name}" for m in models]
-    locks: LockKeeper
-    view_class: Callable[..., ReadModelStore]
-    rebuild_locks: LockKeeper
-    reader: ApplicationRecorder
+    names = {m.name: f"{prefix}{m.name}" for m in models}
     if store.is_postgres:
-        env = {**store.library_env(), **_pool_settings(len(models))}
-        datastore: Any = PostgresFactory(Environment(env=env)).datastore
-        reader = PostgresApplicationRecorder(datastore, events_table_name=events_table(store))
-        view_class = PostgresReadModelRecorder
-        schema = datastore.schema
-        locks = AdvisoryLocks(
-            store.dsn(),
-            {m.name: advisory_key(schema, n) for m, n in zip(models, names, strict=True)},
-        )
-        rebuild_locks = AdvisoryLocks(
-            store.dsn(),
-            {
-                m.name: advisory_key(schema, n, "rebuild")
-                for m, n in zip(models, names, strict=True)
-            },
-        )
+        where = _in_postgres(store, names)
     elif store.is_sqlite:
-        lock_timeout = store.library_env().get("SQLITE_LOCK_TIMEOUT")
-        # One writer connection at a time, shared by every worker and rebuild of the
-        # process: waiting 5 s for it (the library's default) is too short for six
-        # rebuilds at once on a busy 2-core box.
-        datastore = SQLiteDatastore(
-            store.path,
-            lock_timeout=int(lock_timeout) if lock_timeout else None,
-            max_overflow=20,
-            pool_timeout=60.0,
-        )
-        reader = SQLiteApplicationRecorder(datastore, events_table_name=events_table(store))
-        view_class = SQLiteReadModelRecorder
-        locks = FileLocks(
-            {m.name: f"{store.path}.{n}.lock" for m, n in zip(models, names, strict=True)}
-        )
-        rebuild_locks = FileLocks(
-            {m.name: f"{store.path}.{n}.rebuild.lock" for m, n in zip(models, names, strict=True)}
-        )
+        where = _in_sqlite(store, names)
+    elif log is not None:
+        where = _in_memory(log)
     else:
-        if log is None:
-            raise ValueError("a read side on memory:// reads the log of this process: pass log")
-        datastore = SQLiteDatastore(f"file:eventshop-{uuid.uuid4().hex}?mode=memory&cache=shared")
-        reader = log
-        view_class = SQLiteReadModelRecorder
-        locks = LockKeeper()
-        rebuild_locks = LockKeeper()  # one process: the rebuilder's own bookkeeping suffices
+        raise ValueError("a read side on memory:// reads the log of this process: pass log")
+    datastore, reader, view_class = where.datastore, where.reader, where.recorder
 
     def make_view(table_prefix: str, tracking_table_name: str) -> ReadModelStore:
         return view_class(
@@ -256,7 +222,7 @@ def build_read_side(
         if not store.is_memory:
             # A worker may start before anything was written: the log's table must exist.
             store.prepare()
-            reader.create_table()
+            reader.create_table()  # type: ignore[attr-defined]  # SQL recorders have it
         for model_class in models:
             view = make_view(prefix, f"{prefix}{model_class.name}_tracking")
             view.create_table()
@@ -268,14 +234,14 @@ def build_read_side(
             )
             # Tables another version built stay as they are until a rebuild replaces them.
             built.append(model_class(view, create=stored == model_class.version))
-    source = Source(reader, log_mapper(), LOG_NAME, subscribe=store.is_postgres)
-    runner = Runner(built, source, locks, batch_size=batch_size, worker_id=worker_id)
+    source = Source(reader, log_mapper(), LOG_NAME, subscribe=where.subscribe)
+    runner = Runner(built, source, where.locks, batch_size=batch_size, worker_id=worker_id)
     rebuilder = Rebuilder(
         {model.name: model for model in built},
         source,
         make_view,
-        rebuild_locks,
-        feeding_locks=locks,
+        where.rebuild_locks,
+        feeding_locks=where.locks,
         worker_id=runner.worker_id,
         on_swapped=lambda name: runner.workers[name].nudge(),
     )
@@ -304,6 +270,69 @@ def run_worker(
         stop_event.wait()
     finally:
         read_side.close()
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where a store's read models live, and what differs between stores besides their
+    recorder: how the log is read, and how processes share out the read models."""
+
+    datastore: Any
+    reader: ApplicationRecorder
+    """The log's recorder."""
+    recorder: Callable[..., ReadModelStore]
+    """The class of its read models' recorders."""
+    locks: LockKeeper
+    """One feeder per read model."""
+    rebuild_locks: LockKeeper
+    """One rebuild per read model."""
+    subscribe: bool
+    """Whether the log can be subscribed to (else the live feed polls it)."""
+
+
+def _in_postgres(store: StoreURL, names: dict[str, str]) -> _Where:
+    env = {**store.library_env(), **_pool_settings(len(names))}
+    datastore = PostgresFactory(Environment(env=env)).datastore
+    schema = datastore.schema
+    return _Where(
+        datastore,
+        PostgresApplicationRecorder(datastore, events_table_name=events_table(store)),
+        PostgresReadModelRecorder,
+        AdvisoryLocks(store.dsn(), {m: advisory_key(schema, n) for m, n in names.items()}),
+        AdvisoryLocks(
+            store.dsn(), {m: advisory_key(schema, n, "rebuild") for m, n in names.items()}
+        ),
+        subscribe=True,
+    )
+
+
+def _in_sqlite(store: StoreURL, names: dict[str, str]) -> _Where:
+    lock_timeout = store.library_env().get("SQLITE_LOCK_TIMEOUT")
+    # One writer connection at a time, shared by every worker and rebuild of the
+    # process: waiting 5 s for it (the library's default) is too short for six
+    # rebuilds at once on a busy 2-core box.
+    datastore = SQLiteDatastore(
+        store.path,
+        lock_timeout=int(lock_timeout) if lock_timeout else None,
+        max_overflow=20,
+        pool_timeout=60.0,
+    )
+    return _Where(
+        datastore,
+        SQLiteApplicationRecorder(datastore, events_table_name=events_table(store)),
+        SQLiteReadModelRecorder,
+        FileLocks({m: f"{store.path}.{n}.lock" for m, n in names.items()}),
+        FileLocks({m: f"{store.path}.{n}.rebuild.lock" for m, n in names.items()}),
+        subscribe=False,
+    )
+
+
+def _in_memory(log: ApplicationRecorder) -> _Where:
+    # One process: the runner's and the rebuilder's own bookkeeping suffices for locks.
+    datastore = SQLiteDatastore(f"file:eventshop-{uuid.uuid4().hex}?mode=memory&cache=shared")
+    return _Where(
+        datastore, log, SQLiteReadModelRecorder, LockKeeper(), LockKeeper(), subscribe=False
+    )
 
 
 def _pool_settings(models: int) -> dict[str, str]:

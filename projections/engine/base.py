@@ -249,8 +249,6 @@ class ReadModel(Projection[ReadModelStore]):
         """Write a prepared run of the log that follows position ``expected``, and track
         it, in ONE transaction. Returns the new position."""
         try:
-            # No pipeline: a batch is a handful of set-wise statements, and COPY (of its
-            # new rows) cannot run in one.
             with self.view.writing() as cursor:
                 self.view.fence(cursor, application_name, expected)
                 if self.fence_version is not None:
@@ -309,8 +307,7 @@ class ReadModel(Projection[ReadModelStore]):
     def reading(self) -> Iterator[Tx]:
         """A consistent snapshot of this read model's tables, for one query."""
         with self.view.reading(self._read_locks) as cursor:
-            prepare = False if self.view.dialect == "postgres" else None
-            yield Tx(cursor, self.sql, prepare=prepare)
+            yield Tx(cursor, self.sql, prepare=self.view.prepare_queries)
 
     def dump(self) -> dict[str, list[dict[str, Any]]]:
         """Every row of every table, in a stable order: to compare two copies."""

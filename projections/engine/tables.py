@@ -8,32 +8,29 @@ transaction, which also takes a *fence*: the tracking row is locked and must sti
 the position the batch started from, so two processes can never both apply one event.
 
 SQL is written once for both databases: ``:name`` parameters and ``{table}``
-placeholders, compiled per dialect by :func:`compile_sql`.
+placeholders, compiled per dialect by :func:`compile_sql`. What differs between the two
+databases is in their recorders: ``postgres_recorder.py`` and ``sqlite_recorder.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
-from typing import Any, ClassVar
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from eventsourcing.persistence import Tracking, TrackingRecorder
-from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
-from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteTrackingRecorder
 
-from eventstore.database import advisory_key
+if TYPE_CHECKING:
+    from projections.engine.outcome import RebuildOutcome
 
 STATUS_TABLE = "projections"
-"""Per projection: events applied (counted in the batch transaction) and reported state."""
+"""Per projection: events applied (counted in the batch transaction, served by
+``status()``) and the state its feeder reports."""
 VERSIONS_TABLE = "projection_versions"
 """Per projection: the version of the code that built its live tables, which tables those
 are, and its blue/green rebuilds (the running one's progress, the last one's outcome)."""
-
-_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
 class LostOwnership(Exception):
@@ -54,12 +51,8 @@ class Outdated(LostOwnership):
 
 
 class Tx:
-    """A cursor that runs our portable SQL (``:name`` parameters, ``{table}`` names).
-
-    ``prepare=False`` (PostgreSQL): never turn a statement into a server-side prepared
-    one. Queries use it: a prepared ``SELECT *`` fails ("cached plan must not change
-    result type") once a rebuild has swapped in tables with other columns.
-    """
+    """A cursor that runs our portable SQL (``:name`` parameters, ``{table}`` names),
+    ``prepare``-d or not (``ReadModelStore.prepare_queries``)."""
 
     def __init__(self, cursor: Any, compile_: Any, *, prepare: bool | None = None) -> None:
         self._cursor = cursor
@@ -93,6 +86,23 @@ class ReadModelStore(TrackingRecorder, ABC):
     """Whether this copy of the tables has a versions table: a rebuild's copy has none
     (the code that builds it is its version)."""
 
+    # What suits each database, which its recorder says.
+    renames_indexes: ClassVar[bool] = False
+    """Whether an index can be renamed; where not, the swap makes the indexes again."""
+    prepare_queries: ClassVar[bool | None] = None
+    """Whether queries' statements may be prepared (None: the driver decides)."""
+    rebuild_batch: ClassVar[int] = 500
+    """Events per transaction while a rebuild's copy catches up."""
+    rebuild_pause: ClassVar[float] = 0.0
+    """Seconds between two batches of a rebuild's copy."""
+    rebuild_processes: ClassVar[int] = 1
+    """Worker processes that prepare a large rebuild's batches (below 2: none)."""
+
+    if TYPE_CHECKING:
+
+        def create_table(self) -> None:
+            """Create the tracking table (the library's recorders do)."""
+
     @abstractmethod
     def qualify(self, table: str) -> str:
         """The quoted (and on PostgreSQL schema-qualified) name of a table."""
@@ -102,8 +112,8 @@ class ReadModelStore(TrackingRecorder, ABC):
         return self.bind(template.format_map(tables))
 
     def bind(self, statement: str) -> str:
-        """``:name`` parameters in this dialect (psycopg wants ``%(name)s``)."""
-        return _PARAM.sub(r"%(\1)s", statement) if self.dialect == "postgres" else statement
+        """``:name`` parameters in this dialect (as they are: SQLite takes them)."""
+        return statement
 
     @property
     def status_table(self) -> str:
@@ -120,10 +130,8 @@ class ReadModelStore(TrackingRecorder, ABC):
     # --- transactions ------------------------------------------------------------------
 
     @abstractmethod
-    def writing(self, *, pipeline: bool = False) -> AbstractContextManager[Any]:
-        """A write transaction. With ``pipeline`` (PostgreSQL), statements are sent without
-        waiting for each result: an error then surfaces at the next sync, not at its own
-        statement."""
+    def writing(self) -> AbstractContextManager[Any]:
+        """A write transaction."""
 
     @abstractmethod
     def reading(self, lock: Sequence[str] = ()) -> AbstractContextManager[Any]:
@@ -190,17 +198,9 @@ class ReadModelStore(TrackingRecorder, ABC):
 
     # --- tracking ----------------------------------------------------------------------
 
-    def own_cursor(self, cursor: Any) -> Any:
-        """A cursor of the same transaction for a statement whose rows are fetched.
-
-        In a psycopg pipeline, results arrive late and are attached to the cursor that
-        sent them: a fetch on a cursor shared with earlier statements may find one of
-        their results instead ("the last operation didn't produce records")."""
-        return cursor
-
     def fence(self, cursor: Any, application_name: str, expected: int) -> None:
         """Lock the tracking row; refuse to go on unless it still says ``expected``."""
-        found = self._lock_tracking_row(self.own_cursor(cursor), application_name)
+        found = self._lock_tracking_row(cursor, application_name)
         if (found or 0) != expected:
             raise LostOwnership(
                 f"{self.tracking_table_name} is at {found}, not {expected}: another worker"
@@ -210,7 +210,7 @@ class ReadModelStore(TrackingRecorder, ABC):
     def track(self, cursor: Any, name: str, tracking: Tracking, events: int) -> None:
         """Advance the tracking position and count the events, in the caller's transaction."""
         # The library's own insert, in our transaction (it refuses to move backwards).
-        self._insert_tracking(self.own_cursor(cursor), tracking)  # type: ignore[attr-defined]
+        self._insert_tracking(cursor, tracking)  # type: ignore[attr-defined]
         cursor.execute(
             self.bind(
                 f"UPDATE {self.status_table} SET events_applied = events_applied + :n"
@@ -222,7 +222,6 @@ class ReadModelStore(TrackingRecorder, ABC):
     def check_version(self, cursor: Any, name: str, version: int) -> None:
         """Refuse to go on unless the live tables are at ``version`` (in a batch, after
         the fence: a swap that committed while the batch waited on the fence is seen)."""
-        cursor = self.own_cursor(cursor)
         cursor.execute(
             self.bind(f"SELECT version FROM {self.versions_table} WHERE name = :name"),
             {"name": name},
@@ -277,7 +276,7 @@ class ReadModelStore(TrackingRecorder, ABC):
         version: int,
         tables: Sequence[str],
         *,
-        last_rebuild: Mapping[str, Any] | None = None,
+        last_rebuild: RebuildOutcome | None = None,
     ) -> None:
         """Say which code version built the live tables (a swap or a reset: with the
         outcome of that rebuild, and no rebuild running any more)."""
@@ -285,7 +284,7 @@ class ReadModelStore(TrackingRecorder, ABC):
             "name": name,
             "version": version,
             "tables": json.dumps(list(tables)),
-            "last": json.dumps(last_rebuild) if last_rebuild is not None else None,
+            "last": _json(last_rebuild),
         }
         cursor.execute(
             self.bind(
@@ -322,7 +321,7 @@ class ReadModelStore(TrackingRecorder, ABC):
         self,
         name: str,
         rebuild: Mapping[str, Any] | None,
-        last_rebuild: Mapping[str, Any] | None = None,
+        last_rebuild: RebuildOutcome | None = None,
     ) -> None:
         """Publish a running rebuild's progress (``None``: none runs), and maybe how the
         last one ended."""
@@ -335,20 +334,17 @@ class ReadModelStore(TrackingRecorder, ABC):
                 {
                     "name": name,
                     "rebuild": json.dumps(rebuild) if rebuild is not None else None,
-                    "last": json.dumps(last_rebuild) if last_rebuild is not None else None,
+                    "last": _json(last_rebuild),
                 },
             )
 
     # --- tables, for rebuilds and resets (inside the caller's transaction) ---------------
 
-    renames_indexes: ClassVar[bool] = False
-    """Whether an index can be renamed (PostgreSQL); SQLite's are made again instead."""
-
     def drop_table(self, cursor: Any, table: str) -> None:
         cursor.execute(f"DROP TABLE IF EXISTS {self.qualify(table)}")
 
     def rename_table(self, cursor: Any, table: str, new_name: str) -> None:
-        cursor.execute(f"ALTER TABLE {self.qualify(table)} RENAME TO {_quote(new_name)}")
+        cursor.execute(f"ALTER TABLE {self.qualify(table)} RENAME TO {quote(new_name)}")
 
     def lock_exclusively(self, cursor: Any, tables: Sequence[str]) -> None:
         """Lock tables against every reader and writer until the end of the transaction."""
@@ -369,17 +365,9 @@ class ReadModelStore(TrackingRecorder, ABC):
         """Rows and an order-independent checksum of a table's rows (comparable between
         two tables of one database, not between PostgreSQL and SQLite)."""
 
-    def events_applied(self, cursor: Any, name: str) -> int:
-        cursor.execute(
-            self.bind(f"SELECT events_applied FROM {self.status_table} WHERE name = :name"),
-            {"name": name},
-        )
-        row = cursor.fetchone()
-        if row is None:
-            return 0
-        return int(row["events_applied"])
-
     def set_events_applied(self, cursor: Any, name: str, events: int) -> None:
+        """Set the count of events the live tables hold (a swap, a reset), which ``track``
+        then keeps counting, and ``status()`` serves as ``events_applied``."""
         cursor.execute(
             self.bind(f"UPDATE {self.status_table} SET events_applied = :n WHERE name = :name"),
             {"n": events, "name": name},
@@ -416,197 +404,10 @@ class ReadModelStore(TrackingRecorder, ABC):
         return {row["name"]: row for row in rows}
 
 
-class PostgresReadModelRecorder(ReadModelStore, PostgresTrackingRecorder):
-    """A read model in PostgreSQL, in the schema of the event store."""
-
-    dialect = "postgres"
-
-    def __init__(
-        self,
-        datastore: PostgresDatastore,
-        *,
-        tracking_table_name: str = "notification_tracking",
-        table_prefix: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(datastore, tracking_table_name=tracking_table_name, **kwargs)
-        if not datastore.single_row_tracking:
-            raise ValueError("read models need single-row tracking (SINGLE_ROW_TRACKING=y)")
-        if table_prefix is not None:
-            self.table_prefix = table_prefix
-
-    def qualify(self, table: str) -> str:
-        self.check_identifier_length(table)
-        return f"{_quote(self.datastore.schema)}.{_quote(table)}"
-
-    @contextmanager
-    def writing(self, *, pipeline: bool = False) -> Iterator[Any]:
-        with self.datastore.transaction(commit=True) as cursor:
-            if not pipeline:
-                yield cursor
-                return
-            # One round trip per batch instead of one per statement: 1.5-2.5x faster.
-            with cursor.connection.pipeline():
-                yield cursor
-
-    @contextmanager
-    def reading(self, lock: Sequence[str] = ()) -> Iterator[Any]:
-        with self.datastore.get_connection() as conn, conn.transaction():
-            cursor = conn.cursor()
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            if lock:
-                # LOCK takes no snapshot: the snapshot comes after the locks, so a swap
-                # that held them is seen whole. Every reader and every swap locks tables
-                # in sorted order, so they cannot deadlock.
-                cursor.execute(f"LOCK TABLE {', '.join(lock)} IN ACCESS SHARE MODE")
-            yield cursor
-
-    renames_indexes = True
-
-    def own_cursor(self, cursor: Any) -> Any:
-        return cursor.connection.cursor()
-
-    def serialise_ddl(self, cursor: Any) -> None:
-        key = advisory_key("ddl", self.datastore.schema)
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
-
-    def lock_exclusively(self, cursor: Any, tables: Sequence[str]) -> None:
-        if tables:
-            names = ", ".join(sorted(self.qualify(t) for t in tables))
-            cursor.execute(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE")
-
-    def rename_indexes(self, cursor: Any, table: str, old_prefix: str, new_prefix: str) -> None:
-        # Index names are unique per schema: the next copy's must be free again, and a
-        # later start's CREATE INDEX IF NOT EXISTS must find the live ones by name.
-        cursor.execute(
-            "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = %s",
-            (self.datastore.schema, table),
-        )
-        for row in cursor.fetchall():
-            index = row["indexname"]
-            if index.startswith(old_prefix):
-                new = new_prefix + index[len(old_prefix) :]
-                self.check_identifier_length(new)
-                cursor.execute(f"ALTER INDEX {self.qualify(index)} RENAME TO {_quote(new)}")
-
-    def table_exists(self, cursor: Any, table: str) -> bool:
-        cursor.execute("SELECT to_regclass(%s) AS found", (self.qualify(table),))
-        row = cursor.fetchone()
-        return row is not None and row["found"] is not None
-
-    def digest(self, cursor: Any, table: str) -> tuple[int, str]:
-        # Each row's 64-bit hash, summed: independent of row order. PostgreSQL's own
-        # hash of the row's values (14+): no text made of each row, about twice as fast
-        # as hashing its text, which was three times faster than md5.
-        cursor.execute(
-            "SELECT count(*) AS n, coalesce(sum(hash_record_extended(t, 0)), 0) AS s"
-            f" FROM {self.qualify(table)} AS t"
-        )
-        row = cursor.fetchone()
-        return int(row["n"]), f"{int(row['s']) % 2**64:016x}"
-
-    def _lock_tracking_row(self, cursor: Any, application_name: str) -> int | None:
-        cursor.execute(
-            f"SELECT notification_id FROM {self.tracking_table}"
-            " WHERE application_name = %s FOR UPDATE",
-            (application_name,),
-        )
-        row = cursor.fetchone()
-        return None if row is None else int(row["notification_id"])
-
-
-class SQLiteReadModelRecorder(ReadModelStore, SQLiteTrackingRecorder):
-    """A read model in the SQLite file of the event store (or an in-memory database).
-
-    The library's SQLite tracking table is one table called ``tracking`` for everything;
-    here every read model gets its own, named like on PostgreSQL, so that all of them can
-    track the same application under its own name.
-    """
-
-    dialect = "sqlite"
-
-    def __init__(
-        self,
-        datastore: SQLiteDatastore,
-        *,
-        tracking_table_name: str = "tracking",
-        table_prefix: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        # Read by construct_create_table_statements(), which the base __init__ calls.
-        self.tracking_table_name = tracking_table_name
-        super().__init__(datastore, **kwargs)
-        if not datastore.single_row_tracking:
-            raise ValueError("read models need single-row tracking (SINGLE_ROW_TRACKING=y)")
-        if table_prefix is not None:
-            self.table_prefix = table_prefix
-        table = _quote(tracking_table_name)
-        self.insert_tracking_statement = (
-            f"INSERT INTO {table} VALUES (:application_name, :notification_id) "
-            "ON CONFLICT (application_name) DO UPDATE SET notification_id = :notification_id "
-            f"WHERE {table}.notification_id < :notification_id RETURNING notification_id"
-        )
-        self.select_max_tracking_id_statement = (
-            f"SELECT MAX(notification_id) FROM {table} WHERE application_name=?"
-        )
-
-    def construct_create_table_statements(self) -> list[str]:
-        return [
-            f"CREATE TABLE IF NOT EXISTS {_quote(self.tracking_table_name)} ("
-            "application_name TEXT, notification_id INTEGER, PRIMARY KEY (application_name))"
-            " WITHOUT ROWID"
-        ]
-
-    def qualify(self, table: str) -> str:
-        return _quote(table)
-
-    @contextmanager
-    def writing(self, *, pipeline: bool = False) -> Iterator[SQLiteCursor]:
-        # BEGIN IMMEDIATE takes the file's write lock before the first read, so the fence
-        # reads the latest tracking row, not a snapshot another process has moved past.
-        with self.datastore.get_connection(commit=True) as conn:
-            cursor = conn.cursor()
-            cursor.execute("BEGIN IMMEDIATE")
-            try:
-                yield cursor
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
-
-    @contextmanager
-    def reading(self, lock: Sequence[str] = ()) -> Iterator[SQLiteCursor]:
-        # A SQLite reader sees one snapshot of the whole file (WAL): a swap is never
-        # seen in part, and a writer never waits for it.
-        with self.datastore.get_connection(commit=False) as conn:
-            cursor = conn.cursor()
-            cursor.execute("BEGIN")
-            try:
-                yield cursor
-            finally:
-                conn.rollback()
-
-    def _lock_tracking_row(self, cursor: Any, application_name: str) -> int | None:
-        cursor.execute(self.select_max_tracking_id_statement, (application_name,))
-        row = cursor.fetchone()
-        return None if row is None or row[0] is None else int(row[0])
-
-    def table_exists(self, cursor: Any, table: str) -> bool:
-        cursor.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
-        return cursor.fetchone() is not None
-
-    def digest(self, cursor: Any, table: str) -> tuple[int, str]:
-        # SQLite has no hash function: each row's 64-bit BLAKE2b, summed, in Python.
-        raw = cursor.sqlite_cursor if isinstance(cursor, SQLiteCursor) else cursor
-        raw.execute(f"SELECT * FROM {self.qualify(table)}")
-        rows = total = 0
-        while batch := raw.fetchmany(10_000):
-            rows += len(batch)
-            for row in batch:
-                digest = hashlib.blake2b(repr(tuple(row)).encode(), digest_size=8).digest()
-                total += int.from_bytes(digest, "big")
-        return rows, f"{total % 2**64:016x}"
-
-
-def _quote(identifier: str) -> str:
+def quote(identifier: str) -> str:
+    """An identifier, quoted."""
     return '"' + identifier.replace('"', '""') + '"'
+
+
+def _json(outcome: RebuildOutcome | None) -> str | None:
+    return None if outcome is None else json.dumps(outcome.as_dict())

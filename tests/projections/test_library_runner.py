@@ -6,7 +6,7 @@ from eventsourcing.projection import ProjectionRunner
 
 from commands.service import Shop
 from eventstore.url import StoreURL
-from projections.engine.tables import PostgresReadModelRecorder
+from projections.engine.postgres_recorder import PostgresReadModelRecorder
 from projections.readmodels.catalogue import Catalogue
 from tests.projections.support import World, opened
 

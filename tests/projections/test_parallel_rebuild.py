@@ -45,9 +45,9 @@ def test_every_read_model_rebuilt_in_workers_equals_the_live_one(url: str) -> No
         assert all(Preparers.can_send(model, mapper) for model in read_side.models.values())
         for name in read_side.names:
             outcome = read_side.rebuild_blocking(name)
-            assert outcome["error"] is None, name
-            assert outcome["comparison"]["equal"], (name, outcome["comparison"])
-            assert outcome["position"] == shop.head()
+            assert outcome.error is None, name
+            assert outcome.comparison is not None and outcome.comparison.equal, (name, outcome)
+            assert outcome.position == shop.head()
         assert dumps(read_side) == before == rebuilt(shop, url)
         assert set(applied(read_side).values()) == {event_count(shop)}
 

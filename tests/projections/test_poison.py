@@ -12,8 +12,8 @@ from domain.order import Order
 from projections.readmodels.sales import Sales
 from tests.projections.support import World, applied, dumps, event_count, opened, rebuilt, until
 
-# A bug in Python, raised at once; and a bug in SQL, which in a pipelined batch the
-# database reports only at the next sync, after later events' statements were sent.
+# A bug in Python, raised at once; and a bug in SQL, which the database reports when the
+# batch's rows are written, for the whole batch (then the events are retried one by one).
 FAILURES = {"python": "sales cannot handle bob", "database": "unique"}
 
 

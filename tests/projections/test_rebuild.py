@@ -108,9 +108,9 @@ def test_queries_keep_answering_during_rebuilds_and_the_rebuilt_models_equal_the
 
         assert seen["problems"] == []
         for name, outcome in outcomes.items():
-            assert outcome is not None and outcome["error"] is None, name
-            assert outcome["comparison"]["equal"], (name, outcome["comparison"])
-            assert outcome["position"] == shop.head()
+            assert outcome is not None and outcome.error is None, name
+            assert outcome.comparison is not None and outcome.comparison.equal, (name, outcome)
+            assert outcome.position == shop.head()
         assert dumps(read_side) == before
         for status in read_side.status():
             assert status["rebuild"] is None
@@ -148,7 +148,7 @@ def test_a_rebuild_while_commands_keep_coming_swaps_in_step_with_the_live_feeder
             outcomes = [read_side.wait_rebuild(n, timeout=120) for n in ("orders", "sales")]
             writing.join(120)
         assert seen["problems"] == [] and seen["asked"] > 0
-        assert all(o is not None and o["error"] is None for o in outcomes), outcomes
+        assert all(o is not None and o.error is None for o in outcomes), outcomes
         assert read_side.wait_for(None, shop.head(), timeout=30)
         assert dumps(read_side) == rebuilt(shop, url)
         assert set(applied(read_side).values()) == {event_count(shop)}
@@ -242,7 +242,7 @@ def test_a_rebuild_killed_halfway_leaves_the_live_copy_serving_and_can_be_run_ag
         world.seed(5)  # the live copy keeps following the log
         assert read_side.wait_for(None, shop.head(), timeout=30)
         outcome = read_side.rebuild_blocking("orders")
-        assert outcome["comparison"]["equal"], outcome["comparison"]
+        assert outcome.comparison is not None and outcome.comparison.equal, outcome
         assert not has_table(read_side, "next_orders")
         assert dumps(read_side) == rebuilt(shop, url)
         assert set(applied(read_side).values()) == {event_count(shop)}
@@ -278,7 +278,8 @@ def test_a_failed_rebuild_leaves_the_live_copy_untouched(
         assert dumps(read_side) == before
 
         monkeypatch.undo()
-        assert read_side.rebuild_blocking("orders")["comparison"]["equal"]
+        comparison = read_side.rebuild_blocking("orders").comparison
+        assert comparison is not None and comparison.equal
         assert dumps(read_side) == before
 
 
@@ -303,7 +304,7 @@ def test_a_second_rebuild_of_one_read_model_is_refused_while_the_first_runs(url:
         assert status["state"] == "rebuilding" and status["rebuild"]["phase"] == "copying"
         gate.set()
         outcome = read_side.wait_rebuild("stock", timeout=60)
-        assert outcome is not None and outcome["error"] is None
+        assert outcome is not None and outcome.error is None
         read_side.rebuild("stock")  # once done, it can be rebuilt again
         assert read_side.wait_rebuild("stock", timeout=60) is not None
 

@@ -26,7 +26,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from eventstore.url import StoreURL
-from projections.engine.tables import _PARAM
+from projections.engine.postgres_recorder import _PARAM
 from projections.engine.writes import Writes
 
 Row = dict[str, Any]
@@ -111,8 +111,7 @@ class Postgres:
 
     @contextmanager
     def writing(self) -> Iterator[Any]:
-        """A write transaction, as ``ReadModel.commit`` opens one: not pipelined (its new
-        rows go by COPY, which cannot run in a pipeline)."""
+        """A write transaction, as ``ReadModel.commit`` opens one."""
         with self.conn.transaction():
             yield self.conn.cursor()
 
