@@ -96,6 +96,7 @@ class Source:
             table = Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name)
             with recorder.datastore.get_connection() as conn:
                 row = conn.execute(statement.format(*table), (through,)).fetchone()
+            assert row is not None  # count(*) has a row
             return int(row["n"])
         if isinstance(recorder, SQLiteApplicationRecorder):
             with recorder.datastore.transaction(commit=False) as cursor:

@@ -78,7 +78,8 @@ class _Round:
     def __init__(self) -> None:
         self.pending: dict[str, dict[tuple[Any, ...], _Op]] = {}
         self.by: dict[str, dict[tuple[tuple[str, ...], tuple[Any, ...]], _Op]] = {}
-        self.deferred: dict[str, list[Mapping[str, Any]]] = {}
+        self.deferred: dict[str, list[Any]] = {}
+        """Per deferred statement, its runs' parameters (or, set-wise, its values)."""
         self.upserted: set[str] = set()
         """Tables with an upsert in this round."""
 
@@ -248,7 +249,7 @@ class Writes:
         self,
         pending: dict[str, dict[tuple[Any, ...], _Op]],
         by: dict[str, dict[tuple[tuple[str, ...], tuple[Any, ...]], _Op]],
-        deferred: dict[str, list[Mapping[str, Any]]],
+        deferred: dict[str, list[Any]],
     ) -> None:
         for table, ops in pending.items():
             key = self._keys[table]
@@ -266,6 +267,7 @@ class Writes:
         for template, runs in deferred.items():
             if _VALUES in template:
                 values = list(dict.fromkeys(runs))
+                param: Any
                 if self._dialect == "postgres":
                     subquery, param = "SELECT unnest(CAST(:values AS text[]))", values
                 else:
