@@ -72,15 +72,12 @@ def fresh_copy(live: ReadModel, make_view: MakeView, application_name: str) -> R
     return copy
 
 
-def build_indexes(copy: ReadModel) -> bool:
-    """Create the copy's indexes, where the swap can rename them (PostgreSQL; SQLite's
-    are made under the live names in the swap): whether it did."""
-    if not copy.view.renames_indexes:
-        return False
+def build_indexes(copy: ReadModel) -> None:
+    """Create the copy's indexes before the swap, which then only renames them: only
+    where ``renames_indexes`` (PostgreSQL; SQLite's are made in the swap)."""
     with copy.view.writing() as cursor:
         for statement in copy.index_ddl():
             cursor.execute(statement)
-    return True
 
 
 def drop_copy(live: ReadModel, make_view: MakeView) -> None:
