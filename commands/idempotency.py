@@ -8,9 +8,10 @@ or a key without its events. A repeat finds the key and is answered from it, so 
 records nothing; a repeat with another request under the same key is refused.
 
 Keys are scoped by caller (the token's subject), so one client can neither replay nor
-probe another's. Two executions racing with one key both try to store it; the table's
-primary key on (caller, key) makes the loser's whole transaction fail with a
-``RecordConflictError``, the service's retry runs it again, finds the key and replays.
+probe another's. Two executions racing with one key both try to store it; the loser's
+save fails with a ``RecordConflictError`` (the key is checked under the lock that orders
+the log: ``commands/group_commit.py`` on PostgreSQL; the table's primary key on (caller,
+key) elsewhere), the service's retry runs it again, finds the key and replays.
 
 The store is a subclass of each eventsourcing application recorder (chosen by
 ``APPLICATION_RECORDER_TOPIC``): ``Application.save(..., idempotency_key=record)``
@@ -35,12 +36,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, Notification, StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
-from eventsourcing.utils import get_topic
-from psycopg import Cursor
-from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier
 
 from domain.errors import InvalidValue
 
@@ -267,99 +263,6 @@ class SQLiteKeyRecorder(SQLiteApplicationRecorder, KeyStore):
             return int(c.sqlite_cursor.rowcount)
 
 
-class PostgresKeyRecorder(PostgresApplicationRecorder, KeyStore):
-    """The PostgreSQL application recorder, keeping keys in ``<app>_idempotency_keys``.
-
-    The key is inserted after the events, under the events table's exclusive lock, so
-    a racing execution with the same key waits for the first to commit and then fails
-    on the primary key.
-    """
-
-    def __init__(self, datastore: PostgresDatastore, events_table_name: str = "stored_events"):
-        super().__init__(datastore, events_table_name=events_table_name)
-        if datastore.enable_db_functions:
-            # That insert path skips the hooks below: keys would silently not be kept.
-            raise ValueError("idempotency keys need POSTGRES_ENABLE_DB_FUNCTIONS off")
-        prefix = events_table_name.removesuffix("_events")
-        self.keys_table_name = f"{prefix}_idempotency_keys"
-        table = SQL("{}.{}").format(Identifier(datastore.schema), Identifier(self.keys_table_name))
-        self.sql_create_statements.extend(
-            [
-                SQL(
-                    "CREATE TABLE IF NOT EXISTS {table} ("
-                    "caller text NOT NULL, key text NOT NULL, fingerprint text NOT NULL, "
-                    "aggregate_id uuid NOT NULL, aggregate_version bigint NOT NULL, "
-                    "position bigint NOT NULL, created_at timestamptz NOT NULL, "
-                    "PRIMARY KEY (caller, key))"
-                ).format(table=table),
-                SQL("CREATE INDEX IF NOT EXISTS {index} ON {table} (created_at)").format(
-                    index=Identifier(f"{self.keys_table_name}_created_at"), table=table
-                ),
-            ]
-        )
-        self._select_key = SQL(
-            "SELECT caller, key, fingerprint, aggregate_id, aggregate_version, position,"
-            " created_at FROM {table} WHERE caller = %s AND key = %s"
-        ).format(table=table)
-        self._delete_expired_key = SQL(
-            "DELETE FROM {table} WHERE caller = %s AND key = %s AND created_at < %s"
-        ).format(table=table)
-        self._insert_key = SQL("INSERT INTO {table} VALUES (%s, %s, %s, %s, %s, %s, %s)").format(
-            table=table
-        )
-        self._purge = SQL("DELETE FROM {table} WHERE created_at < %s").format(table=table)
-
-    def _fetch_ids_after_insert_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        notification_ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-        record = kwargs.get(SAVE_KWARG)
-        if record is not None and (stored := _position(record, notification_ids)):
-            # Still inside insert_events' transaction and pipeline; syncing here makes a
-            # duplicate key raise now (as IntegrityError), not later at commit.
-            with curs.connection.pipeline() as pipeline:
-                if stored.replaces_before is not None:
-                    curs.execute(
-                        self._delete_expired_key,
-                        (stored.caller, stored.key, stored.replaces_before),
-                    )
-                curs.execute(
-                    self._insert_key,
-                    (
-                        stored.caller,
-                        stored.key,
-                        stored.fingerprint,
-                        stored.aggregate_id,
-                        stored.aggregate_version,
-                        stored.position,
-                        stored.created_at,
-                    ),
-                )
-                pipeline.sync()
-        return notification_ids
-
-    def select_key(self, caller: str, key: str) -> KeyRecord | None:
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(self._select_key, (caller, key))
-            row = curs.fetchone()
-        if row is None:
-            return None
-        return KeyRecord(
-            caller=row["caller"],
-            key=row["key"],
-            fingerprint=row["fingerprint"],
-            aggregate_id=row["aggregate_id"],
-            aggregate_version=row["aggregate_version"],
-            position=row["position"],
-            created_at=row["created_at"],
-        )
-
-    def purge_keys(self, before: datetime) -> int:
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(self._purge, (before,))
-            return int(curs.rowcount)
-
-
 class POPOKeyRecorder(POPOApplicationRecorder, KeyStore):
     """The in-memory application recorder, keeping keys in a dict under its lock."""
 
@@ -396,12 +299,6 @@ class POPOKeyRecorder(POPOApplicationRecorder, KeyStore):
             for k in expired:
                 del self._keys[k]
             return len(expired)
-
-
-RECORDER_TOPICS = {
-    "eventsourcing.sqlite": get_topic(SQLiteKeyRecorder),
-    "eventsourcing.postgres": get_topic(PostgresKeyRecorder),
-}
 
 
 class IdempotencyKeys:

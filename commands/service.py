@@ -20,10 +20,11 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import ApplicationRecorder, Mapper, RecordConflictError
-from eventsourcing.utils import Environment, EnvType
+from eventsourcing.utils import Environment, EnvType, get_topic
 
 from commands import idempotency
-from commands.idempotency import IdempotencyKeys, KeyStore, POPOKeyRecorder
+from commands.group_commit import GroupCommitRecorder
+from commands.idempotency import IdempotencyKeys, KeyStore, POPOKeyRecorder, SQLiteKeyRecorder
 from domain.cart import Cart
 from domain.errors import (
     AlreadyExists,
@@ -105,6 +106,14 @@ def retry_on_conflict(
     return wrapper
 
 
+# The SQL stores' recorders: the library's, keeping idempotency keys with the events;
+# on PostgreSQL, writing concurrent saves in one transaction (commands/group_commit.py).
+RECORDER_TOPICS = {
+    "eventsourcing.sqlite": get_topic(SQLiteKeyRecorder),
+    "eventsourcing.postgres": get_topic(GroupCommitRecorder),
+}
+
+
 class Shop(Application):
     """The eventshop write side over any eventsourcing store.
 
@@ -145,7 +154,7 @@ class Shop(Application):
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         environment = super().construct_env(name, env)
         # The SQL stores' recorders, chosen the library's way, also keep idempotency keys.
-        topic = idempotency.RECORDER_TOPICS.get(environment.get("PERSISTENCE_MODULE", ""))
+        topic = RECORDER_TOPICS.get(environment.get("PERSISTENCE_MODULE", ""))
         if topic and not environment.get("APPLICATION_RECORDER_TOPIC"):
             environment["APPLICATION_RECORDER_TOPIC"] = topic
         return environment

@@ -1,0 +1,312 @@
+"""The write side's PostgreSQL recorder: group commit, and idempotency keys kept with events.
+
+Every save appends under the events table's EXCLUSIVE lock, which keeps positions in
+commit order (no reader of the log ever skips an event). Taken once per save, that lock
+and the commit after it are the write path's ceiling. Here the saves that arrive
+together in one process are written in ONE transaction under ONE acquisition of the lock
+and acknowledged together once it has committed:
+
+* the first caller to find no writer at work becomes the writer: it takes every pending
+  save (up to ``MAX_BATCH``), writes them, wakes their callers, and hands over to a
+  waiting caller when its own save is done;
+* under the lock, each save's versions are checked against the log (and against the
+  saves before it in the batch), and its idempotency key against the keys table: a save
+  that conflicts is left out and fails alone with ``IntegrityError`` (a
+  ``RecordConflictError``, which the service retries); its batch-mates are written;
+* the remaining saves' events go in with one INSERT, their keys with another, in the
+  same transaction; a save is entirely in or entirely out, and a checkout's cart, order
+  and stock events, being one save, stay one unit.
+
+Only this recorder inserts keys, always under the lock, so the keys checked under it
+cannot change before the transaction commits. The table's primary key on (aggregate,
+version) still guards every insert: if anything slipped past the checks, the whole
+batch fails and no caller is told otherwise.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+from commands.idempotency import SAVE_KWARG, KeyRecord, KeyStore
+
+# Saves written per transaction at most: enough to amortise the lock and the commit,
+# few enough that one transaction stays short.
+MAX_BATCH = 256
+# How long a save may wait for its turn to be written before it gives up (seconds).
+DEFAULT_QUEUE_TIMEOUT = 10.0
+
+
+@dataclass(eq=False)
+class _Save:
+    """One caller's save: its events, its key, and what became of it."""
+
+    events: Sequence[StoredEvent]
+    key: KeyRecord | None
+    taken: bool = False
+    done: bool = False
+    ids: list[int] = field(default_factory=list)
+    error: BaseException | None = None
+
+
+class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
+    """PostgreSQL application recorder writing concurrent saves together (module doc)."""
+
+    queue_timeout = DEFAULT_QUEUE_TIMEOUT
+
+    def __init__(self, datastore: PostgresDatastore, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name=events_table_name)
+        if datastore.enable_db_functions:
+            # That insert path skips the batch writer: keys would silently not be kept.
+            raise ValueError("eventshop's recorder needs POSTGRES_ENABLE_DB_FUNCTIONS off")
+        schema = Identifier(datastore.schema)
+        events = SQL("{}.{}").format(schema, Identifier(events_table_name))
+        prefix = events_table_name.removesuffix("_events")
+        self.keys_table_name = f"{prefix}_idempotency_keys"
+        keys = SQL("{}.{}").format(schema, Identifier(self.keys_table_name))
+        self.sql_create_statements.extend(
+            [
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {keys} ("
+                    "caller text NOT NULL, key text NOT NULL, fingerprint text NOT NULL, "
+                    "aggregate_id uuid NOT NULL, aggregate_version bigint NOT NULL, "
+                    "position bigint NOT NULL, created_at timestamptz NOT NULL, "
+                    "PRIMARY KEY (caller, key))"
+                ).format(keys=keys),
+                SQL("CREATE INDEX IF NOT EXISTS {index} ON {keys} (created_at)").format(
+                    index=Identifier(f"{self.keys_table_name}_created_at"), keys=keys
+                ),
+            ]
+        )
+        self._versions = SQL(
+            "SELECT originator_id, max(originator_version) AS version FROM {events}"
+            " WHERE originator_id = ANY(%s) GROUP BY originator_id"
+        ).format(events=events)
+        self._insert = SQL(
+            "INSERT INTO {events} (originator_id, originator_version, topic, state)"
+            " SELECT originator_id, originator_version, topic, state"
+            " FROM unnest(%s::{schema}.{event_type}[])"
+            " RETURNING originator_id, originator_version, notification_id"
+        ).format(events=events, schema=schema, event_type=Identifier(self.stored_event_type_name))
+        self._live_keys = SQL(
+            "SELECT caller, key, created_at FROM {keys}"
+            " WHERE (caller, key) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
+        ).format(keys=keys)
+        self._delete_keys = SQL(
+            "DELETE FROM {keys}"
+            " WHERE (caller, key) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
+        ).format(keys=keys)
+        self._insert_keys = SQL(
+            "INSERT INTO {keys} SELECT * FROM unnest("
+            "%s::text[], %s::text[], %s::text[], %s::uuid[], %s::bigint[], %s::bigint[],"
+            " %s::timestamptz[])"
+        ).format(keys=keys)
+        self._select_key = SQL(
+            "SELECT caller, key, fingerprint, aggregate_id, aggregate_version, position,"
+            " created_at FROM {keys} WHERE caller = %s AND key = %s"
+        ).format(keys=keys)
+        self._purge = SQL("DELETE FROM {keys} WHERE created_at < %s").format(keys=keys)
+        self._pending: deque[_Save] = deque()
+        self._turn = threading.Condition()
+        self._writing = False
+
+    # --- saving ------------------------------------------------------------------------------
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Write these events (and the save's key) with whatever else is pending; return
+        their positions once the transaction that holds them has committed."""
+        if not stored_events:
+            return []
+        save = _Save(stored_events, kwargs.get(SAVE_KWARG))
+        deadline = time.monotonic() + self.queue_timeout
+        with self._turn:
+            self._pending.append(save)
+            while self._writing and not save.done:
+                remaining = deadline - time.monotonic()
+                if not save.taken and remaining <= 0:
+                    self._pending.remove(save)
+                    raise OperationalError(
+                        f"waited {self.queue_timeout:g}s for a turn to write; the store is busy"
+                    )
+                # A taken save is being written: that transaction is bounded by the
+                # lock and statement timeouts, so its outcome is awaited, not abandoned.
+                self._turn.wait(remaining if not save.taken else None)
+            if not save.done:
+                self._writing = True
+        if not save.done:
+            self._write_until_done(save)
+        if save.error is not None:
+            raise save.error
+        return save.ids
+
+    def _write_until_done(self, own: _Save) -> None:
+        """Write batches of pending saves until ``own`` is written; then hand over."""
+        try:
+            while not own.done:
+                with self._turn:
+                    batch = [
+                        self._pending.popleft() for _ in range(min(MAX_BATCH, len(self._pending)))
+                    ]
+                    for save in batch:
+                        save.taken = True
+                self._write(batch)
+                with self._turn:
+                    for save in batch:
+                        save.done = True
+                    self._turn.notify_all()
+        finally:
+            with self._turn:
+                self._writing = False
+                # A waiting caller whose save is still pending becomes the next writer.
+                self._turn.notify_all()
+
+    def _write(self, batch: list[_Save]) -> None:
+        try:
+            with self.datastore.transaction(commit=True) as curs:
+                self._lock_table(curs)
+                accepted = self._keys_free(curs, self._versions_free(curs, batch))
+                if accepted:
+                    self._notify_channel(curs)
+                    self._insert_events_of(curs, accepted)
+                    self._insert_keys_of(curs, accepted)
+        except BaseException as error:
+            for save in batch:
+                if save.error is None:
+                    save.ids = []
+                    save.error = error
+            if not isinstance(error, Exception):
+                raise
+
+    def _versions_free(self, curs: Cursor[DictRow], batch: list[_Save]) -> list[_Save]:
+        """The saves none of whose events takes a version already taken; the others fail."""
+        ids = list({event.originator_id for save in batch for event in save.events})
+        curs.execute(self._versions, (ids,), prepare=True)
+        latest: dict[Any, int] = {row["originator_id"]: row["version"] for row in curs}
+        accepted = []
+        for save in batch:
+            first: dict[Any, int] = {}
+            for event in save.events:
+                first.setdefault(event.originator_id, event.originator_version)
+            taken = [i for i, version in first.items() if version <= latest.get(_uuid(i), 0)]
+            if taken:
+                save.error = IntegrityError(
+                    f"a concurrent write took the next version of {', '.join(map(str, taken))}"
+                )
+                continue
+            for event in save.events:
+                latest[_uuid(event.originator_id)] = event.originator_version
+            accepted.append(save)
+        return accepted
+
+    def _keys_free(self, curs: Cursor[DictRow], saves: list[_Save]) -> list[_Save]:
+        """The saves whose idempotency key is not live already; the others fail.
+
+        An expired key of the same caller is deleted here, to be replaced by the new one.
+        """
+        keyed = [save for save in saves if save.key is not None]
+        if not keyed:
+            return saves
+        callers = [save.key.caller for save in keyed if save.key]
+        names = [save.key.key for save in keyed if save.key]
+        curs.execute(self._live_keys, (callers, names), prepare=True)
+        stored: dict[tuple[str, str], datetime] = {
+            (row["caller"], row["key"]): row["created_at"] for row in curs
+        }
+        expired: list[tuple[str, str]] = []
+        accepted = []
+        claimed: set[tuple[str, str]] = set()
+        for save in saves:
+            key = save.key
+            if key is None:
+                accepted.append(save)
+                continue
+            ident = (key.caller, key.key)
+            created = stored.get(ident)
+            live = created is not None and (
+                key.replaces_before is None or created >= key.replaces_before
+            )
+            if live or ident in claimed:
+                save.error = IntegrityError(f"Idempotency-Key {key.key!r} is already stored")
+                continue
+            if created is not None:
+                expired.append(ident)
+            claimed.add(ident)
+            accepted.append(save)
+        if expired:
+            curs.execute(self._delete_keys, ([c for c, _ in expired], [k for _, k in expired]))
+        return accepted
+
+    def _insert_events_of(self, curs: Cursor[DictRow], saves: list[_Save]) -> None:
+        rows = [
+            self.construct_pg_stored_event(e.originator_id, e.originator_version, e.topic, e.state)
+            for save in saves
+            for e in save.events
+        ]
+        curs.execute(self._insert, (rows,))
+        position = {
+            (row["originator_id"], row["originator_version"]): row["notification_id"]
+            for row in curs
+        }
+        for save in saves:
+            save.ids = [
+                position[(_uuid(e.originator_id), e.originator_version)] for e in save.events
+            ]
+
+    def _insert_keys_of(self, curs: Cursor[DictRow], saves: list[_Save]) -> None:
+        keys = [(save.key, save.ids[-1]) for save in saves if save.key is not None]
+        if not keys:
+            return
+        curs.execute(
+            self._insert_keys,
+            (
+                [k.caller for k, _ in keys],
+                [k.key for k, _ in keys],
+                [k.fingerprint for k, _ in keys],
+                [k.aggregate_id for k, _ in keys],
+                [k.aggregate_version for k, _ in keys],
+                [position for _, position in keys],
+                [k.created_at for k, _ in keys],
+            ),
+        )
+
+    # --- keys ----------------------------------------------------------------------------------
+
+    def select_key(self, caller: str, key: str) -> KeyRecord | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self._select_key, (caller, key))
+            row = curs.fetchone()
+        if row is None:
+            return None
+        return KeyRecord(
+            caller=row["caller"],
+            key=row["key"],
+            fingerprint=row["fingerprint"],
+            aggregate_id=row["aggregate_id"],
+            aggregate_version=row["aggregate_version"],
+            position=row["position"],
+            created_at=row["created_at"],
+        )
+
+    def purge_keys(self, before: datetime) -> int:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(self._purge, (before,))
+            return int(curs.rowcount)
+
+
+def _uuid(originator_id: Any) -> Any:
+    # Stored events may carry an id as a UUID or as its text; the database answers UUIDs.
+    return originator_id if isinstance(originator_id, UUID) else UUID(str(originator_id))
