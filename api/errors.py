@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from domain.errors import (
     AlreadyExists,
+    Busy,
     ConcurrencyConflict,
     DomainError,
     InsufficientStock,
@@ -55,6 +56,7 @@ DOMAIN_STATUS: dict[type[DomainError], int] = {
     RuleBroken: 409,
     StaleVersion: 412,
     ConcurrencyConflict: 409,
+    Busy: 503,
     DomainError: 409,
 }
 _STANDARD_MEMBERS = frozenset({"type", "title", "status", "detail", "instance", "errors"})
@@ -123,6 +125,8 @@ async def domain_error(request: Request, error: Exception) -> JSONResponse:
         error.detail,
         title=error.title,
         kind=_kebab(type(error).__name__),
+        # Busy: the same command may be sent again, in a moment.
+        headers={"Retry-After": "1"} if isinstance(error, Busy) else None,
         **facts,
     )
 

@@ -80,3 +80,12 @@ class ConcurrencyConflict(DomainError):
     """A concurrent write kept winning the race after every retry."""
 
     title = "Concurrency conflict"
+
+
+class Busy(DomainError):
+    """The command could not get its turn in time: the aggregates it needs were busy.
+
+    Nothing was recorded; the same command may simply be sent again.
+    """
+
+    title = "Busy"
