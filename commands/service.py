@@ -10,7 +10,8 @@ answered from its first execution instead, and its key is saved with its events.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -22,7 +23,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import ApplicationRecorder, Mapper, RecordConflictError
 from eventsourcing.utils import Environment, EnvType, get_topic
 
-from commands import idempotency
+from commands import idempotency, turns
 from commands.group_commit import GroupCommitRecorder
 from commands.idempotency import IdempotencyKeys, KeyStore, POPOKeyRecorder, SQLiteKeyRecorder
 from domain.cart import Cart
@@ -106,6 +107,9 @@ def retry_on_conflict(
     return wrapper
 
 
+# Aggregates kept in memory between commands (least recently used go first).
+AGGREGATE_CACHE_SIZE = 10_000
+
 # The SQL stores' recorders: the library's, keeping idempotency keys with the events;
 # on PostgreSQL, writing concurrent saves in one transaction (commands/group_commit.py).
 RECORDER_TOPICS = {
@@ -131,11 +135,13 @@ class Shop(Application):
         store: StoreURL | None = None,
         currency: str = DEFAULT_CURRENCY,
         idempotency_ttl: timedelta = idempotency.DEFAULT_TTL,
+        turn_timeout: float = turns.DEFAULT_TIMEOUT,
     ) -> None:
         """The write side on ``store`` (default: in memory).
 
-        ``env`` adds eventsourcing settings (an aggregate cache for a bulk writer, pool
-        sizes); it comes first, as the library's own runners pass it.
+        ``env`` adds eventsourcing settings (pool sizes, the aggregate cache); it comes
+        first, as the library's own runners pass it. ``turn_timeout``: how long a
+        command waits for its turn on a busy aggregate before it is refused (Busy).
         """
         # Checked before connecting: a misconfigured currency must not reach an event.
         self.currency = currency_code(currency)
@@ -150,6 +156,7 @@ class Shop(Application):
             )
         self.keys = IdempotencyKeys(self.recorder, idempotency_ttl)
         self.observers: list[CommandObserver] = []
+        self.turns = turns.Turns(turn_timeout)
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         environment = super().construct_env(name, env)
@@ -157,6 +164,9 @@ class Shop(Application):
         topic = RECORDER_TOPICS.get(environment.get("PERSISTENCE_MODULE", ""))
         if topic and not environment.get("APPLICATION_RECORDER_TOPIC"):
             environment["APPLICATION_RECORDER_TOPIC"] = topic
+        # Recently used aggregates stay in memory (a hot stock level is not replayed per
+        # command); each is brought up to date from the log, by version, when used.
+        environment.setdefault("AGGREGATE_CACHE_MAXSIZE", str(AGGREGATE_CACHE_SIZE))
         return environment
 
     def construct_recorder(self) -> ApplicationRecorder:
@@ -186,28 +196,34 @@ class Shop(Application):
         price: Decimal | str | None = None,
         expected_version: int | None = None,
     ) -> Done:
-        product = self.product(sku_)
-        product.check_version(expected_version)
-        product.change(name=name, price=price)
-        return self._save(product)
+        return self._change(
+            Product.create_id(sku(sku_)),
+            lambda: self.product(sku_),
+            expected_version,
+            lambda product: product.change(name=name, price=price),
+        )
 
     @retry_on_conflict
     def receive_stock(
         self, sku_: str, quantity: int, note: str = "", expected_version: int | None = None
     ) -> Done:
-        stock = self.stock(sku_)
-        stock.check_version(expected_version)
-        stock.receive(quantity, note)
-        return self._save(stock)
+        return self._change(
+            Stock.create_id(sku(sku_)),
+            lambda: self.stock(sku_),
+            expected_version,
+            lambda stock: stock.receive(quantity, note),
+        )
 
     @retry_on_conflict
     def adjust_stock(
         self, sku_: str, delta: int, reason: str, expected_version: int | None = None
     ) -> Done:
-        stock = self.stock(sku_)
-        stock.check_version(expected_version)
-        stock.adjust(delta, reason)
-        return self._save(stock)
+        return self._change(
+            Stock.create_id(sku(sku_)),
+            lambda: self.stock(sku_),
+            expected_version,
+            lambda stock: stock.adjust(delta, reason),
+        )
 
     # --- carts ---------------------------------------------------------------
 
@@ -224,10 +240,12 @@ class Shop(Application):
         owner: str | None = None,
         expected_version: int | None = None,
     ) -> Done:
-        cart = self.cart(cart_id, owner)
-        cart.check_version(expected_version)
-        cart.add_item(sku_, quantity, self.product(sku_).price_in(self.currency))
-        return self._save(cart)
+        return self._change(
+            cart_id,
+            lambda: self.cart(cart_id, owner),
+            expected_version,
+            lambda cart: cart.add_item(sku_, quantity, self.product(sku_).price_in(self.currency)),
+        )
 
     @retry_on_conflict
     def set_cart_quantity(
@@ -238,10 +256,12 @@ class Shop(Application):
         owner: str | None = None,
         expected_version: int | None = None,
     ) -> Done:
-        cart = self.cart(cart_id, owner)
-        cart.check_version(expected_version)
-        cart.set_quantity(sku_, quantity)
-        return self._save(cart)
+        return self._change(
+            cart_id,
+            lambda: self.cart(cart_id, owner),
+            expected_version,
+            lambda cart: cart.set_quantity(sku_, quantity),
+        )
 
     @retry_on_conflict
     def remove_from_cart(
@@ -251,10 +271,12 @@ class Shop(Application):
         owner: str | None = None,
         expected_version: int | None = None,
     ) -> Done:
-        cart = self.cart(cart_id, owner)
-        cart.check_version(expected_version)
-        cart.remove_item(sku_)
-        return self._save(cart)
+        return self._change(
+            cart_id,
+            lambda: self.cart(cart_id, owner),
+            expected_version,
+            lambda cart: cart.remove_item(sku_),
+        )
 
     @retry_on_conflict
     def check_out(
@@ -270,22 +292,23 @@ class Shop(Application):
         All of it is one ``save()``: if any SKU is short, or any of the aggregates was
         changed meanwhile, nothing at all is recorded.
         """
-        cart = self.cart(cart_id, owner)
-        cart.check_version(expected_version)
-        # The cart's own rules (open, not empty) come first: they explain a refusal best.
-        lines = {s: (line.quantity, line.unit_price) for s, line in cart.lines.items()}
-        cart.check_out(Order.create_id(cart.id))
-        order = Order.place(
-            customer_id=cart.customer_id,
-            cart_id=cart.id,
-            lines=lines,
-            shipping_address=shipping_address,
-            email=email,
-            currency=self.currency,
-        )
-        stocks = [self.stock(s) for s in sorted(lines)]
-        Stock.reserve_all(order.id, {s: q for s, (q, _) in lines.items()}, stocks)
-        done = self._save(order, cart, *stocks)
+        with self.turns.of(cart_id):
+            cart = self.cart(cart_id, owner)
+            cart.check_version(expected_version)
+            # The cart's own rules (open, not empty) come first: they explain a refusal best.
+            lines = {s: (line.quantity, line.unit_price) for s, line in cart.lines.items()}
+            cart.check_out(Order.create_id(cart.id))
+            order = Order.place(
+                customer_id=cart.customer_id,
+                cart_id=cart.id,
+                lines=lines,
+                shipping_address=shipping_address,
+                email=email,
+                currency=self.currency,
+            )
+            with self._stock_turns(lines) as stocks:
+                Stock.reserve_all(order.id, {s: q for s, (q, _) in lines.items()}, stocks)
+                done = self._save(order, cart, *stocks)
         return Done(order, done.position)
 
     # --- orders --------------------------------------------------------------
@@ -299,10 +322,12 @@ class Shop(Application):
         owner: str | None = None,
         expected_version: int | None = None,
     ) -> Done:
-        order = self.order(order_id, owner)
-        order.check_version(expected_version)
-        order.pay(amount, reference)
-        return self._save(order)
+        return self._change(
+            order_id,
+            lambda: self.order(order_id, owner),
+            expected_version,
+            lambda order: order.pay(amount, reference),
+        )
 
     @retry_on_conflict
     def ship(
@@ -313,21 +338,21 @@ class Shop(Application):
         expected_version: int | None = None,
     ) -> Done:
         """Ship a paid order: its reserved units leave stock, in the same transaction."""
-        order = self.order(order_id)
-        order.check_version(expected_version)
-        order.ship(carrier, tracking_number)
-        stocks = [self.stock(s) for s in order.skus]
-        for stock in stocks:
-            stock.commit(order.id)
-        done = self._save(order, *stocks)
+        with self.turns.of(order_id):
+            order = self.order(order_id)
+            order.check_version(expected_version)
+            order.ship(carrier, tracking_number)
+            with self._stock_turns(order.skus) as stocks:
+                for stock in stocks:
+                    stock.commit(order.id)
+                done = self._save(order, *stocks)
         return Done(order, done.position)
 
     @retry_on_conflict
     def deliver(self, order_id: UUID, expected_version: int | None = None) -> Done:
-        order = self.order(order_id)
-        order.check_version(expected_version)
-        order.deliver()
-        return self._save(order)
+        return self._change(
+            order_id, lambda: self.order(order_id), expected_version, lambda o: o.deliver()
+        )
 
     @retry_on_conflict
     def cancel(
@@ -338,14 +363,41 @@ class Shop(Application):
         expected_version: int | None = None,
     ) -> Done:
         """Cancel before shipment and release the order's reservations, atomically."""
-        order = self.order(order_id, owner)
-        order.check_version(expected_version)
-        order.cancel(reason)
-        stocks = [self.stock(s) for s in order.skus]
-        for stock in stocks:
-            stock.release(order.id)
-        done = self._save(order, *stocks)
+        with self.turns.of(order_id):
+            order = self.order(order_id, owner)
+            order.check_version(expected_version)
+            order.cancel(reason)
+            with self._stock_turns(order.skus) as stocks:
+                for stock in stocks:
+                    stock.release(order.id)
+                done = self._save(order, *stocks)
         return Done(order, done.position)
+
+    # --- taking turns ---------------------------------------------------------
+
+    def _change(
+        self,
+        aggregate_id: UUID,
+        load: Callable[[], A],
+        expected_version: int | None,
+        change: Callable[[A], object],
+    ) -> Done:
+        """The shape of most commands: on the aggregate's turn, load it, check the
+        version the client expects, let it decide (it raises if a rule forbids), save."""
+        with self.turns.of(aggregate_id):
+            aggregate = load()
+            aggregate.check_version(expected_version)
+            change(aggregate)
+            return self._save(aggregate)
+
+    @contextmanager
+    def _stock_turns(self, skus: Iterable[str]) -> Iterator[list[Stock]]:
+        """The stock levels of these SKUs, loaded on their turns (held for the block).
+
+        Stock turns are taken last, all at once: whoever holds one asks for no other."""
+        ordered = sorted(skus)
+        with self.turns.of(*(Stock.create_id(s) for s in ordered)):
+            yield [self.stock(s) for s in ordered]
 
     # --- loading -------------------------------------------------------------
 
