@@ -34,13 +34,14 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
+from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from commands.idempotency import SAVE_KWARG, KeyRecord, KeyStore
+from domain.errors import Busy
 
 # Saves written per transaction at most: enough to amortise the lock and the commit,
 # few enough that one transaction stays short.
@@ -139,7 +140,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
                 remaining = deadline - time.monotonic()
                 if not save.taken and remaining <= 0:
                     self._pending.remove(save)
-                    raise OperationalError(
+                    raise Busy(
                         f"waited {self.queue_timeout:g}s for a turn to write; the store is busy"
                     )
                 # A taken save is being written: that transaction is bounded by the

@@ -135,13 +135,14 @@ class Shop(Application):
         store: StoreURL | None = None,
         currency: str = DEFAULT_CURRENCY,
         idempotency_ttl: timedelta = idempotency.DEFAULT_TTL,
-        turn_timeout: float = turns.DEFAULT_TIMEOUT,
+        command_wait: float = turns.DEFAULT_TIMEOUT,
     ) -> None:
         """The write side on ``store`` (default: in memory).
 
         ``env`` adds eventsourcing settings (pool sizes, the aggregate cache); it comes
-        first, as the library's own runners pass it. ``turn_timeout``: how long a
-        command waits for its turn on a busy aggregate before it is refused (Busy).
+        first, as the library's own runners pass it. ``command_wait``: how long a
+        command waits for its turn on a busy aggregate, or to be written, before it is
+        refused (Busy: 503).
         """
         # Checked before connecting: a misconfigured currency must not reach an event.
         self.currency = currency_code(currency)
@@ -156,7 +157,9 @@ class Shop(Application):
             )
         self.keys = IdempotencyKeys(self.recorder, idempotency_ttl)
         self.observers: list[CommandObserver] = []
-        self.turns = turns.Turns(turn_timeout)
+        self.turns = turns.Turns(command_wait)
+        if isinstance(self.recorder, GroupCommitRecorder):
+            self.recorder.queue_timeout = command_wait
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         environment = super().construct_env(name, env)

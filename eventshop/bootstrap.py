@@ -13,6 +13,7 @@ from datetime import timedelta
 from commands.service import Shop
 from eventshop.settings import Settings
 from eventstore.database import migration_lock
+from eventstore.url import POSTGRES_OPTIONS
 from projections import MODELS, ReadSide, build_read_side
 from projections.audit.auditor import BATCH, CHECKPOINT_EVERY, Auditor
 from projections.engine.base import ReadModel
@@ -29,11 +30,30 @@ def open_shop(settings: Settings, **library_env: str) -> Shop:
     with migration_lock(store):
         store.prepare()
         return Shop(
-            library_env,
+            {**pool_env(settings), **library_env},
             store=store,
             currency=settings.currency,
             idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
+            command_wait=settings.command_wait_seconds,
         )
+
+
+def pool_env(settings: Settings) -> dict[str, str]:
+    """The library's connection settings from ours; options written in the URL win."""
+    store = settings.database_url
+    if not store.is_postgres:
+        return {}
+    env = {
+        "POSTGRES_POOL_SIZE": str(settings.database_pool_size),
+        "POSTGRES_MAX_OVERFLOW": str(settings.database_max_overflow),
+        # The library waits this long to connect and to check a connection out of the pool.
+        "POSTGRES_CONNECT_TIMEOUT": str(settings.database_wait_seconds),
+        "POSTGRES_LOCK_TIMEOUT": str(settings.database_wait_seconds),
+    }
+    for option, name in POSTGRES_OPTIONS.items():
+        if store.option(option) is not None:
+            env.pop(name, None)
+    return env
 
 
 def open_read_side(

@@ -27,6 +27,25 @@ class Settings(BaseSettings):
         default=None,
         description="the PostgreSQL password, kept out of the URL (any character allowed)",
     )
+    database_pool_size: int = Field(
+        default=10, gt=0, le=1000, description="PostgreSQL connections each process keeps open"
+    )
+    database_max_overflow: int = Field(
+        default=20, ge=0, le=1000, description="connections opened past the pool under load"
+    )
+    database_wait_seconds: int = Field(
+        default=5,
+        gt=0,
+        le=300,
+        description="longest wait for a connection, for the server to answer, or for a lock",
+    )
+    command_wait_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="longest wait of a command for its turn on a busy aggregate or to be"
+        " written (then 503)",
+    )
     jwt_secret: str = Field(default="", description="HS256 key; generated under var/ if empty")
     currency: str = DEFAULT_CURRENCY
     var_dir: Path = Path("var")
