@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 
 import psycopg
 import pytest
 from pydantic import ValidationError
 
+from domain.errors import Busy
 from eventshop import bootstrap
 from eventshop.settings import Settings
 from eventstore.url import StoreURL
@@ -111,4 +114,46 @@ def test_the_composition_root_opens_both_sides_from_one_settings_object(sqlite_u
         assert read_side.catalogue.get_product("MUG-1")["price"] == "9.00"
     finally:
         read_side.close()
+        shop.close()
+
+
+def test_pool_and_waits_come_from_the_settings_unless_the_url_names_them() -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        database_url="postgresql://shop@db:5432/orders?pool_size=3",
+        database_max_overflow=7,
+        database_wait_seconds=2,
+    )
+    env = bootstrap.pool_env(settings)
+    assert "POSTGRES_POOL_SIZE" not in env  # the URL's pool_size=3 stands
+    assert env["POSTGRES_MAX_OVERFLOW"] == "7"
+    assert env["POSTGRES_CONNECT_TIMEOUT"] == env["POSTGRES_LOCK_TIMEOUT"] == "2"
+    assert bootstrap.pool_env(Settings(_env_file=None, database_url="memory://")) == {}  # type: ignore[call-arg]
+
+
+def test_a_command_waits_for_its_turn_as_long_as_the_settings_say(sqlite_url: str) -> None:
+    settings = Settings(_env_file=None, database_url=sqlite_url, command_wait_seconds=0.25)  # type: ignore[call-arg]
+    shop = bootstrap.open_shop(settings)
+    try:
+        shop.add_product("MUG-1", "Mug", "9.00")
+        stock_id = shop.stock("MUG-1").id
+        held = threading.Event()
+        release = threading.Event()
+
+        def hold() -> None:
+            with shop.turns.of(stock_id):
+                held.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        held.wait(10)
+        started = time.monotonic()
+        with pytest.raises(Busy):
+            shop.receive_stock("MUG-1", 1)
+        assert time.monotonic() - started < 5
+        release.set()
+        holder.join(10)
+        assert shop.receive_stock("MUG-1", 1).aggregate.on_hand == 1
+    finally:
         shop.close()
