@@ -26,6 +26,7 @@ from eventsourcing.utils import Environment, EnvType, get_topic
 from commands import idempotency, turns
 from commands.group_commit import GroupCommitRecorder
 from commands.idempotency import IdempotencyKeys, KeyStore, POPOKeyRecorder, SQLiteKeyRecorder
+from domain.base import ShopAggregate
 from domain.cart import Cart
 from domain.errors import (
     AlreadyExists,
@@ -43,7 +44,7 @@ from eventstore.causes import current_cause
 from eventstore.url import StoreURL
 
 P = ParamSpec("P")
-A = TypeVar("A", bound=Aggregate)
+A = TypeVar("A", bound=ShopAggregate)
 
 MAX_ATTEMPTS = retry.CONFLICT_ATTEMPTS
 """Runs of a command that keeps losing races before it gives up (eventstore/retry.py,
@@ -118,7 +119,7 @@ RECORDER_TOPICS = {
 }
 
 
-class Shop(Application):
+class Shop(Application[UUID]):
     """The eventshop write side over any eventsourcing store.
 
     Prices and orders are in the shop's currency (default EUR).
@@ -430,7 +431,7 @@ class Shop(Application):
 
     def _get(self, kind: type[A], aggregate_id: UUID, missing: str) -> A:
         try:
-            aggregate = self.repository.get(aggregate_id)
+            aggregate: Aggregate = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             raise NotFound(missing) from None
         if not isinstance(aggregate, kind):
