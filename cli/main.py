@@ -112,9 +112,10 @@ def worker(
             stop.set()
             raise
 
+    # The write side first: it creates the log's tables if this is a fresh database.
+    shop = open_shop(settings)
     feeder = threading.Thread(target=feed, name="projections")
     feeder.start()
-    shop = open_shop(settings)
     alive = settings.var_dir / WORKER_ALIVE_FILE
     try:
         auditor = open_auditor(shop)

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from domain.errors import DomainError
-from eventshop.bootstrap import open_read_side
+from eventshop.bootstrap import open_read_side, open_shop
 from eventshop.settings import Settings
 from projections import AlreadyRebuilding, ReadSide, RebuildOutcome
 from projections import Progress as RebuildProgress
@@ -47,6 +47,8 @@ def _read_side() -> Iterator[ReadSide]:
             " here. Point EVENTSHOP_DATABASE_URL at a sqlite:/// or postgresql:// store.[/red]"
         )
         raise typer.Exit(2)
+    # The log's tables are the write side's to create, on a database nothing wrote yet.
+    open_shop(settings).close()
     read_side = open_read_side(settings)
     try:
         yield read_side

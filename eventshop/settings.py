@@ -28,7 +28,7 @@ class Settings(BaseSettings):
         description="the PostgreSQL password, kept out of the URL (any character allowed)",
     )
     database_pool_size: int = Field(
-        default=10, gt=0, le=1000, description="PostgreSQL connections each process keeps open"
+        default=5, gt=0, le=1000, description="PostgreSQL connections each process keeps open"
     )
     database_max_overflow: int = Field(
         default=20, ge=0, le=1000, description="connections opened past the pool under load"

@@ -219,10 +219,10 @@ def build_read_side(
 
     built: list[ReadModel] = []
     with migration_lock(store):
-        if not store.is_memory:
-            # A worker may start before anything was written: the log's table must exist.
-            store.prepare()
-            reader.create_table()  # type: ignore[attr-defined]  # SQL recorders have it
+        # The log's own tables are the write side's to create (``eventshop migrate``,
+        # ``serve`` and ``worker`` open it first): made here, they would be made with
+        # the read side's settings. Only the schema the read models go in is made here.
+        store.prepare()
         for model_class in models:
             view = make_view(prefix, f"{prefix}{model_class.name}_tracking")
             view.create_table()
