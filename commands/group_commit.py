@@ -292,15 +292,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
             row = curs.fetchone()
         if row is None:
             return None
-        return KeyRecord(
-            caller=row["caller"],
-            key=row["key"],
-            fingerprint=row["fingerprint"],
-            aggregate_id=row["aggregate_id"],
-            aggregate_version=row["aggregate_version"],
-            position=row["position"],
-            created_at=row["created_at"],
-        )
+        return KeyRecord.from_row(row)
 
     def purge_keys(self, before: datetime) -> int:
         with self.datastore.transaction(commit=True) as curs:

@@ -26,7 +26,7 @@ import hashlib
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
@@ -121,6 +121,13 @@ class KeyRecord:
     position: int = 0
     # A stored row for the same key older than this has expired and may be replaced.
     replaces_before: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], **typed: Any) -> KeyRecord:
+        """The record of a stored row; ``typed`` gives columns a store keeps otherwise."""
+        columns = ("caller", "key", "fingerprint", "aggregate_id", "aggregate_version")
+        values = {name: row[name] for name in (*columns, "position", "created_at")}
+        return cls(**{**values, **typed})
 
 
 class KeyStore(ABC):
@@ -247,13 +254,10 @@ class SQLiteKeyRecorder(SQLiteApplicationRecorder, KeyStore):
             row = c.fetchone()
         if row is None:
             return None
-        return KeyRecord(
-            caller=row["caller"],
-            key=row["key"],
-            fingerprint=row["fingerprint"],
+        # SQLite keeps the id as text and the time as seconds since the epoch.
+        return KeyRecord.from_row(
+            row,
             aggregate_id=UUID(row["aggregate_id"]),
-            aggregate_version=row["aggregate_version"],
-            position=row["position"],
             created_at=datetime.fromtimestamp(row["created_at"], UTC),
         )
 
