@@ -1,17 +1,23 @@
-"""What the cost-curve benchmarks share: a throw-away PostgreSQL database, a Shop on it,
-bulk appends of domain-made events, and latency statistics."""
+"""What the benchmarks share: a throw-away PostgreSQL database, a Shop on it, the API
+served by uvicorn in a process of its own, bulk appends of domain-made events, and
+latency statistics."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 from eventsourcing.domain import Aggregate, DomainEventProtocol
 from psycopg import sql
@@ -26,6 +32,9 @@ ADMIN_URL = os.environ.get(
 )
 # Stored events per insert_events() call: one transaction, one round trip.
 CHUNK = 5_000
+ROOT = Path(__file__).resolve().parent.parent
+# The JWT key of every shop a benchmark serves (tokens minted with api.auth.mint).
+SECRET = "bench-secret-of-at-least-32-bytes-long"
 
 
 @contextlib.contextmanager
@@ -41,6 +50,45 @@ def database(label: str) -> Iterator[str]:
         with psycopg.connect(admin, autocommit=True) as conn:
             drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
             conn.execute(drop.format(sql.Identifier(name)))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def server(target: list[str], env: dict[str, str]) -> Iterator[str]:
+    """``python -m uvicorn *target`` in a process of its own; its base URL while it runs."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        *target,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            if process.poll() is not None:
+                raise RuntimeError(f"{target} exited ({process.returncode})")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/docs", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"{target} did not start")
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def settings_for(url: str) -> Settings:

@@ -32,8 +32,7 @@ from typing import Any
 import httpx
 
 from api.auth import mint
-from bench.common import Latency, bulk_append, database, open_shop, pending, ratio
-from bench.http_commands import SECRET, server
+from bench.common import SECRET, Latency, bulk_append, database, open_shop, pending, ratio, server
 from commands.service import Shop
 from domain.cart import Cart
 from domain.stock import Stock

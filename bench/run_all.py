@@ -1,4 +1,4 @@
-"""The benchmark suite: P1, P3a, P3b and append growth, one table and one plot.
+"""The benchmark suite: P1 (the write path), P3a, P3b and append growth, one table and one plot.
 
 Runs each benchmark in turn (each in a PostgreSQL database of its own, dropped at the
 end), prints its own table as it finishes, then one summary table against the targets,
@@ -7,8 +7,9 @@ README) and ``bench.png`` (the curves) in ``--out``.
 
     python -m bench.run_all [--quick] [--only p1,history,orders,append] [--out bench/results]
 
-About 10 minutes in full on a 2-core machine; ``--quick`` takes tiny sizes (seconds) and
-only proves the code works: its figures mean nothing.
+P1 (bench/write_path.py) alone takes about 6 minutes on a 2-core machine; the others add
+several more (the million-event and million-row fills the longest). ``--quick`` takes tiny
+sizes (seconds) and only proves the code works: its figures mean nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import append_growth, history_length, http_commands, order_list
+from bench import append_growth, history_length, order_list, write_path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -40,7 +41,7 @@ class Benchmark:
 
 
 BENCHMARKS = (
-    Benchmark("p1", http_commands.run, http_commands.report, http_commands.QUICK),
+    Benchmark("p1", write_path.run, write_path.report, write_path.QUICK),
     Benchmark("history", history_length.run, history_length.report, history_length.QUICK),
     Benchmark("orders", order_list.run, order_list.report, order_list.QUICK),
     Benchmark("append", append_growth.run, append_growth.report, append_growth.QUICK),
@@ -104,25 +105,55 @@ def summary(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         value: float,
         target: float | None = None,
         at_most: bool = True,
+        verdict: str | None = None,
     ) -> None:
         sign = "<=" if at_most else ">="
         goal = "" if target is None else f" (target {sign} {target:g}x)"
         rows.append(
-            (bench, measure, figures, f"{value:.2f}x{goal}", _verdict(value, target, at_most))
+            (
+                bench,
+                measure,
+                figures,
+                f"{value:.2f}x{goal}",
+                verdict or _verdict(value, target, at_most),
+            )
         )
 
     if p1 := results.get("p1"):
-        best = max(p1["runs"], key=lambda r: r["eventshop"]["requests_per_second"])
-        add(
-            "P1",
-            f"HTTP commands req/s, eventshop vs floor, {p1['clients']} clients",
-            f"{p1['eventshop']:.0f} vs {p1['floor']:.0f} req/s"
-            f" (eventshop's best run: p50 {best['eventshop']['p50']:.0f} ms,"
-            f" p99 {best['eventshop']['p99']:.0f} ms)",
-            p1["ratio"],
-            0.8,
-            at_most=False,
-        )
+        for row in write_path.summary_rows(p1):
+            name = row["scenario"]
+            unit = {"flash": "checkouts/s", "appends": "appends/s"}.get(name, "req/s")
+            figures = (
+                f"{row['shop']:.0f} vs {row['floor']:.0f} {unit}; shop"
+                + (" checkout" if name == "flash" else "")
+                + " p50"
+                f" {row['shop_p50']:.0f} ms, p99 {row['shop_p99']:.0f} ms; CPU/cmd"
+                f" {row['shop_ms_per_command']:.1f}"
+                + (
+                    f" + worker {row['worker_ms_per_command']:.1f}"
+                    if row["worker_ms_per_command"] is not None
+                    else ""
+                )
+                + f" vs {row['floor_ms_per_command']:.1f} ms"
+            )
+            if name != "appends":
+                figures += f"; non-2xx {row['shop_non_2xx']}"
+            if row["refused"] is not None:
+                figures += f" (409: {row['refused']})"
+            if row["lag_max_during"] is not None:
+                figures += f"; max lag {row['lag_max_during']}/{row['lag_after_max']} events"
+            bench = {"flash": "flash", "appends": "appends"}.get(name, "P1")
+            floor = "floor --workers 2" if name == "spread_workers2" else "floor"
+            measure = f"{row['label'].removeprefix('P1 ')} vs {floor}"
+            if name.startswith("spread"):
+                add(bench, measure, figures, row["ratio"], 0.8, at_most=False)
+            elif name == "hot":
+                ok = "yes" if row["shop_non_2xx"] == 0 else "NO"
+                add(bench, measure + " (target: 0 non-2xx)", figures, row["ratio"], verdict=ok)
+            else:
+                add(bench, measure, figures, row["ratio"])
+        for group, error in p1.get("errors", {}).items():
+            rows.append(("P1", group, f"did not run: {error.splitlines()[0]}", "-", "NO"))
     if p3a := results.get("history"):
         first, last = p3a["rows"][0], p3a["rows"][-1]
         span = f"{first['length']:,} -> {last['length']:,} events"
@@ -207,14 +238,23 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(2, 2, figsize=(12, 9))
     p1_ax, p3a_ax, p3b_ax, append_ax = axes.flat
     if p1 := results.get("p1"):
-        labels = ["floor\n(raw insert)", "eventshop\n(stock receipt)"]
-        values = [p1["floor"], p1["eventshop"]]
-        bars = p1_ax.bar(labels, values, color=["#999999", "#1f77b4"])
-        p1_ax.bar_label(bars, fmt="%.0f")
-        p1_ax.set_ylabel("requests / s (median of runs)")
-        p1_ax.set_title(
-            f"P1: HTTP commands, {p1['clients']} clients — {p1['ratio']:.2f}x the floor"
+        rows = write_path.summary_rows(p1)
+        bars = p1_ax.bar(
+            [row["label"].replace(", ", "\n", 1) for row in rows],
+            [row["ratio"] for row in rows],
+            color="#1f77b4",
         )
+        p1_ax.bar_label(
+            bars,
+            labels=[f"{row['ratio']:.2f}x\n{row['shop']:.0f}/{row['floor']:.0f}" for row in rows],
+            fontsize="small",
+        )
+        p1_ax.set_ylim(0, max([1.0, *(row["ratio"] for row in rows)]) * 1.2)
+        p1_ax.axhline(0.8, color="#999999", linestyle=":", label="P1 target 0.8x")
+        p1_ax.tick_params(axis="x", labelsize="x-small")
+        p1_ax.set_ylabel("shop / floor (median of per-round ratios)")
+        p1_ax.set_title("Write path vs floor, each in its own processes")
+        p1_ax.legend(fontsize="small")
     if p3a := results.get("history"):
         lengths = [row["length"] for row in p3a["rows"]]
         series = [

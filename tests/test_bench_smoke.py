@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench import append_growth, history_length, order_list, run_all
+from bench import append_growth, history_length, order_list, run_all, write_path
 from bench.common import ADMIN_URL, bulk_append
 from eventshop.bootstrap import open_read_side
 from eventstore.url import StoreURL
@@ -35,9 +35,27 @@ def test_quick_suite_measures_everything_and_saves_table_json_and_plot(tmp_path:
     results = run_all.run_suite(quick=True, echo=echoed.append)
 
     assert results["errors"] == {}
+    # The write path: each scenario ran both sides, alternating, every request answered
+    # (no figures judged: a quick run's mean nothing).
     p1 = results["p1"]
-    assert p1["floor"] > 0 and p1["eventshop"] > 0
-    assert all(r["floor"]["errors"] == r["eventshop"]["errors"] == 0 for r in p1["runs"])
+    assert set(p1["scenarios"]) == set(write_path.QUICK["only"])
+    for name, scenario in p1["scenarios"].items():
+        sides = [run["side"] for run in scenario["runs"]]
+        assert sides == ["shop", "floor"] * write_path.QUICK["rounds"], name
+        for run in scenario["runs"]:
+            assert run["requests_per_second"] > 0, (name, run["side"])
+            assert run["server_ms_per_command"] > 0, (name, run["side"])
+            if name != "appends":
+                assert run["unfinished"] == run["failures"] == 0, (name, run["side"])
+        assert scenario["ratio"] > 0
+    for name in ("spread", "flash"):
+        shop_runs = [run for run in p1["scenarios"][name]["runs"] if run["side"] == "shop"]
+        # Read models watched through GET /api/projections, and caught up after each round.
+        assert all(run["lag_polls"] > 0 and run["caught_up"] for run in shop_runs), name
+    assert p1["scenarios"]["spread"]["shop"]["non_2xx"] == 0
+    flash = p1["scenarios"]["flash"]
+    assert flash["shop"]["cycles"] > 0 and flash["floor"]["cycles"] > 0
+    assert flash["events_per_step"]["checkout"] >= 2  # at least the order and the reservation
 
     history = results["history"]
     quick = history_length.QUICK
@@ -66,7 +84,7 @@ def test_quick_suite_measures_everything_and_saves_table_json_and_plot(tmp_path:
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = run_all.summary(results)
     assert len(paths["md"].read_text().splitlines()) == 2 + len(rows)
-    assert {row[0] for row in rows} == {"P1", "P3a", "P3b", "append"}
+    assert {row[0] for row in rows} == {"P1", "flash", "appends", "P3a", "P3b", "append"}
     assert "FAILED" not in run_all.table(results)
 
 
