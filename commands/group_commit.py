@@ -36,7 +36,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
-from psycopg import Cursor
+from psycopg import Connection, Cursor, Pipeline
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
@@ -91,10 +91,13 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
                 ),
             ]
         )
+        # One index probe per aggregate (max() on the primary key's prefix), however
+        # long its history: a hot stock level must not cost a scan of its events.
         self._versions = SQL(
-            "SELECT originator_id, max(originator_version) AS version FROM {events}"
-            " WHERE originator_id = ANY(%s) GROUP BY originator_id"
-        ).format(events=events)
+            "SELECT ids.id AS originator_id, (SELECT max(originator_version) FROM {events} e"
+            " WHERE e.originator_id = ids.id) AS version"
+            " FROM unnest(%s::{id_type}[]) AS ids(id)"
+        ).format(events=events, id_type=Identifier(datastore.originator_id_type))
         self._insert = SQL(
             "INSERT INTO {events} (originator_id, originator_version, topic, state)"
             " SELECT originator_id, originator_version, topic, state"
@@ -176,14 +179,18 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
                 self._turn.notify_all()
 
     def _write(self, batch: list[_Save]) -> None:
+        """Write the batch in one transaction, pipelined: three round trips in all."""
+        failed: Exception | None = None
         try:
-            with self.datastore.transaction(commit=True) as curs:
-                self._lock_table(curs)
-                accepted = self._keys_free(curs, self._versions_free(curs, batch))
-                if accepted:
-                    self._notify_channel(curs)
-                    self._insert_events_of(curs, accepted)
-                    self._insert_keys_of(curs, accepted)
+            with self.datastore.get_connection() as conn:
+                with conn.pipeline() as pipeline, conn.transaction():
+                    try:
+                        self._write_in(conn, pipeline, batch)
+                    except Exception as error:
+                        # Raised once the pipeline has closed (psycopg warns otherwise).
+                        failed = error
+                if failed is not None:
+                    raise failed
         except BaseException as error:
             for save in batch:
                 if save.error is None:
@@ -192,17 +199,58 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
             if not isinstance(error, Exception):
                 raise
 
-    def _versions_free(self, curs: Cursor[DictRow], batch: list[_Save]) -> list[_Save]:
-        """The saves none of whose events takes a version already taken; the others fail."""
-        ids = list({event.originator_id for save in batch for event in save.events})
-        curs.execute(self._versions, (ids,), prepare=True)
-        latest: dict[Any, int] = {row["originator_id"]: row["version"] for row in curs}
+    def _write_in(self, conn: Connection[DictRow], pipeline: Pipeline, batch: list[_Save]) -> None:
+        ids = list({_uuid(event.originator_id) for save in batch for event in save.events})
+        keyed = [save.key for save in batch if save.key is not None]
+        with conn.cursor() as lock, conn.cursor() as versions, conn.cursor() as keys:
+            for statement in self.lock_table_statements:
+                lock.execute(statement, prepare=True)
+            versions.execute(self._versions, (ids,), prepare=True)
+            if keyed:
+                names = ([k.caller for k in keyed], [k.key for k in keyed])
+                keys.execute(self._live_keys, names, prepare=True)
+            pipeline.sync()
+            latest = {row["originator_id"]: row["version"] or 0 for row in versions.fetchall()}
+            stored = (
+                {(r["caller"], r["key"]): r["created_at"] for r in keys.fetchall()} if keyed else {}
+            )
+        accepted, expired = self._keys_free(self._versions_free(batch, latest), stored)
+        if not accepted:
+            return
+        with conn.cursor() as write, conn.cursor() as insert:
+            if expired:
+                write.execute(self._delete_keys, ([c for c, _ in expired], [k for _, k in expired]))
+            self._notify_channel(write)
+            rows = [
+                self.construct_pg_stored_event(
+                    e.originator_id, e.originator_version, e.topic, e.state
+                )
+                for save in accepted
+                for e in save.events
+            ]
+            insert.execute(self._insert, (rows,))
+            pipeline.sync()
+            position = {
+                (row["originator_id"], row["originator_version"]): row["notification_id"]
+                for row in insert.fetchall()
+            }
+            for save in accepted:
+                save.ids = [
+                    position[(_uuid(e.originator_id), e.originator_version)] for e in save.events
+                ]
+            # Sent with the COMMIT.
+            self._insert_keys_of(write, accepted)
+
+    @staticmethod
+    def _versions_free(batch: list[_Save], latest: dict[Any, int]) -> list[_Save]:
+        """The saves none of whose events takes a version already taken (in the log, or
+        by a save before it in the batch); the others fail."""
         accepted = []
         for save in batch:
             first: dict[Any, int] = {}
             for event in save.events:
-                first.setdefault(event.originator_id, event.originator_version)
-            taken = [i for i, version in first.items() if version <= latest.get(_uuid(i), 0)]
+                first.setdefault(_uuid(event.originator_id), event.originator_version)
+            taken = [i for i, version in first.items() if version <= latest.get(i, 0)]
             if taken:
                 save.error = IntegrityError(
                     f"a concurrent write took the next version of {', '.join(map(str, taken))}"
@@ -213,20 +261,12 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
             accepted.append(save)
         return accepted
 
-    def _keys_free(self, curs: Cursor[DictRow], saves: list[_Save]) -> list[_Save]:
-        """The saves whose idempotency key is not live already; the others fail.
-
-        An expired key of the same caller is deleted here, to be replaced by the new one.
-        """
-        keyed = [save for save in saves if save.key is not None]
-        if not keyed:
-            return saves
-        callers = [save.key.caller for save in keyed if save.key]
-        names = [save.key.key for save in keyed if save.key]
-        curs.execute(self._live_keys, (callers, names), prepare=True)
-        stored: dict[tuple[str, str], datetime] = {
-            (row["caller"], row["key"]): row["created_at"] for row in curs
-        }
+    @staticmethod
+    def _keys_free(
+        saves: list[_Save], stored: dict[tuple[str, str], datetime]
+    ) -> tuple[list[_Save], list[tuple[str, str]]]:
+        """The saves whose idempotency key is not live already (the others fail), and
+        the expired keys they replace, to be deleted first."""
         expired: list[tuple[str, str]] = []
         accepted = []
         claimed: set[tuple[str, str]] = set()
@@ -247,25 +287,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
                 expired.append(ident)
             claimed.add(ident)
             accepted.append(save)
-        if expired:
-            curs.execute(self._delete_keys, ([c for c, _ in expired], [k for _, k in expired]))
-        return accepted
-
-    def _insert_events_of(self, curs: Cursor[DictRow], saves: list[_Save]) -> None:
-        rows = [
-            self.construct_pg_stored_event(e.originator_id, e.originator_version, e.topic, e.state)
-            for save in saves
-            for e in save.events
-        ]
-        curs.execute(self._insert, (rows,))
-        position = {
-            (row["originator_id"], row["originator_version"]): row["notification_id"]
-            for row in curs
-        }
-        for save in saves:
-            save.ids = [
-                position[(_uuid(e.originator_id), e.originator_version)] for e in save.events
-            ]
+        return accepted, expired
 
     def _insert_keys_of(self, curs: Cursor[DictRow], saves: list[_Save]) -> None:
         keys = [(save.key, save.ids[-1]) for save in saves if save.key is not None]
