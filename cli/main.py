@@ -32,6 +32,8 @@ from projections import run_worker
 # while its feeder runs and the event store answers; a container healthcheck reads its age.
 WORKER_ALIVE_FILE = "worker.alive"
 WORKER_BEAT_SECONDS = 5.0
+# How long `serve --workers N` gives each API process to come up before replacing it.
+WORKER_START_SECONDS = 60
 
 log = logging.getLogger("eventshop.worker")
 
@@ -66,6 +68,10 @@ def serve(
         log_level=level.lower(),
         access_log=False,
         workers=workers,
+        # A worker process imports the whole app before it answers its supervisor's
+        # health check: on a busy 2-core host that took ~6 s, past uvicorn's default 5 s,
+        # and the supervisor then replaced every worker forever.
+        timeout_worker_healthcheck=WORKER_START_SECONDS,
     )
 
 
