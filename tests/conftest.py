@@ -1,17 +1,39 @@
 """Shared fixtures: real stores to test against.
 
 Every PostgreSQL test runs in a database created for this test run (dropped at the
-end) and a schema of its own, so that runs and tests never collide. PostgreSQL is
-never mocked and a test that needs it never skips: if the server is down, the test
-fails and says so.
+end; one per pytest-xdist worker), so that runs never collide. PostgreSQL is never
+mocked and a test that needs it never skips: if the server is down, the test fails and
+says so.
+
+Two kinds of PostgreSQL store:
+
+* ``pg_url``: a new, empty schema of the test's own (no tables yet), for tests of
+  what happens to a database without tables; a test that asks for ``pg_reused_url``
+  (most do, through the store fixtures) gets it if marked ``fresh_schema``.
+* ``pg_reused_url``: an empty store whose tables exist already: a schema made once with
+  every table (``eventshop migrate``) and put back after each test as it was right
+  after migrating (every table truncated and given back the few rows migrating wrote,
+  every sequence set back), so that a test sees a store just migrated for a fraction
+  of the set-up. Tables a test added are dropped; a schema whose own tables a test
+  changed (dropped, altered, renamed), or that something still uses after the test, is
+  dropped instead, and the next test gets a new one.
+
+Markers: every test that uses PostgreSQL is marked ``postgres`` automatically (see
+``pytest_collection_modifyitems``), so ``pytest -m "not postgres and not slow"`` (``make
+test-quick``) is the loop that needs no server.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import time
 import uuid
+import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -21,6 +43,12 @@ from commands.service import Shop
 from eventshop import bootstrap
 from eventshop.settings import Settings
 from eventstore.url import StoreURL
+
+# Temporary folders, where SQLite stores live, in memory if the machine has a tmpfs:
+# SQLite syncs each commit to the disk, which costs more than the test's own work. The
+# database behaves the same (a killed process loses nothing the system has).
+if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+    os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", "/dev/shm")
 
 ADMIN_URL = os.environ.get(
     "EVENTSHOP_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -44,6 +72,12 @@ def pg_database() -> Iterator[str]:
     name = f"eventshop_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     with _admin() as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        # A commit does not wait for its WAL to reach the disk: what every session sees
+        # is the same (locks, visibility, order); only a crash of the server itself
+        # could lose the last commits, and no test crashes the server.
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET synchronous_commit = off").format(sql.Identifier(name))
+        )
     base = ADMIN_URL.rsplit("/", 1)[0]
     yield f"{base}/{name}"
     with _admin() as conn:
@@ -52,15 +86,336 @@ def pg_database() -> Iterator[str]:
         )
 
 
+def _require_postgres_marker(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("postgres") is None:
+        pytest.fail(
+            f"{request.node.nodeid} uses PostgreSQL but is not marked `postgres`: request"
+            " pg_url/pg_reused_url as an argument, parametrise with 'postgres', or mark it",
+            pytrace=False,
+        )
+
+
 @pytest.fixture
-def pg_url(pg_database: str) -> Iterator[str]:
-    """A PostgreSQL URL whose schema belongs to this test alone."""
+def pg_url(pg_database: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A PostgreSQL URL whose schema belongs to this test alone (new, without tables)."""
+    _require_postgres_marker(request)
     schema = f"t_{uuid.uuid4().hex[:12]}"
     url = f"{pg_database}?schema={schema}"
     StoreURL.parse(url).prepare()
     yield url
     with psycopg.connect(StoreURL.parse(url).dsn(), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture(autouse=True)
+def pg_turn(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Under pytest-xdist, PostgreSQL tests of the workers share the server as readers and
+    writers share a lock: any number at once, except a slow one or one of a
+    MANY_CONNECTIONS file, which waits for the others and runs alone. A PostgreSQL
+    advisory lock of this run (the admin database's) is the lock."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    node = request.node
+    if run is None or node.get_closest_marker("postgres") is None:
+        yield
+        return
+    alone = node.get_closest_marker("slow") is not None or (
+        node.nodeid.partition("::")[0] in MANY_CONNECTIONS
+    )
+    key = int.from_bytes(hashlib.sha256(run.encode()).digest()[:8], "big", signed=True)
+    with _admin() as conn:
+        take = "pg_advisory_lock" if alone else "pg_advisory_lock_shared"
+        conn.execute(sql.SQL("SELECT {}(%s)").format(sql.Identifier(take)), (key,))
+        yield  # the lock goes with the connection
+
+
+# --- PostgreSQL schemas reused between tests ------------------------------------------------
+
+# What a schema is made of, to tell whether a test changed it: every relation (with its
+# columns, or an index's definition), constraint, function, type and trigger. Not the
+# bodies of functions: the event store's insert function is replaced by every process
+# that opens it (CREATE OR REPLACE, with that process's lock timeout in it).
+_SHAPE = """
+WITH ns AS (SELECT oid FROM pg_namespace WHERE nspname = %(schema)s)
+SELECT 'relation', c.relname || ' ' || c.relkind::text || ' ' || CASE
+    WHEN c.relkind IN ('i', 'I') THEN pg_get_indexdef(c.oid)
+    ELSE coalesce((
+        SELECT string_agg(
+            a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+            || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+            || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), ''),
+            ', ' ORDER BY a.attnum)
+        FROM pg_attribute a
+        LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+        WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '')
+    END
+FROM pg_class c WHERE c.relnamespace = (SELECT oid FROM ns)
+UNION ALL
+SELECT 'constraint', conrelid::regclass::text || ' ' || conname || ' '
+    || pg_get_constraintdef(oid)
+FROM pg_constraint WHERE connamespace = (SELECT oid FROM ns)
+UNION ALL
+SELECT 'function', oid::regprocedure::text
+FROM pg_proc WHERE pronamespace = (SELECT oid FROM ns)
+UNION ALL
+SELECT 'type', typname FROM pg_type WHERE typnamespace = (SELECT oid FROM ns)
+UNION ALL
+SELECT 'trigger', t.tgrelid::regclass::text || ' ' || t.tgname
+FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+WHERE c.relnamespace = (SELECT oid FROM ns)
+ORDER BY 1, 2
+"""
+
+# Other sessions on the test database that could still act on a schema: in a
+# transaction or a query, or holding an advisory lock (a read model's feeder).
+_BUSY = """
+SELECT pid, state, left(query, 200) FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid()
+  AND backend_type = 'client backend'
+  AND (state IS DISTINCT FROM 'idle'
+       OR pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted))
+"""
+
+
+def schema_shape(conn: psycopg.Connection, schema: str) -> list[tuple[str, str]]:
+    return [(kind, text) for kind, text in conn.execute(_SHAPE, {"schema": schema})]
+
+
+def _relations(conn: psycopg.Connection, schema: str, kinds: str) -> list[tuple[str, str]]:
+    """(name, kind) of the relations of ``schema`` whose relkind is in ``kinds``."""
+    return conn.execute(
+        "SELECT c.relname, c.relkind::text FROM pg_class c JOIN pg_namespace n"
+        " ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind::text = ANY(%s)"
+        " ORDER BY 1",
+        (schema, list(kinds)),
+    ).fetchall()
+
+
+@dataclass
+class Baseline:
+    """What a schema holds right after ``eventshop migrate``: the rows of its tables (the
+    library's ``__migration__`` tracking rows, each read model's position 0, status row
+    and version), kept in a schema beside it, and where each of its sequences stands."""
+
+    copy: str
+    tables: list[str]
+    sequences: list[tuple[str, int, bool]]
+
+
+def save_baseline(conn: psycopg.Connection, schema: str) -> Baseline:
+    copy = f"{schema}_baseline"
+    tables = []
+    with conn.transaction():
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(copy)))
+        for name, _ in _relations(conn, schema, "rp"):
+            source = sql.Identifier(schema, name)
+            rows = conn.execute(sql.SQL("SELECT EXISTS (SELECT FROM {})").format(source))
+            if rows.fetchone() == (True,):
+                conn.execute(
+                    sql.SQL("CREATE TABLE {} AS TABLE {}").format(
+                        sql.Identifier(copy, name), source
+                    )
+                )
+                tables.append(name)
+    sequences = []
+    for name, _ in _relations(conn, schema, "S"):
+        last, called = conn.execute(
+            sql.SQL("SELECT last_value, is_called FROM {}").format(sql.Identifier(schema, name))
+        ).fetchone()  # type: ignore[misc]
+        sequences.append((name, last, called))
+    return Baseline(copy, tables, sequences)
+
+
+def restore_baseline(conn: psycopg.Connection, schema: str, baseline: Baseline) -> None:
+    """Put ``schema`` back as it was right after migrating: every table emptied (looked
+    up, not listed: the event store's, the read models' with their tracking positions,
+    status and projection_versions rows, the idempotency keys, the audit checkpoints,
+    and any table added later), the baseline's rows put back, and every sequence (the
+    event store's notification ids, identity columns) set back to where it stood."""
+    tables = [sql.Identifier(schema, name) for name, _ in _relations(conn, schema, "rp")]
+    with conn.transaction():
+        conn.execute("SET LOCAL lock_timeout = '5s'")
+        try:
+            # DELETE, not TRUNCATE: on tables this small, ten times faster (no new files).
+            with conn.transaction():
+                for table in tables:
+                    conn.execute(sql.SQL("DELETE FROM {}").format(table))
+        except psycopg.errors.ForeignKeyViolation:
+            conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(sql.SQL(", ").join(tables)))
+        for name in baseline.tables:
+            conn.execute(
+                sql.SQL("INSERT INTO {} SELECT * FROM {}").format(
+                    sql.Identifier(schema, name), sql.Identifier(baseline.copy, name)
+                )
+            )
+        for name, last, called in baseline.sequences:
+            conn.execute(
+                "SELECT setval(%s::regclass, %s, %s)",
+                (sql.Identifier(schema, name).as_string(conn), last, called),
+            )
+
+
+_DROP = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW", "S": "SEQUENCE"}
+
+
+def drop_relations_added(
+    conn: psycopg.Connection, schema: str, shape: list[tuple[str, str]]
+) -> None:
+    """Drop the tables, views and sequences of ``schema`` that ``shape`` does not have."""
+    known = {text.split(" ", 1)[0] for kind, text in shape if kind == "relation"}
+    rows = conn.execute(
+        "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n"
+        " ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = ANY(%s)",
+        (schema, list(_DROP)),
+    ).fetchall()
+    with conn.transaction():
+        conn.execute("SET LOCAL lock_timeout = '5s'")
+        for name, kind in rows:
+            if name not in known:
+                conn.execute(
+                    sql.SQL("DROP {} IF EXISTS {} CASCADE").format(
+                        sql.SQL(_DROP[kind]), sql.Identifier(schema, name)
+                    )
+                )
+
+
+@dataclass
+class SchemaPool:
+    """Schemas of ``database`` with every table made, handed to one test at a time."""
+
+    database: str
+    idle: list[str] = field(default_factory=list)
+    shapes: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    baselines: dict[str, Baseline] = field(default_factory=dict)
+    made: int = 0
+    reused: int = 0
+    dropped: list[str] = field(default_factory=list)
+
+    def url(self, schema: str) -> str:
+        return f"{self.database}?schema={schema}"
+
+    def _connect(self) -> psycopg.Connection:
+        return psycopg.connect(StoreURL.parse(self.database).dsn(), autocommit=True)
+
+    def take(self) -> str:
+        if self.idle:
+            self.reused += 1
+            return self.url(self.idle.pop())
+        schema = f"r_{uuid.uuid4().hex[:12]}"
+        bootstrap.migrate(settings_for(self.url(schema)))
+        with self._connect() as conn:
+            self.shapes[schema] = schema_shape(conn, schema)
+            self.baselines[schema] = save_baseline(conn, schema)
+        self.made += 1
+        return self.url(schema)
+
+    def give_back(self, url: str, test: str) -> None:
+        """Empty the schema for the next test, or drop it if it cannot be trusted."""
+        schema = StoreURL.parse(url).schema
+        with self._connect() as conn:
+            try:
+                why = self._unfit(conn, schema)
+            except psycopg.Error as error:
+                why = f"could not be restored ({error})"
+            if why is None:
+                try:
+                    restore_baseline(conn, schema, self.baselines[schema])
+                except psycopg.Error as error:
+                    why = f"could not be emptied ({error})"
+            if why is None:
+                self.idle.append(schema)
+                return
+            self.dropped.append(f"{test}: {why}"[:400])
+            del self.shapes[schema]
+            copy = self.baselines.pop(schema).copy
+            try:
+                with conn.transaction():
+                    conn.execute("SET LOCAL lock_timeout = '5s'")
+                    conn.execute(
+                        sql.SQL("DROP SCHEMA IF EXISTS {}, {} CASCADE").format(
+                            sql.Identifier(schema), sql.Identifier(copy)
+                        )
+                    )
+            except psycopg.Error:
+                pass  # still in use: left to the DROP DATABASE at the end of the run
+
+    def _unfit(self, conn: psycopg.Connection, schema: str) -> str | None:
+        deadline = time.monotonic() + 5
+        while busy := conn.execute(_BUSY).fetchall():
+            if time.monotonic() > deadline:
+                return f"still in use by {busy}"
+            time.sleep(0.05)
+        expected = self.shapes[schema]
+        shape = schema_shape(conn, schema)
+        if shape != expected:
+            # Tables a test added beside the others (a rebuild's copy under another
+            # prefix, a test's own table) go; whatever else changed drops the schema.
+            drop_relations_added(conn, schema, expected)
+            shape = schema_shape(conn, schema)
+        if shape != expected:
+            changed = sorted(set(shape) ^ set(expected))
+            return f"its shape changed: {changed[:5]}"
+        return None
+
+
+@pytest.fixture(scope="session")
+def pg_schemas(pg_database: str, request: pytest.FixtureRequest) -> SchemaPool:
+    pool = SchemaPool(pg_database)
+    request.config._eventshop_schema_pool = pool  # type: ignore[attr-defined]
+    return pool
+
+
+@pytest.fixture
+def pg_reused_url(pg_schemas: SchemaPool, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A PostgreSQL URL of an empty store whose tables exist: as a fresh store to every
+    test that does not look at which tables there are (see the module's docstring).
+
+    A test marked ``fresh_schema`` gets ``pg_url`` instead: a new schema, no tables.
+    """
+    _require_postgres_marker(request)
+    if request.node.get_closest_marker("fresh_schema") is not None:
+        yield str(request.getfixturevalue("pg_url"))
+        return
+    url = pg_schemas.take()
+    yield url
+    pg_schemas.give_back(url, request.node.nodeid)
+
+
+def _pool_counts(config: pytest.Config) -> dict[str, Any]:
+    pool: SchemaPool | None = getattr(config, "_eventshop_schema_pool", None)
+    if pool is None:
+        return {"made": 0, "reused": 0, "dropped": []}
+    return {"made": pool.made, "reused": pool.reused, "dropped": list(pool.dropped)}
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # a pytest-xdist worker: tell the controller
+        workeroutput["eventshop_schema_pool"] = _pool_counts(session.config)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    counts = getattr(node, "workeroutput", {}).get("eventshop_schema_pool")
+    if counts:
+        node.config._eventshop_worker_pools = [
+            *getattr(node.config, "_eventshop_worker_pools", []),
+            counts,
+        ]
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """How often a schema with tables was made, reused, and dropped after a test."""
+    every = [_pool_counts(config), *getattr(config, "_eventshop_worker_pools", [])]
+    made, reused = sum(c["made"] for c in every), sum(c["reused"] for c in every)
+    dropped = [line for c in every for line in c["dropped"]]
+    if not (made or reused):
+        return
+    terminalreporter.write_line(
+        f"PostgreSQL schemas with tables: {made} made, {reused} reused,"
+        f" {len(dropped)} dropped after a test"
+    )
+    for line in dropped:
+        terminalreporter.write_line(f"  dropped: {line}")
 
 
 @pytest.fixture
@@ -75,7 +430,7 @@ def store_url(request: pytest.FixtureRequest) -> str:
         return "memory://"
     if request.param == "sqlite":
         return str(request.getfixturevalue("sqlite_url"))
-    return str(request.getfixturevalue("pg_url"))
+    return str(request.getfixturevalue("pg_reused_url"))
 
 
 def settings_for(url: str, **overrides: object) -> Settings:
@@ -93,3 +448,99 @@ def shop(store_url: str) -> Iterator[Shop]:
     app = open_shop(store_url)
     yield app
     app.close()
+
+
+# --- markers -------------------------------------------------------------------------------
+
+PG_FIXTURES = {"pg_database", "pg_url", "pg_reused_url", "pg_schemas"}
+# Parameter values that select PostgreSQL in the suite's parametrised store fixtures
+# (store_url, database_url, audit_url, url, new_store, db, ...: "postgres"; "pg" where
+# the value names the fixture, f"{param}_url").
+PG_PARAMS = {"postgres", "pg"}
+
+# Tests (every parameter of each), by file, that reach PostgreSQL without the fixtures
+# (the benchmarks make databases of their own).
+POSTGRES_BY_HAND = {
+    "tests/test_bench_smoke.py": {
+        "test_quick_suite_measures_everything_and_saves_table_json_and_plot",
+    },
+}
+# Tests that take long: several processes, the benchmarks, fuzzing, long rebuilds.
+SLOW = {
+    "tests/test_multiprocess.py": {
+        "test_two_api_processes_and_two_workers_survive_a_sigkill_each",
+    },
+    "tests/test_bench_smoke.py": {
+        "test_quick_suite_measures_everything_and_saves_table_json_and_plot",
+    },
+    "tests/hardening/test_fuzz.py": {"test_fuzz_the_api"},
+    "tests/projections/test_live_equals_rebuild.py": {
+        "test_live_read_models_equal_a_rebuild_from_scratch",
+    },
+    "tests/projections/test_parallel_rebuild.py": {
+        "test_every_read_model_rebuilt_in_workers_equals_the_live_one",
+        "test_a_handler_failing_in_a_worker_names_the_event_and_leaves_the_live_copy",
+    },
+    "tests/projections/test_rebuild.py": {
+        "test_a_rebuild_killed_halfway_leaves_the_live_copy_serving_and_can_be_run_again",
+        "test_a_rebuild_while_commands_keep_coming_swaps_in_step_with_the_live_feeder",
+        "test_queries_keep_answering_during_rebuilds_and_the_rebuilt_models_equal_the_old",
+    },
+    "tests/projections/test_crashes.py": {
+        "test_a_worker_killed_mid_catch_up_resumes_where_it_stopped",
+    },
+    "tests/projections/test_workers.py": {
+        "test_two_workers_never_both_apply_an_event_and_one_takes_over",
+    },
+}
+
+
+# Test files whose PostgreSQL tests open many connections (several processes, pools of
+# 20 and more): under pytest-xdist each runs while no other PostgreSQL test does, so
+# that the workers together stay below the server's max_connections (see pg_turn).
+MANY_CONNECTIONS = {
+    "tests/test_multiprocess.py",
+    "tests/test_bench_smoke.py",
+    "tests/test_concurrency_postgres.py",
+    "tests/test_group_commit.py",
+    "tests/test_kill_during_batch.py",
+    "tests/projections/test_workers.py",
+}
+
+
+def _listed(item: pytest.Item, listing: dict[str, set[str]]) -> bool:
+    path, _, name = item.nodeid.partition("::")
+    return name.split("[", 1)[0] in listing.get(path, set())
+
+
+def uses_postgres(item: pytest.Item) -> bool:
+    if PG_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return False
+    values = [v for v in callspec.params.values() if isinstance(v, str)]
+    return any(v in PG_PARAMS for v in values) or "postgres" in callspec.id.split("-")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``postgres`` every test that needs the server (``-m "not postgres"`` runs the
+    rest), and ``slow`` those listed in SLOW. A test that reaches PostgreSQL some other
+    way is listed in POSTGRES_BY_HAND (and pg_url / pg_reused_url fail a test that uses
+    them unmarked)."""
+    modules: dict[str, Any] = {}
+    for item in items:
+        if _listed(item, POSTGRES_BY_HAND) or uses_postgres(item):
+            item.add_marker(pytest.mark.postgres)
+        if _listed(item, SLOW):
+            item.add_marker(pytest.mark.slow)
+        if isinstance(item, pytest.Function):
+            modules[item.nodeid.partition("::")[0]] = item.module
+    # A renamed test would drop out of the lists unseen: say so when its module is here.
+    for listing in (POSTGRES_BY_HAND, SLOW):
+        for path, names in listing.items():
+            module = modules.get(path)
+            for name in sorted(names):
+                if module is not None and not hasattr(module, name):
+                    message = f"tests/conftest.py lists {path}::{name}, which is no test"
+                    warnings.warn(pytest.PytestWarning(message), stacklevel=1)

@@ -45,7 +45,7 @@ AUDITOR = bearer("auditor", sub="audit-1")
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest) -> str:
-    fixture = "sqlite_url" if request.param == "sqlite" else "pg_url"
+    fixture = "sqlite_url" if request.param == "sqlite" else "pg_reused_url"
     return str(request.getfixturevalue(fixture))
 
 

@@ -30,7 +30,7 @@ ADDRESS = Address("Ada Lovelace", "12 Analytical Row", "London", "N1 7AA", "GB")
 @pytest.fixture(params=["sqlite", "postgres"])
 def audit_url(request: pytest.FixtureRequest) -> str:
     """Each persistent store: every audit test runs on SQLite and on PostgreSQL."""
-    fixture = "sqlite_url" if request.param == "sqlite" else "pg_url"
+    fixture = "sqlite_url" if request.param == "sqlite" else "pg_reused_url"
     return str(request.getfixturevalue(fixture))
 
 

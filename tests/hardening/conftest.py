@@ -35,7 +35,7 @@ def make_app(url: str, var_dir: Path, **settings: Any) -> FastAPI:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest) -> str:
-    fixture = "sqlite_url" if request.param == "sqlite" else "pg_url"
+    fixture = "sqlite_url" if request.param == "sqlite" else "pg_reused_url"
     return str(request.getfixturevalue(fixture))
 
 

@@ -12,12 +12,13 @@ from tests.projections.support import fresh_store
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def url(request: pytest.FixtureRequest) -> str:
-    """A fresh store for one test (the suite's ``sqlite_url`` / ``pg_url``)."""
-    return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url"))
+    """An empty store for one test (the suite's ``sqlite_url`` / ``pg_reused_url``)."""
+    fixture = "sqlite_url" if request.param == "sqlite" else "pg_reused_url"
+    return str(request.getfixturevalue(fixture))
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def new_store(request: pytest.FixtureRequest) -> Callable[[], AbstractContextManager[str]]:
     """Makes a fresh, empty store per call: one per hypothesis example."""
-    database = request.getfixturevalue("pg_database") if request.param == "postgres" else None
-    return lambda: fresh_store(str(request.param), database)
+    schemas = request.getfixturevalue("pg_schemas") if request.param == "postgres" else None
+    return lambda: fresh_store(str(request.param), schemas)

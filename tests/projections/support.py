@@ -10,14 +10,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-
-import psycopg
-from psycopg import sql
 
 from commands.service import Shop
 from domain.errors import DomainError
@@ -26,15 +22,16 @@ from domain.values import Address
 from eventshop.bootstrap import open_read_side
 from eventstore.url import StoreURL
 from projections import ReadSide
-from tests.conftest import open_shop, settings_for
+from tests.conftest import SchemaPool, open_shop, settings_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDRESS = Address(name="Ada", line1="1 Main St", city="Berlin", postal_code="10115", country="DE")
 
 
 @contextlib.contextmanager
-def fresh_store(kind: str, pg_database: str | None) -> Iterator[str]:
-    """A URL of an empty store of ``kind``, removed afterwards (one per hypothesis example)."""
+def fresh_store(kind: str, schemas: SchemaPool | None) -> Iterator[str]:
+    """A URL of an empty store of ``kind``, removed (SQLite) or emptied (PostgreSQL: see
+    ``pg_reused_url``) afterwards: one per hypothesis example."""
     if kind == "sqlite":
         folder = tempfile.mkdtemp(prefix="eventshop-rs-")
         try:
@@ -42,15 +39,12 @@ def fresh_store(kind: str, pg_database: str | None) -> Iterator[str]:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return
-    assert pg_database is not None
-    schema = f"rs_{uuid.uuid4().hex[:12]}"
-    url = f"{pg_database}?schema={schema}"
-    StoreURL.parse(url).prepare()
+    assert schemas is not None
+    url = schemas.take()
     try:
         yield url
     finally:
-        with psycopg.connect(StoreURL.parse(url).dsn(), autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        schemas.give_back(url, "a hypothesis example")
 
 
 @contextlib.contextmanager

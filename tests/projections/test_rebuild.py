@@ -379,6 +379,7 @@ def test_a_changed_projection_version_is_rebuilt_on_start_while_the_old_copy_ser
         assert read_side.rebuilder.progress("catalogue") is None
 
 
+@pytest.mark.fresh_schema
 def test_a_fresh_database_is_built_at_the_current_version(url: str) -> None:
     with opened(url, models=MODELS_V2) as (shop, read_side):
         World(shop).seed(5)
