@@ -9,13 +9,12 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
-from api import errors, observability
+from api import edge, errors, observability
 from api.deps import (
     KEY_DESCRIPTION,
     KEY_SCHEMA,
     UNSAFE_METHODS,
-    idempotency_key,
-    one_value_per_query_parameter,
+    every_request,
 )
 from api.routers import (
     audit,
@@ -88,15 +87,17 @@ def create_app(
         lifespan=lifespan,
         # Every unsafe request may carry an Idempotency-Key; no query parameter that
         # takes one value may come twice (api/deps.py).
-        dependencies=[Depends(idempotency_key), Depends(one_value_per_query_parameter)],
+        dependencies=[Depends(every_request)],
     )
     app.state.shop = the_shop
     app.state.settings = settings
     app.state.read_side = the_read_side
     app.state.auditor = auditor
-    errors.install(app, settings.max_body_bytes)
-    # After errors.install: its middleware is then the outermost and sees every answer.
-    observability.install(app, the_shop)
+    errors.install(app)
+    request_metrics = observability.install(app, the_shop)
+    # The one middleware of ours (request id, body limit, metrics, access log): added
+    # last, so that it is the outermost and sees every answer.
+    edge.install(app, request_metrics, settings.max_body_bytes)
     routers = (
         health,
         metrics,

@@ -1,19 +1,25 @@
 """FastAPI dependencies: the service, the settings, the caller's identity, idempotency
-keys, If-Match, pagination and timestamps."""
+keys, If-Match, pagination and timestamps.
+
+Those that do not block are ``async``: FastAPI runs a plain ``def`` dependency in a
+worker thread, a hand-off that costs more than most of them do. A route runs its one
+blocking call (the service's command) in a worker thread itself (:func:`in_thread`).
+"""
 
 from __future__ import annotations
 
 import json
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 from fastapi import Depends, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AwareDatetime, BeforeValidator
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import InvalidToken, Principal, decode
 from commands import idempotency
@@ -24,8 +30,21 @@ from projections.engine.pagination import DEFAULT_LIMIT, MAX_LIMIT, Keyset
 
 _bearer = HTTPBearer(auto_error=False, description="JWT signed with EVENTSHOP_JWT_SECRET")
 
+P = ParamSpec("P")
+T = TypeVar("T")
 
-def get_shop(request: Request) -> Shop:
+
+def in_thread(call: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Awaitable[T]:
+    """Run ``call`` (a command of the service, which waits on the database) in a worker
+    thread, so that the event loop goes on serving meanwhile.
+
+    The thread runs in a copy of the request's context: the idempotency key and the
+    cause of the request's events (eventstore/causes.py) go with it.
+    """
+    return run_in_threadpool(call, *args, **kwargs)
+
+
+async def get_shop(request: Request) -> Shop:
     return request.app.state.shop  # type: ignore[no-any-return]
 
 
@@ -33,16 +52,16 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def principal(
-    request: Request,
-    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
-    settings: Settings = Depends(get_settings),
-) -> Principal:
-    """The caller, from a valid bearer token; 401 otherwise."""
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def _authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+    """The caller, from a valid bearer token; 401 otherwise. The caller becomes the actor
+    of the events the request causes."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(401, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
     try:
-        caller = decode(settings.secret(), credentials.credentials)
+        caller = decode(get_settings(request).secret(), credentials.credentials)
     except InvalidToken as error:
         raise HTTPException(401, str(error), {"WWW-Authenticate": "Bearer"}) from None
     request.state.principal = caller
@@ -50,10 +69,20 @@ def principal(
     return caller
 
 
-def require(*roles: str) -> Callable[[Principal], Principal]:
-    """A dependency that lets through only callers holding one of ``roles`` (else 403)."""
+async def principal(request: Request, credentials: Credentials) -> Principal:
+    """The caller, from a valid bearer token; 401 otherwise."""
+    return _authenticate(request, credentials)
 
-    def check(caller: Principal = Depends(principal)) -> Principal:
+
+def require(*roles: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that lets through only callers holding one of ``roles`` (else 403).
+
+    It checks the token itself rather than depending on :func:`principal`: each
+    dependency costs every request FastAPI's resolving it.
+    """
+
+    async def check(request: Request, credentials: Credentials) -> Principal:
+        caller = _authenticate(request, credentials)
         if not caller.has(*roles):
             raise HTTPException(403, f"this needs one of the roles: {', '.join(roles)}")
         return caller
@@ -71,7 +100,7 @@ _IF_MATCH = re.compile(r'\s*(?:(?:W/)?"(\d{1,18})"|(\d{1,18}))\s*')
 IF_MATCH_PATTERN = r'^\s*(?:\*|(?:W/)?"\d{1,18}"|\d{1,18})\s*$'
 
 
-def expected_version(
+async def expected_version(
     if_match: Annotated[
         str | None,
         Header(
@@ -184,6 +213,8 @@ async def one_value_per_query_parameter(request: Request) -> None:
 
     Found by fuzzing: such a request was answered as if the other values were not there.
     """
+    if not request.scope.get("query_string"):
+        return
     counts = Counter(name for name, _ in request.query_params.multi_items())
     repeated = {name for name, count in counts.items() if count > 1}
     if not repeated:
@@ -203,6 +234,14 @@ async def one_value_per_query_parameter(request: Request) -> None:
         )
 
 
+async def every_request(request: Request) -> None:
+    """The app's one dependency of every route: :func:`idempotency_key`, then
+    :func:`one_value_per_query_parameter` (one dependency rather than two: FastAPI's
+    resolving each costs every request)."""
+    await idempotency_key(request)
+    await one_value_per_query_parameter(request)
+
+
 # --- lists -------------------------------------------------------------------------------
 
 
@@ -219,7 +258,7 @@ class PageParams:
         return Keyset.parse(kind, self.limit, self.cursor, size)
 
 
-def page_params(
+async def page_params(
     limit: Annotated[
         int, Query(ge=1, le=MAX_LIMIT, description=f"items per page, at most {MAX_LIMIT}")
     ] = DEFAULT_LIMIT,

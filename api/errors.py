@@ -2,9 +2,9 @@
 
 Domain errors are mapped by class, request validation and HTTP errors by kind, and
 anything unexpected becomes a 500 that says nothing of our internals (the traceback
-goes to the log, under the request id the client was given). Two pure ASGI
-middlewares sit in front of the app: one gives every response an ``X-Request-ID``,
-one refuses bodies larger than ``max_body_bytes`` with 413.
+goes to the log, under the request id the client was given). The middleware in front
+of the app (api/edge.py) gives every response an ``X-Request-ID`` and refuses bodies
+larger than ``max_body_bytes`` with 413 (:func:`too_large`).
 """
 
 from __future__ import annotations
@@ -21,10 +21,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY, RequestBodyLimitMiddleware
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 
 from domain.errors import (
     AlreadyExists,
@@ -37,15 +35,12 @@ from domain.errors import (
     RuleBroken,
     StaleVersion,
 )
-from eventstore.causes import caused_by
 
 log = logging.getLogger("eventshop.api")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPES = "https://eventshop.example/problems/"
 REQUEST_ID_HEADER = "X-Request-ID"
-# What a client may send as its own request id: short, and safe to log and echo.
-_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 # The most specific class wins (looked up along the error's MRO).
 DOMAIN_STATUS: dict[type[DomainError], int] = {
@@ -204,66 +199,12 @@ async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
     )
 
 
-class RequestId:
-    """Tag every response with ``X-Request-ID``: the client's if it is sane, else a new one.
-
-    The id is also the correlation id of the events the request causes.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        given = Headers(scope=scope).get(REQUEST_ID_HEADER)
-        request_id = given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
-
-        async def send_tagged(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
-            await send(message)
-
-        # The events this request causes are stamped with its id (and, once the token
-        # is checked, with the caller: api.deps.principal).
-        with caused_by(correlation_id=request_id):
-            await self.app(scope, receive, send_tagged)
-
-
-class BodyLimit:
-    """Refuse request bodies over ``max_bytes`` with 413.
-
-    A declared ``Content-Length`` over the limit is refused before the app runs. A
-    body without one (chunked) is counted as it streams, by Starlette's own limiter,
-    which raises a 413 ``HTTPException`` from the read, so that ``http_error`` answers.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.app = RequestBodyLimitMiddleware(app, max_body_size=max_bytes)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self._declared_too_much(scope):
-            await too_large(Request(scope), self.max_bytes)(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
-
-    def _declared_too_much(self, scope: Scope) -> bool:
-        declared = Headers(scope=scope).get("content-length", "")
-        return declared.isdigit() and int(declared) > self.max_bytes
-
-
-def install(app: FastAPI, max_body_bytes: int) -> None:
-    """Register the one error mapping and the two middlewares on ``app``."""
+def install(app: FastAPI) -> None:
+    """Register the one error mapping on ``app``."""
     app.add_exception_handler(DomainError, domain_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unexpected_error)
-    # Added last = outermost: the request id also tags the 413s of BodyLimit.
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
-    app.add_middleware(RequestId)
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

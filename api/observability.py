@@ -18,14 +18,14 @@ in one process (tests) count apart. What they count:
 Logs are one JSON object per line: ``timestamp``, ``level``, ``logger``, ``message``,
 ``request_id`` (the ``X-Request-ID`` of the request being served, null outside one),
 plus whatever ``extra`` a call gives. ``eventshop serve`` sets them up
-(:func:`configure_logging`); each request also leaves one access-log line.
+(:func:`configure_logging`); each request also leaves one access-log line (written,
+with the request's metrics, by the middleware in front of the app: api/edge.py).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -37,7 +37,6 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from commands.service import Shop
 from eventstore.causes import current_cause
@@ -80,6 +79,9 @@ class Metrics:
             ["command"],
             registry=self.registry,
         )
+        # The labelled children each request updates, by (method, route, status): looked
+        # up once (``labels()`` takes a lock and checks its arguments each time).
+        self._answered: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def command_retried(self, command: str) -> None:
         self.retries.labels(command).inc()
@@ -88,8 +90,16 @@ class Metrics:
         self.commands.labels(command, outcome).inc()
 
     def request_answered(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        children = self._answered.get((method, route, status))
+        if children is None:
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            self._answered[(method, route, status)] = children
+        count, latency = children
+        count.inc()
+        latency.observe(seconds)
 
     def watch(self, status: Callable[[], Iterable[Metric]]) -> None:
         """Add gauges read at scrape time from ``status`` (which yields metric families)."""
@@ -146,66 +156,13 @@ def store_metrics(app: FastAPI) -> Iterator[Metric]:
     yield from families.values()
 
 
-class Observed:
-    """Pure ASGI middleware: count and time every request, and log one line for it.
-
-    Installed outermost, so it also sees the answers of the other middlewares (413)
-    and the 500 of an error that escapes the app.
-    """
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def send_observed(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_observed)
-        finally:
-            self._answered(scope, status, time.perf_counter() - start)
-
-    def _answered(self, scope: Scope, status: int, seconds: float) -> None:
-        # The router leaves the matched route in the scope (also on a 405).
-        route = getattr(scope.get("route"), "path", None) or UNMATCHED
-        method = scope["method"]
-        self.metrics.request_answered(method, route, status, seconds)
-        access_log.info(
-            "%s %s %s",
-            method,
-            scope["path"],
-            status,
-            extra={
-                "method": method,
-                "path": scope["path"],
-                "route": route,
-                "status": status,
-                "duration_ms": round(seconds * 1000, 3),
-                "request_id": scope.get("state", {}).get("request_id"),
-            },
-        )
-
-
 def install(app: FastAPI, shop: Shop) -> Metrics:
-    """Give ``app`` its metrics and the request middleware; let ``shop`` report to them.
-
-    Call it after every other middleware is added, so that this one is outermost.
-    """
+    """Give ``app`` its metrics and let ``shop`` report to them; the requests' metrics are
+    counted by the middleware in front of the app (api/edge.py), which is given them."""
     metrics = Metrics()
     app.state.metrics = metrics
     metrics.watch(lambda: store_metrics(app))
     shop.observers.append(metrics)
-    app.add_middleware(Observed, metrics=metrics)
     return metrics
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from api.auth import Principal
 from api.bodies import AddItem, CheckOut, OpenCart, SetQuantity
-from api.deps import Caller, ExpectedVersion, ShopDep, require
+from api.deps import Caller, ExpectedVersion, ShopDep, in_thread, require
 from api.errors import CHANGE_PROBLEMS, problem_responses
 from api.freshness import read_model
 from api.views import (
@@ -35,17 +35,17 @@ Customer = Annotated[Principal, Depends(require("customer"))]
     response_model=CartResult,
     responses=problem_responses(400, 401, 403, 413, 422),
 )
-def open_cart(
+async def open_cart(
     response: Response, shop: ShopDep, caller: Customer, body: OpenCart | None = None
 ) -> CartResult:
     """Open an empty cart for the caller (the body, if any, is ``{}``)."""
-    done = shop.open_cart(caller.sub)
+    done = await in_thread(shop.open_cart, caller.sub)
     response.headers["Location"] = f"{router.prefix}/{done.aggregate.id}"
     return committed(response, cart_view(done.aggregate), CartResult, done.position)
 
 
 @router.post("/{cart_id}/items", response_model=CartResult, responses=CHANGE_PROBLEMS)
-def add_item(
+async def add_item(
     cart_id: UUID,
     body: AddItem,
     response: Response,
@@ -54,14 +54,19 @@ def add_item(
     caller: Customer,
 ) -> CartResult:
     """Add units of a product at its current catalogue price."""
-    done = shop.add_to_cart(
-        cart_id, body.sku, body.quantity, owner=caller.sub, expected_version=version
+    done = await in_thread(
+        shop.add_to_cart,
+        cart_id,
+        body.sku,
+        body.quantity,
+        owner=caller.sub,
+        expected_version=version,
     )
     return committed(response, cart_view(done.aggregate), CartResult, done.position)
 
 
 @router.put("/{cart_id}/items/{sku}", response_model=CartResult, responses=CHANGE_PROBLEMS)
-def set_quantity(
+async def set_quantity(
     cart_id: UUID,
     sku: SkuPath,
     body: SetQuantity,
@@ -71,8 +76,13 @@ def set_quantity(
     caller: Customer,
 ) -> CartResult:
     """Set a line's quantity; 0 removes the line."""
-    done = shop.set_cart_quantity(
-        cart_id, sku, body.quantity, owner=caller.sub, expected_version=version
+    done = await in_thread(
+        shop.set_cart_quantity,
+        cart_id,
+        sku,
+        body.quantity,
+        owner=caller.sub,
+        expected_version=version,
     )
     return committed(response, cart_view(done.aggregate), CartResult, done.position)
 
@@ -82,7 +92,7 @@ def set_quantity(
     response_model=CartResult,
     responses=problem_responses(400, 401, 403, 404, 409, 412, 422),
 )
-def remove_item(
+async def remove_item(
     cart_id: UUID,
     sku: SkuPath,
     response: Response,
@@ -91,7 +101,9 @@ def remove_item(
     caller: Customer,
 ) -> CartResult:
     """Remove a line."""
-    done = shop.remove_from_cart(cart_id, sku, owner=caller.sub, expected_version=version)
+    done = await in_thread(
+        shop.remove_from_cart, cart_id, sku, owner=caller.sub, expected_version=version
+    )
     return committed(response, cart_view(done.aggregate), CartResult, done.position)
 
 
@@ -101,7 +113,7 @@ def remove_item(
     response_model=OrderResult,
     responses=CHANGE_PROBLEMS,
 )
-def check_out(
+async def check_out(
     cart_id: UUID,
     body: CheckOut,
     request: Request,
@@ -115,7 +127,8 @@ def check_out(
     If any SKU is short, the answer is 409 listing every short SKU (``short``), and
     nothing at all is recorded: the cart stays open. ``If-Match`` names the cart's version.
     """
-    done = shop.check_out(
+    done = await in_thread(
+        shop.check_out,
         cart_id,
         body.shipping_address.to_domain(),
         body.email,

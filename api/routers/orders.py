@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from api.auth import Principal
 from api.bodies import Cancel, Deliver, Pay, Ship
-from api.deps import Caller, ExpectedVersion, Instant, Page, ShopDep, Staff, require
+from api.deps import Caller, ExpectedVersion, Instant, Page, ShopDep, Staff, in_thread, require
 from api.errors import CHANGE_PROBLEMS, problem_responses
 from api.freshness import read_model
 from api.views import OrderDetail, OrderResult, OrderSummary, PageOf, committed, order_view, shown
@@ -21,7 +21,7 @@ OwnerOrStaff = Annotated[Principal, Depends(require("customer", "staff"))]
 
 
 @router.post("/{order_id}/payment", response_model=OrderResult, responses=CHANGE_PROBLEMS)
-def pay(
+async def pay(
     order_id: UUID,
     body: Pay,
     response: Response,
@@ -30,7 +30,8 @@ def pay(
     caller: OwnerOrStaff,
 ) -> OrderResult:
     """Pay a placed order; the amount must equal its total (else 409)."""
-    done = shop.pay(
+    done = await in_thread(
+        shop.pay,
         order_id,
         body.amount,
         body.reference,
@@ -41,7 +42,7 @@ def pay(
 
 
 @router.post("/{order_id}/shipment", response_model=OrderResult, responses=CHANGE_PROBLEMS)
-def ship(
+async def ship(
     order_id: UUID,
     body: Ship,
     response: Response,
@@ -50,12 +51,14 @@ def ship(
     _: Staff,
 ) -> OrderResult:
     """Ship a paid order; its reserved units leave stock."""
-    done = shop.ship(order_id, body.carrier, body.tracking_number, expected_version=version)
+    done = await in_thread(
+        shop.ship, order_id, body.carrier, body.tracking_number, expected_version=version
+    )
     return committed(response, order_view(done.aggregate), OrderResult, done.position)
 
 
 @router.post("/{order_id}/delivery", response_model=OrderResult, responses=CHANGE_PROBLEMS)
-def deliver(
+async def deliver(
     order_id: UUID,
     response: Response,
     shop: ShopDep,
@@ -64,12 +67,12 @@ def deliver(
     body: Deliver | None = None,
 ) -> OrderResult:
     """Mark a shipped order delivered (the body, if any, is ``{}``)."""
-    done = shop.deliver(order_id, expected_version=version)
+    done = await in_thread(shop.deliver, order_id, expected_version=version)
     return committed(response, order_view(done.aggregate), OrderResult, done.position)
 
 
 @router.post("/{order_id}/cancellation", response_model=OrderResult, responses=CHANGE_PROBLEMS)
-def cancel(
+async def cancel(
     order_id: UUID,
     body: Cancel,
     response: Response,
@@ -78,8 +81,12 @@ def cancel(
     caller: OwnerOrStaff,
 ) -> OrderResult:
     """Cancel before shipment: reservations are released; a paid order records a refund."""
-    done = shop.cancel(
-        order_id, body.reason, owner=caller.confined_to("act"), expected_version=version
+    done = await in_thread(
+        shop.cancel,
+        order_id,
+        body.reason,
+        owner=caller.confined_to("act"),
+        expected_version=version,
     )
     return committed(response, order_view(done.aggregate), OrderResult, done.position)
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Response
 
 from api.bodies import AddProduct, ChangeProduct
-from api.deps import Caller, ExpectedVersion, Page, ShopDep, Staff
+from api.deps import Caller, ExpectedVersion, Page, ShopDep, Staff, in_thread
 from api.errors import problem_responses
 from api.freshness import read_model
 from api.views import (
@@ -30,9 +30,11 @@ router = APIRouter(prefix="/api/products", tags=["products"])
     response_model=ProductResult,
     responses=problem_responses(400, 401, 403, 409, 413, 422),
 )
-def add_product(body: AddProduct, response: Response, shop: ShopDep, _: Staff) -> ProductResult:
+async def add_product(
+    body: AddProduct, response: Response, shop: ShopDep, _: Staff
+) -> ProductResult:
     """Add a product to the catalogue (its stock starts empty)."""
-    done = shop.add_product(body.sku, body.name, body.price)
+    done = await in_thread(shop.add_product, body.sku, body.name, body.price)
     response.headers["Location"] = f"{router.prefix}/{body.sku}"
     return committed(response, product_view(done.aggregate), ProductResult, done.position)
 
@@ -42,7 +44,7 @@ def add_product(body: AddProduct, response: Response, shop: ShopDep, _: Staff) -
     response_model=ProductResult,
     responses=problem_responses(400, 401, 403, 404, 412, 413, 422),
 )
-def change_product(
+async def change_product(
     sku: SkuPath,
     body: ChangeProduct,
     response: Response,
@@ -51,7 +53,9 @@ def change_product(
     _: Staff,
 ) -> ProductResult:
     """Rename and/or reprice; carts keep the price they captured."""
-    done = shop.change_product(sku, body.name, body.price, expected_version=version)
+    done = await in_thread(
+        shop.change_product, sku, body.name, body.price, expected_version=version
+    )
     return committed(response, product_view(done.aggregate), ProductResult, done.position)
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from api.auth import Principal
 from api.bodies import AdjustStock, ReceiveStock
-from api.deps import ExpectedVersion, Page, ShopDep, Staff, require
+from api.deps import ExpectedVersion, Page, ShopDep, Staff, in_thread, require
 from api.errors import problem_responses
 from api.freshness import read_model
 from api.views import PageOf, SkuPath, StockLevel, StockResult, committed, shown, stock_view
@@ -23,7 +23,7 @@ Reader = Annotated[Principal, Depends(require("staff", "auditor", "admin"))]
     response_model=StockResult,
     responses=problem_responses(400, 401, 403, 404, 412, 413, 422),
 )
-def receive_stock(
+async def receive_stock(
     sku: SkuPath,
     body: ReceiveStock,
     response: Response,
@@ -32,7 +32,9 @@ def receive_stock(
     _: Staff,
 ) -> StockResult:
     """Goods received: on hand grows by ``quantity``."""
-    done = shop.receive_stock(sku, body.quantity, body.note, expected_version=version)
+    done = await in_thread(
+        shop.receive_stock, sku, body.quantity, body.note, expected_version=version
+    )
     return committed(response, stock_view(done.aggregate), StockResult, done.position)
 
 
@@ -41,7 +43,7 @@ def receive_stock(
     response_model=StockResult,
     responses=problem_responses(400, 401, 403, 404, 409, 412, 413, 422),
 )
-def adjust_stock(
+async def adjust_stock(
     sku: SkuPath,
     body: AdjustStock,
     response: Response,
@@ -50,7 +52,9 @@ def adjust_stock(
     _: Staff,
 ) -> StockResult:
     """A stock-count correction; on hand may not fall below what is reserved (409)."""
-    done = shop.adjust_stock(sku, body.delta, body.reason, expected_version=version)
+    done = await in_thread(
+        shop.adjust_stock, sku, body.delta, body.reason, expected_version=version
+    )
     return committed(response, stock_view(done.aggregate), StockResult, done.position)
 
 
