@@ -74,6 +74,16 @@ async def principal(request: Request, credentials: Credentials) -> Principal:
     return _authenticate(request, credentials)
 
 
+def _authorize(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, roles: tuple[str, ...]
+) -> Principal:
+    """The caller, if it holds one of ``roles``: 401 without a valid token, else 403."""
+    caller = _authenticate(request, credentials)
+    if not caller.has(*roles):
+        raise HTTPException(403, f"this needs one of the roles: {', '.join(roles)}")
+    return caller
+
+
 def require(*roles: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency that lets through only callers holding one of ``roles`` (else 403).
 
@@ -82,34 +92,30 @@ def require(*roles: str) -> Callable[..., Awaitable[Principal]]:
     """
 
     async def check(request: Request, credentials: Credentials) -> Principal:
-        caller = _authenticate(request, credentials)
-        if not caller.has(*roles):
-            raise HTTPException(403, f"this needs one of the roles: {', '.join(roles)}")
-        return caller
+        return _authorize(request, credentials, roles)
 
     return check
 
 
 ShopDep = Annotated[Shop, Depends(get_shop)]
 Caller = Annotated[Principal, Depends(principal)]
-Staff = Annotated[Principal, Depends(require("staff"))]
 
 # If-Match names one version: "3", W/"3" or a bare 3; "*" means "whatever is current".
 _IF_MATCH = re.compile(r'\s*(?:(?:W/)?"(\d{1,18})"|(\d{1,18}))\s*')
 # The same, for the OpenAPI document (validated here, so that a bad one is a 400).
 IF_MATCH_PATTERN = r'^\s*(?:\*|(?:W/)?"\d{1,18}"|\d{1,18})\s*$'
 
+IfMatch = Annotated[
+    str | None,
+    Header(
+        description='Act only on this version of the aggregate: its ETag ("3"), W/"3" or 3.'
+        " A malformed value is refused with 400; a stale one with 412.",
+        json_schema_extra={"pattern": IF_MATCH_PATTERN},
+    ),
+]
 
-async def expected_version(
-    if_match: Annotated[
-        str | None,
-        Header(
-            description='Act only on this version of the aggregate: its ETag ("3"), W/"3" or 3.'
-            " A malformed value is refused with 400; a stale one with 412.",
-            json_schema_extra={"pattern": IF_MATCH_PATTERN},
-        ),
-    ] = None,
-) -> int | None:
+
+def version_named(if_match: str | None) -> int | None:
     """The version an ``If-Match`` header names, for the service's ``expected_version``."""
     if if_match is None or if_match.strip() == "*":
         return None
@@ -119,7 +125,39 @@ async def expected_version(
     return int(matched.group(1) or matched.group(2))
 
 
-ExpectedVersion = Annotated[int | None, Depends(expected_version)]
+# --- commands ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    """What a command route needs: the service, the caller, and the aggregate version the
+    caller expects (``If-Match``; None for any)."""
+
+    shop: Shop
+    caller: Principal
+    expected_version: int | None = None
+
+
+def for_command(*roles: str, versioned: bool = True) -> Callable[..., Awaitable[Command]]:
+    """The one dependency of a command route (each dependency costs every request FastAPI's
+    resolving it): a caller holding one of ``roles`` (401, 403 as :func:`require`) and,
+    if ``versioned``, the version its ``If-Match`` names (400 if malformed, checked first).
+    """
+
+    async def versioned_command(
+        request: Request, credentials: Credentials, if_match: IfMatch = None
+    ) -> Command:
+        version = version_named(if_match)
+        caller = _authorize(request, credentials, roles)
+        return Command(request.app.state.shop, caller, version)
+
+    async def unversioned_command(request: Request, credentials: Credentials) -> Command:
+        return Command(request.app.state.shop, _authorize(request, credentials, roles))
+
+    return versioned_command if versioned else unversioned_command
+
+
+StaffCommand = Annotated[Command, Depends(for_command("staff"))]
 
 
 # --- idempotency keys ------------------------------------------------------------------

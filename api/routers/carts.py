@@ -7,9 +7,8 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from api.auth import Principal
 from api.bodies import AddItem, CheckOut, OpenCart, SetQuantity
-from api.deps import Caller, ExpectedVersion, ShopDep, in_thread, require
+from api.deps import Caller, Command, for_command, in_thread
 from api.errors import CHANGE_PROBLEMS, problem_responses
 from api.freshness import read_model
 from api.views import (
@@ -26,7 +25,9 @@ from projections.readmodels.carts import Carts as CartsModel
 
 router = APIRouter(prefix="/api/carts", tags=["carts"])
 # Only a cart's owner changes it; the service answers 404 for anyone else's cart.
-Customer = Annotated[Principal, Depends(require("customer"))]
+CustomerCommand = Annotated[Command, Depends(for_command("customer"))]
+# Opening a cart names no version of it: there is none yet.
+CustomerOpens = Annotated[Command, Depends(for_command("customer", versioned=False))]
 
 
 @router.post(
@@ -36,10 +37,10 @@ Customer = Annotated[Principal, Depends(require("customer"))]
     responses=problem_responses(400, 401, 403, 413, 422),
 )
 async def open_cart(
-    response: Response, shop: ShopDep, caller: Customer, body: OpenCart | None = None
+    response: Response, command: CustomerOpens, body: OpenCart | None = None
 ) -> CartResult:
     """Open an empty cart for the caller (the body, if any, is ``{}``)."""
-    done = await in_thread(shop.open_cart, caller.sub)
+    done = await in_thread(command.shop.open_cart, command.caller.sub)
     response.headers["Location"] = f"{router.prefix}/{done.aggregate.id}"
     return committed(response, cart_view(done.aggregate), CartResult, done.position)
 
@@ -49,18 +50,16 @@ async def add_item(
     cart_id: UUID,
     body: AddItem,
     response: Response,
-    shop: ShopDep,
-    version: ExpectedVersion,
-    caller: Customer,
+    command: CustomerCommand,
 ) -> CartResult:
     """Add units of a product at its current catalogue price."""
     done = await in_thread(
-        shop.add_to_cart,
+        command.shop.add_to_cart,
         cart_id,
         body.sku,
         body.quantity,
-        owner=caller.sub,
-        expected_version=version,
+        owner=command.caller.sub,
+        expected_version=command.expected_version,
     )
     return committed(response, cart_view(done.aggregate), CartResult, done.position)
 
@@ -71,18 +70,16 @@ async def set_quantity(
     sku: SkuPath,
     body: SetQuantity,
     response: Response,
-    shop: ShopDep,
-    version: ExpectedVersion,
-    caller: Customer,
+    command: CustomerCommand,
 ) -> CartResult:
     """Set a line's quantity; 0 removes the line."""
     done = await in_thread(
-        shop.set_cart_quantity,
+        command.shop.set_cart_quantity,
         cart_id,
         sku,
         body.quantity,
-        owner=caller.sub,
-        expected_version=version,
+        owner=command.caller.sub,
+        expected_version=command.expected_version,
     )
     return committed(response, cart_view(done.aggregate), CartResult, done.position)
 
@@ -96,13 +93,15 @@ async def remove_item(
     cart_id: UUID,
     sku: SkuPath,
     response: Response,
-    shop: ShopDep,
-    version: ExpectedVersion,
-    caller: Customer,
+    command: CustomerCommand,
 ) -> CartResult:
     """Remove a line."""
     done = await in_thread(
-        shop.remove_from_cart, cart_id, sku, owner=caller.sub, expected_version=version
+        command.shop.remove_from_cart,
+        cart_id,
+        sku,
+        owner=command.caller.sub,
+        expected_version=command.expected_version,
     )
     return committed(response, cart_view(done.aggregate), CartResult, done.position)
 
@@ -118,9 +117,7 @@ async def check_out(
     body: CheckOut,
     request: Request,
     response: Response,
-    shop: ShopDep,
-    version: ExpectedVersion,
-    caller: Customer,
+    command: CustomerCommand,
 ) -> OrderResult:
     """Atomically close the cart, place the order and reserve its stock (201, the order).
 
@@ -128,12 +125,12 @@ async def check_out(
     nothing at all is recorded: the cart stays open. ``If-Match`` names the cart's version.
     """
     done = await in_thread(
-        shop.check_out,
+        command.shop.check_out,
         cart_id,
         body.shipping_address.to_domain(),
         body.email,
-        owner=caller.sub,
-        expected_version=version,
+        owner=command.caller.sub,
+        expected_version=command.expected_version,
     )
     # Named, not spelled out: the orders router owns the path of an order.
     response.headers["Location"] = str(

@@ -7,9 +7,8 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from api.auth import Principal
 from api.bodies import Cancel, Deliver, Pay, Ship
-from api.deps import Caller, ExpectedVersion, Instant, Page, ShopDep, Staff, in_thread, require
+from api.deps import Caller, Command, Instant, Page, StaffCommand, for_command, in_thread
 from api.errors import CHANGE_PROBLEMS, problem_responses
 from api.freshness import read_model
 from api.views import OrderDetail, OrderResult, OrderSummary, PageOf, committed, order_view, shown
@@ -17,7 +16,7 @@ from domain.order import OrderStatus
 from projections.readmodels.orders import Orders as OrdersModel
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
-OwnerOrStaff = Annotated[Principal, Depends(require("customer", "staff"))]
+OwnerOrStaff = Annotated[Command, Depends(for_command("customer", "staff"))]
 
 
 @router.post("/{order_id}/payment", response_model=OrderResult, responses=CHANGE_PROBLEMS)
@@ -25,18 +24,16 @@ async def pay(
     order_id: UUID,
     body: Pay,
     response: Response,
-    shop: ShopDep,
-    version: ExpectedVersion,
-    caller: OwnerOrStaff,
+    command: OwnerOrStaff,
 ) -> OrderResult:
     """Pay a placed order; the amount must equal its total (else 409)."""
     done = await in_thread(
-        shop.pay,
+        command.shop.pay,
         order_id,
         body.amount,
         body.reference,
-        owner=caller.confined_to("act"),
-        expected_version=version,
+        owner=command.caller.confined_to("act"),
+        expected_version=command.expected_version,
     )
     return committed(response, order_view(done.aggregate), OrderResult, done.position)
 
@@ -46,13 +43,15 @@ async def ship(
     order_id: UUID,
     body: Ship,
     response: Response,
-    shop: ShopDep,
-    version: ExpectedVersion,
-    _: Staff,
+    command: StaffCommand,
 ) -> OrderResult:
     """Ship a paid order; its reserved units leave stock."""
     done = await in_thread(
-        shop.ship, order_id, body.carrier, body.tracking_number, expected_version=version
+        command.shop.ship,
+        order_id,
+        body.carrier,
+        body.tracking_number,
+        expected_version=command.expected_version,
     )
     return committed(response, order_view(done.aggregate), OrderResult, done.position)
 
@@ -61,13 +60,13 @@ async def ship(
 async def deliver(
     order_id: UUID,
     response: Response,
-    shop: ShopDep,
-    version: ExpectedVersion,
-    _: Staff,
+    command: StaffCommand,
     body: Deliver | None = None,
 ) -> OrderResult:
     """Mark a shipped order delivered (the body, if any, is ``{}``)."""
-    done = await in_thread(shop.deliver, order_id, expected_version=version)
+    done = await in_thread(
+        command.shop.deliver, order_id, expected_version=command.expected_version
+    )
     return committed(response, order_view(done.aggregate), OrderResult, done.position)
 
 
@@ -76,17 +75,15 @@ async def cancel(
     order_id: UUID,
     body: Cancel,
     response: Response,
-    shop: ShopDep,
-    version: ExpectedVersion,
-    caller: OwnerOrStaff,
+    command: OwnerOrStaff,
 ) -> OrderResult:
     """Cancel before shipment: reservations are released; a paid order records a refund."""
     done = await in_thread(
-        shop.cancel,
+        command.shop.cancel,
         order_id,
         body.reason,
-        owner=caller.confined_to("act"),
-        expected_version=version,
+        owner=command.caller.confined_to("act"),
+        expected_version=command.expected_version,
     )
     return committed(response, order_view(done.aggregate), OrderResult, done.position)
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Response
 
 from api.bodies import AddProduct, ChangeProduct
-from api.deps import Caller, ExpectedVersion, Page, ShopDep, Staff, in_thread
+from api.deps import Caller, Command, Page, StaffCommand, for_command, in_thread
 from api.errors import problem_responses
 from api.freshness import read_model
 from api.views import (
@@ -22,6 +22,8 @@ from api.views import (
 from projections.readmodels.catalogue import Catalogue as CatalogueModel
 
 router = APIRouter(prefix="/api/products", tags=["products"])
+# Adding a product names no version of it: there is none yet.
+StaffAdds = Annotated[Command, Depends(for_command("staff", versioned=False))]
 
 
 @router.post(
@@ -30,11 +32,9 @@ router = APIRouter(prefix="/api/products", tags=["products"])
     response_model=ProductResult,
     responses=problem_responses(400, 401, 403, 409, 413, 422),
 )
-async def add_product(
-    body: AddProduct, response: Response, shop: ShopDep, _: Staff
-) -> ProductResult:
+async def add_product(body: AddProduct, response: Response, command: StaffAdds) -> ProductResult:
     """Add a product to the catalogue (its stock starts empty)."""
-    done = await in_thread(shop.add_product, body.sku, body.name, body.price)
+    done = await in_thread(command.shop.add_product, body.sku, body.name, body.price)
     response.headers["Location"] = f"{router.prefix}/{body.sku}"
     return committed(response, product_view(done.aggregate), ProductResult, done.position)
 
@@ -45,16 +45,15 @@ async def add_product(
     responses=problem_responses(400, 401, 403, 404, 412, 413, 422),
 )
 async def change_product(
-    sku: SkuPath,
-    body: ChangeProduct,
-    response: Response,
-    shop: ShopDep,
-    version: ExpectedVersion,
-    _: Staff,
+    sku: SkuPath, body: ChangeProduct, response: Response, command: StaffCommand
 ) -> ProductResult:
     """Rename and/or reprice; carts keep the price they captured."""
     done = await in_thread(
-        shop.change_product, sku, body.name, body.price, expected_version=version
+        command.shop.change_product,
+        sku,
+        body.name,
+        body.price,
+        expected_version=command.expected_version,
     )
     return committed(response, product_view(done.aggregate), ProductResult, done.position)
 

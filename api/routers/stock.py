@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from api.auth import Principal
 from api.bodies import AdjustStock, ReceiveStock
-from api.deps import ExpectedVersion, Page, ShopDep, Staff, in_thread, require
+from api.deps import Page, StaffCommand, in_thread, require
 from api.errors import problem_responses
 from api.freshness import read_model
 from api.views import PageOf, SkuPath, StockLevel, StockResult, committed, shown, stock_view
@@ -24,16 +24,15 @@ Reader = Annotated[Principal, Depends(require("staff", "auditor", "admin"))]
     responses=problem_responses(400, 401, 403, 404, 412, 413, 422),
 )
 async def receive_stock(
-    sku: SkuPath,
-    body: ReceiveStock,
-    response: Response,
-    shop: ShopDep,
-    version: ExpectedVersion,
-    _: Staff,
+    sku: SkuPath, body: ReceiveStock, response: Response, command: StaffCommand
 ) -> StockResult:
     """Goods received: on hand grows by ``quantity``."""
     done = await in_thread(
-        shop.receive_stock, sku, body.quantity, body.note, expected_version=version
+        command.shop.receive_stock,
+        sku,
+        body.quantity,
+        body.note,
+        expected_version=command.expected_version,
     )
     return committed(response, stock_view(done.aggregate), StockResult, done.position)
 
@@ -44,16 +43,15 @@ async def receive_stock(
     responses=problem_responses(400, 401, 403, 404, 409, 412, 413, 422),
 )
 async def adjust_stock(
-    sku: SkuPath,
-    body: AdjustStock,
-    response: Response,
-    shop: ShopDep,
-    version: ExpectedVersion,
-    _: Staff,
+    sku: SkuPath, body: AdjustStock, response: Response, command: StaffCommand
 ) -> StockResult:
     """A stock-count correction; on hand may not fall below what is reserved (409)."""
     done = await in_thread(
-        shop.adjust_stock, sku, body.delta, body.reason, expected_version=version
+        command.shop.adjust_stock,
+        sku,
+        body.delta,
+        body.reason,
+        expected_version=command.expected_version,
     )
     return committed(response, stock_view(done.aggregate), StockResult, done.position)
 
