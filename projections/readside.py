@@ -310,12 +310,13 @@ def _in_sqlite(store: StoreURL, names: dict[str, str]) -> _Where:
     lock_timeout = store.library_env().get("SQLITE_LOCK_TIMEOUT")
     # One writer connection at a time, shared by every worker and rebuild of the
     # process: waiting 5 s for it (the library's default) is too short for six
-    # rebuilds at once on a busy 2-core box.
+    # rebuilds at once on a busy 2-core box, and 60 s proved too short for two rebuilds
+    # beside a live feeder and a stream of commands on a box loaded ~7 (the test suite).
     datastore = SQLiteDatastore(
         store.path,
         lock_timeout=int(lock_timeout) if lock_timeout else None,
         max_overflow=20,
-        pool_timeout=60.0,
+        pool_timeout=120.0,
     )
     return _Where(
         datastore,
