@@ -188,6 +188,18 @@ def _canonical(body: bytes) -> bytes:
         return body
 
 
+_KEY_HEADER = idempotency.HEADER.lower().encode("latin-1")
+
+
+def _header(request: Request, name: bytes) -> str | None:
+    """The first value of header ``name`` (lower case), as ``request.headers.get`` gives
+    it; without the KeyError that lookup raises and catches for a header not sent."""
+    for key, value in request.scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
 async def idempotency_key(request: Request) -> None:
     """Serve an unsafe request under its ``Idempotency-Key`` (commands/idempotency.py).
 
@@ -196,8 +208,8 @@ async def idempotency_key(request: Request) -> None:
     what makes two requests the same one: method, path, query, If-Match and body; the
     caller scopes the key itself.
     """
-    key = request.headers.get(idempotency.HEADER)
-    if request.method not in UNSAFE_METHODS or key is None:
+    key = _header(request, _KEY_HEADER) if request.method in UNSAFE_METHODS else None
+    if key is None:
         idempotency.use_key(None)
         return
     if not _KEY.fullmatch(key):

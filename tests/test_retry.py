@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from eventsourcing.persistence import RecordConflictError
+from tenacity import Retrying
 
 from eventstore import retry
 
@@ -105,3 +106,30 @@ def test_a_stop_event_ends_the_wait_and_the_retries() -> None:
     with pytest.raises(retry.Stopped):
         policy(busy)
     assert calls == [1]
+
+
+def _run(policy_class: type[Retrying], conflicts: int, waits: list[float]) -> tuple[object, ...]:
+    told: list[str] = []
+    parts = retry.on_conflict(attempts=3, before_retry=lambda: told.append("retried"))
+    policy = policy_class(
+        retry=parts.retry,
+        stop=parts.stop,
+        wait=parts.wait,
+        before_sleep=parts.before_sleep,
+        sleep=parts.sleep,
+        reraise=True,
+    )
+    waits.clear()
+    try:
+        outcome: object = policy(failing(*[RecordConflictError("lost")] * conflicts))
+    except RecordConflictError as error:
+        outcome = repr(error)
+    return outcome, told, len(waits), policy.statistics["attempt_number"]
+
+
+@pytest.mark.parametrize("conflicts", [0, 1, 2, 5])
+def test_a_policy_counts_and_waits_as_tenacity_does(conflicts: int, waits: list[float]) -> None:
+    """The policies take a first attempt that works outside tenacity's machinery: the
+    outcome, the retries told, the waits and the attempts counted are tenacity's own."""
+    assert isinstance(retry.on_conflict(), Retrying)
+    assert _run(retry._Retrying, conflicts, waits) == _run(Retrying, conflicts, waits)
