@@ -52,9 +52,16 @@ def _postgres(
     ]
 
 
+# SQLite's integers are signed 64-bit.
+SQLITE_MAX_INTEGER = 2**63 - 1
+
+
 def _sqlite(
     recorder: SQLiteApplicationRecorder, aggregate_id: UUID, after: int, limit: int
 ) -> list[Notification]:
+    if after >= SQLITE_MAX_INTEGER:
+        # Past SQLite's integers nothing is stored; sqlite3 would raise OverflowError.
+        return []
     query = (
         f"SELECT rowid, * FROM {recorder.events_table_name}"
         " WHERE originator_id = ? AND rowid > ? ORDER BY rowid LIMIT ?"

@@ -165,3 +165,20 @@ def test_an_export_of_n_events_has_n_lines_and_round_trips(
 def test_an_export_slices_by_position(auditor: Auditor, history: History) -> None:
     sliced = [json.loads(line)["position"] for line in auditor.export(after=5, until=9)]
     assert sliced == [6, 7, 8, 9]
+
+
+def test_an_aggregate_read_from_past_the_largest_position_is_empty(sqlite_url: str) -> None:
+    """Found by fuzzing: `after` past SQLite's 64-bit integers raised OverflowError (500)."""
+    from domain.product import Product
+    from eventshop.bootstrap import open_shop as bootstrap_open_shop
+    from projections.audit.aggregate_events import aggregate_events
+    from tests.conftest import settings_for
+
+    shop = bootstrap_open_shop(settings_for(sqlite_url))
+    try:
+        shop.add_product("MUG-1", "Mug", "1.00")
+        product_id = Product.create_id("MUG-1")
+        assert len(aggregate_events(shop.recorder, product_id, 0, 10)) == 1
+        assert aggregate_events(shop.recorder, product_id, 2**70, 10) == []
+    finally:
+        shop.close()
