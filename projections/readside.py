@@ -245,7 +245,7 @@ def build_read_side(
         worker_id=runner.worker_id,
         on_swapped=lambda name: runner.workers[name].nudge(),
     )
-    return ReadSide(built, runner, rebuilder, [datastore])
+    return ReadSide(built, runner, rebuilder, [datastore, *where.closers])
 
 
 def run_worker(
@@ -288,6 +288,8 @@ class _Where:
     """One rebuild per read model."""
     subscribe: bool
     """Whether the log can be subscribed to (else the live feed polls it)."""
+    closers: tuple[Any, ...] = ()
+    """Datastores of its own besides ``datastore``, closed with the read side."""
 
 
 def _in_postgres(store: StoreURL, names: dict[str, str]) -> _Where:
@@ -310,21 +312,28 @@ def _in_sqlite(store: StoreURL, names: dict[str, str]) -> _Where:
     lock_timeout = store.library_env().get("SQLITE_LOCK_TIMEOUT")
     # One writer connection at a time, shared by every worker and rebuild of the
     # process: waiting 5 s for it (the library's default) is too short for six
-    # rebuilds at once on a busy 2-core box, and 60 s proved too short for two rebuilds
-    # beside a live feeder and a stream of commands on a box loaded ~7 (the test suite).
+    # rebuilds at once on a busy 2-core box.
     datastore = SQLiteDatastore(
         store.path,
         lock_timeout=int(lock_timeout) if lock_timeout else None,
         max_overflow=20,
-        pool_timeout=120.0,
+        pool_timeout=60.0,
+    )
+    # The log is read through connections of its own: a swap reads the log while it
+    # holds the writer connection, and the library's pool hands out connections in
+    # order, so a read from the same pool would queue behind the next writer waiting
+    # for that very connection (a deadlock until the pool's timeout).
+    log_datastore = SQLiteDatastore(
+        store.path, lock_timeout=int(lock_timeout) if lock_timeout else None, max_overflow=20
     )
     return _Where(
         datastore,
-        SQLiteApplicationRecorder(datastore, events_table_name=events_table(store)),
+        SQLiteApplicationRecorder(log_datastore, events_table_name=events_table(store)),
         SQLiteReadModelRecorder,
         FileLocks({m: f"{store.path}.{n}.lock" for m, n in names.items()}),
         FileLocks({m: f"{store.path}.{n}.rebuild.lock" for m, n in names.items()}),
         subscribe=False,
+        closers=(log_datastore,),
     )
 
 

@@ -154,6 +154,41 @@ def test_a_rebuild_while_commands_keep_coming_swaps_in_step_with_the_live_feeder
         assert set(applied(read_side).values()) == {event_count(shop)}
 
 
+def test_the_log_can_be_read_while_the_writer_is_held_and_another_writer_waits(
+    sqlite_url: str,
+) -> None:
+    # A swap reads the log while it holds the read side's writer connection; on SQLite
+    # a second swap queued for that connection once blocked the read (two rebuilds at
+    # once stood still until the pool's timeout).
+    with opened(sqlite_url) as (shop, read_side):
+        World(shop).seed(3)
+        view, source = read_side.orders.view, read_side.rebuilder.source
+
+        def second_writer() -> None:
+            with view.writing():
+                pass
+
+        with view.writing():
+            other = threading.Thread(target=second_writer)
+            other.start()
+            until(lambda: _waiting(other), 5, "the second writer to wait")
+            reader = threading.Thread(target=lambda: source.read(0, 10))
+            reader.start()
+            reader.join(5)
+            assert not reader.is_alive(), "reading the log waited for the writer"
+        other.join(5)
+
+
+def _waiting(thread: threading.Thread) -> bool:
+    """Whether ``thread`` is inside the pool, waiting for a connection."""
+    frame = sys._current_frames().get(thread.ident or 0)
+    while frame is not None:
+        if frame.f_code.co_name == "get_connection":
+            return True
+        frame = frame.f_back
+    return False
+
+
 # A rebuild in another process, slowed down so that it can be caught halfway; with
 # worker processes (argv[3]) however small the log.
 SLOW_REBUILD = """
