@@ -132,11 +132,17 @@ def notification(row: Row) -> Notification:
 
 
 class Tap:
-    """One live worker's end of the feed."""
+    """One live worker's end of the feed. ``None`` in its queue is no event: it wakes
+    the worker waiting on the queue, to see that it is detached or stopping."""
 
     def __init__(self, capacity: int) -> None:
-        self.queue: queue.Queue[Notification] = queue.Queue(maxsize=capacity)
+        self.queue: queue.Queue[Notification | None] = queue.Queue(maxsize=capacity)
         self.detached = threading.Event()
+
+    def wake(self) -> None:
+        # A full queue wakes its worker anyway.
+        with contextlib.suppress(queue.Full):
+            self.queue.put_nowait(None)
 
 
 class LiveFeed:
@@ -187,6 +193,7 @@ class LiveFeed:
         with self._lock:
             self._taps.discard(tap)
         tap.detached.set()
+        tap.wake()
 
     def _run(self) -> None:
         # Whatever fails, the feed starts again: its workers depend on it.
@@ -243,7 +250,8 @@ class LiveFeed:
                 try:
                     tap.queue.put_nowait(notification)
                 except queue.Full:
-                    # Too far behind to be live: it catches up from the log instead.
+                    # Too far behind to be live: it catches up from the log instead
+                    # (a full queue needs no wake).
                     self._taps.discard(tap)
                     tap.detached.set()
             self._last = notification.id
@@ -253,3 +261,4 @@ class LiveFeed:
             taps, self._taps = self._taps, set()
         for tap in taps:
             tap.detached.set()
+            tap.wake()

@@ -98,6 +98,7 @@ class Worker:
         self._thread: threading.Thread | None = None
         self._outdated: str | None = None
         self._nudged = threading.Event()
+        self._tap: Tap | None = None
 
     # --- control -------------------------------------------------------------------------
 
@@ -116,6 +117,9 @@ class Worker:
     def stop(self) -> None:
         self._stopping.set()
         self._nudged.set()
+        tap = self._tap
+        if tap is not None:
+            tap.wake()
 
     def nudge(self) -> None:
         """Try again now: a rebuild has just swapped in new tables."""
@@ -226,12 +230,14 @@ class Worker:
             self._set_state(State.CATCHING_UP, publish=True)
             position = self._catch_up(position)
             tap, mark = self.feed.attach()
+            self._tap = tap
             try:
                 # The feed has everything after ``mark``; the log has the rest.
                 position = self._catch_up(position, until=mark)
                 self._set_state(State.LIVE, publish=True)
                 position = self._follow(tap, position)
             finally:
+                self._tap = None
                 self.feed.detach(tap)
 
     def _catch_up(self, position: int, until: int | None = None) -> int:
@@ -274,9 +280,13 @@ class Worker:
     def _drain(self, tap: Tap, position: int) -> list[Notification]:
         batch: list[Notification] = []
         with contextlib.suppress(queue.Empty):
-            batch.append(tap.queue.get(timeout=0.25))
-            while len(batch) < self.batch_size:
-                batch.append(tap.queue.get_nowait())
+            # A wake (None) ends the batch early: the caller looks at why.
+            notification = tap.queue.get(timeout=0.25)
+            while notification is not None:
+                batch.append(notification)
+                if len(batch) == self.batch_size:
+                    break
+                notification = tap.queue.get_nowait()
         return [n for n in batch if n.id > position]
 
     def _apply(self, notifications: Sequence[Notification], position: int) -> int:
