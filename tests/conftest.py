@@ -110,17 +110,15 @@ def pg_url(pg_database: str, request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture(autouse=True)
 def pg_turn(request: pytest.FixtureRequest) -> Iterator[None]:
     """Under pytest-xdist, PostgreSQL tests of the workers share the server as readers and
-    writers share a lock: any number at once, except a slow one or one of a
-    MANY_CONNECTIONS file, which waits for the others and runs alone. A PostgreSQL
-    advisory lock of this run (the admin database's) is the lock."""
+    writers share a lock: any number at once, except one of a MANY_CONNECTIONS file,
+    which waits for the others and runs alone. A PostgreSQL advisory lock of this run
+    (the admin database's) is the lock."""
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
     node = request.node
     if run is None or node.get_closest_marker("postgres") is None:
         yield
         return
-    alone = node.get_closest_marker("slow") is not None or (
-        node.nodeid.partition("::")[0] in MANY_CONNECTIONS
-    )
+    alone = node.nodeid.partition("::")[0] in MANY_CONNECTIONS
     key = int.from_bytes(hashlib.sha256(run.encode()).digest()[:8], "big", signed=True)
     with _admin() as conn:
         take = "pg_advisory_lock" if alone else "pg_advisory_lock_shared"
