@@ -1,7 +1,9 @@
 """Shared fixtures: real stores to test against.
 
 Every PostgreSQL test runs in a database created for this test run (dropped at the
-end; one per pytest-xdist worker), so that runs never collide. PostgreSQL is never
+end; one per pytest-xdist worker), so that runs never collide. The two workers' tests
+run side by side; the most connections any test opens (the multi-process ones, with
+small pools) keep two at once well below the server's 100. PostgreSQL is never
 mocked and a test that needs it never skips: if the server is down, the test fails and
 says so.
 
@@ -25,7 +27,6 @@ test-quick``) is the loop that needs no server.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 import uuid
@@ -105,25 +106,6 @@ def pg_url(pg_database: str, request: pytest.FixtureRequest) -> Iterator[str]:
     yield url
     with psycopg.connect(StoreURL.parse(url).dsn(), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-
-
-@pytest.fixture(autouse=True)
-def pg_turn(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Under pytest-xdist, PostgreSQL tests of the workers share the server as readers and
-    writers share a lock: any number at once, except one of a MANY_CONNECTIONS file,
-    which waits for the others and runs alone. A PostgreSQL advisory lock of this run
-    (the admin database's) is the lock."""
-    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-    node = request.node
-    if run is None or node.get_closest_marker("postgres") is None:
-        yield
-        return
-    alone = node.nodeid.partition("::")[0] in MANY_CONNECTIONS
-    key = int.from_bytes(hashlib.sha256(run.encode()).digest()[:8], "big", signed=True)
-    with _admin() as conn:
-        take = "pg_advisory_lock" if alone else "pg_advisory_lock_shared"
-        conn.execute(sql.SQL("SELECT {}(%s)").format(sql.Identifier(take)), (key,))
-        yield  # the lock goes with the connection
 
 
 # --- PostgreSQL schemas reused between tests ------------------------------------------------
@@ -490,19 +472,6 @@ SLOW = {
     "tests/projections/test_workers.py": {
         "test_two_workers_never_both_apply_an_event_and_one_takes_over",
     },
-}
-
-
-# Test files whose PostgreSQL tests open many connections (several processes, pools of
-# 20 and more): under pytest-xdist each runs while no other PostgreSQL test does, so
-# that the workers together stay below the server's max_connections (see pg_turn).
-MANY_CONNECTIONS = {
-    "tests/test_multiprocess.py",
-    "tests/test_bench_smoke.py",
-    "tests/test_concurrency_postgres.py",
-    "tests/test_group_commit.py",
-    "tests/test_kill_during_batch.py",
-    "tests/projections/test_workers.py",
 }
 
 

@@ -59,6 +59,9 @@ def test_acknowledged_commands_survive_sigkills_during_group_commits(
         **os.environ,
         "EVENTSHOP_DATABASE_URL": pg_url,
         "EVENTSHOP_JWT_SECRET": SECRET,
+        # Small pools, as on a small database server: the test runs beside others.
+        "EVENTSHOP_DATABASE_POOL_SIZE": "2",
+        "EVENTSHOP_DATABASE_MAX_OVERFLOW": "4",
         "EVENTSHOP_LOG_LEVEL": "WARNING",
     }
     subprocess.run(

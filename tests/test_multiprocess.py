@@ -356,6 +356,9 @@ def test_two_api_processes_and_two_workers_survive_a_sigkill_each(
         **os.environ,
         "EVENTSHOP_DATABASE_URL": pg_url,
         "EVENTSHOP_JWT_SECRET": SECRET,
+        # Small pools, as on a small database server: the test runs beside others.
+        "EVENTSHOP_DATABASE_POOL_SIZE": "2",
+        "EVENTSHOP_DATABASE_MAX_OVERFLOW": "4",
         "EVENTSHOP_RUN_PROJECTIONS": "false",
         "EVENTSHOP_LOG_LEVEL": "WARNING",
     }
