@@ -111,8 +111,8 @@ def retry_on_conflict(
 # Aggregates kept in memory between commands (least recently used go first).
 AGGREGATE_CACHE_SIZE = 10_000
 
-# The SQL stores' recorders: the library's, keeping idempotency keys with the events;
-# on PostgreSQL, writing concurrent saves in one transaction (commands/group_commit.py).
+# The SQL stores' recorders (chosen the library's way), keeping idempotency keys with
+# the events; on PostgreSQL, writing concurrent saves in one transaction.
 RECORDER_TOPICS = {
     "eventsourcing.sqlite": get_topic(SQLiteKeyRecorder),
     "eventsourcing.postgres": get_topic(GroupCommitRecorder),
@@ -140,10 +140,9 @@ class Shop(Application[UUID]):
     ) -> None:
         """The write side on ``store`` (default: in memory).
 
-        ``env`` adds eventsourcing settings (pool sizes, the aggregate cache); it comes
-        first, as the library's own runners pass it. ``command_wait``: how long a
-        command waits for its turn on a busy aggregate, or to be written, before it is
-        refused (Busy: 503).
+        ``env`` adds eventsourcing settings (pool sizes, the aggregate cache), first as
+        the library's runners pass it. ``command_wait``: how long a command waits for
+        its turn on a busy aggregate, or to be written, before it is refused (Busy: 503).
         """
         # Checked before connecting: a misconfigured currency must not reach an event.
         self.currency = currency_code(currency)
@@ -158,13 +157,12 @@ class Shop(Application[UUID]):
             )
         self.keys = IdempotencyKeys(self.recorder, idempotency_ttl)
         self.observers: list[CommandObserver] = []
-        self.turns = turns.Turns(command_wait)
+        self.turns = turns.Turns(command_wait, turns.DatabaseTurns.for_store(self.store))
         if isinstance(self.recorder, GroupCommitRecorder):
             self.recorder.queue_timeout = command_wait
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         environment = super().construct_env(name, env)
-        # The SQL stores' recorders, chosen the library's way, also keep idempotency keys.
         topic = RECORDER_TOPICS.get(environment.get("PERSISTENCE_MODULE", ""))
         if topic and not environment.get("APPLICATION_RECORDER_TOPIC"):
             environment["APPLICATION_RECORDER_TOPIC"] = topic
@@ -172,6 +170,10 @@ class Shop(Application[UUID]):
         # command); each is brought up to date from the log, by version, when used.
         environment.setdefault("AGGREGATE_CACHE_MAXSIZE", str(AGGREGATE_CACHE_SIZE))
         return environment
+
+    def close(self) -> None:
+        self.turns.close()
+        super().close()
 
     def construct_recorder(self) -> ApplicationRecorder:
         if not self.env.get("PERSISTENCE_MODULE", "eventsourcing.popo").endswith(".popo"):
