@@ -18,7 +18,7 @@ UV := $(LOCK_VENV)/bin/uv
 LOCK_FLAGS := --quiet --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
 	--generate-hashes --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
 
-.PHONY: run test test-quick lint typecheck bench lock
+.PHONY: run test test-quick soak lint typecheck bench lock
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -47,6 +47,10 @@ test: $(TEST_STAMP)  ## lint, type check, then the whole test suite (needs Postg
 
 test-quick: $(TEST_STAMP)  ## the tests that need no PostgreSQL and are not slow
 	$(VENV)/bin/pytest -q -m "not postgres and not slow"
+
+soak: $(TEST_STAMP)  ## the slower runs: 20 SIGKILLs of the server during group commits, deeper fuzzing
+	EVENTSHOP_KILL_ROUNDS=20 $(VENV)/bin/pytest -q -n0 tests/test_kill_during_batch.py
+	EVENTSHOP_FUZZ_EXAMPLES=200 $(VENV)/bin/pytest -q tests/hardening/test_fuzz.py
 
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
