@@ -12,20 +12,26 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    ProcessingEvent,
+    Recording,
+)
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import ApplicationRecorder, Mapper, RecordConflictError
 from eventsourcing.utils import Environment, EnvType, get_topic
 
 from commands import idempotency, turns
+from commands.cache import CACHE_ENV, CACHE_SIZE, Aggregates
 from commands.group_commit import GroupCommitRecorder
 from commands.idempotency import IdempotencyKeys, KeyStore, POPOKeyRecorder, SQLiteKeyRecorder
+from commands.outcome import CommandObserver, Done, outcome_of
 from domain.base import ShopAggregate
 from domain.cart import Cart
 from domain.errors import (
@@ -33,7 +39,6 @@ from domain.errors import (
     ConcurrencyConflict,
     DomainError,
     NotFound,
-    StaleVersion,
 )
 from domain.order import Order
 from domain.product import Product
@@ -43,45 +48,14 @@ from eventstore import log, retry
 from eventstore.causes import current_cause
 from eventstore.url import StoreURL
 
+__all__ = ["CommandObserver", "Done", "Shop"]
+
 P = ParamSpec("P")
 A = TypeVar("A", bound=ShopAggregate)
 
 MAX_ATTEMPTS = retry.CONFLICT_ATTEMPTS
 """Runs of a command that keeps losing races before it gives up (eventstore/retry.py,
 which also says how long it waits between them)."""
-
-
-@dataclass(frozen=True)
-class Done:
-    """What a command did: the aggregate it is about, and its last event's log position."""
-
-    aggregate: Any
-    position: int
-    # True when answered from an earlier execution with the same idempotency key.
-    replayed: bool = False
-
-    @property
-    def version(self) -> int:
-        return int(self.aggregate.version)
-
-
-class CommandObserver(Protocol):
-    """Told what commands do, for metrics (api/observability.py); must not raise."""
-
-    def command_retried(self, command: str) -> None:
-        """A command lost a concurrency race and is run again."""
-
-    def command_finished(self, command: str, outcome: str) -> None:
-        """A command ended: ``ok``, ``replayed``, ``refused``, ``conflict`` or ``error``."""
-
-
-def outcome_of(error: BaseException | None) -> str:
-    """How a command that raised ``error`` (None: did not raise) ended, for observers."""
-    if error is None:
-        return "ok"
-    if isinstance(error, ConcurrencyConflict | StaleVersion):
-        return "conflict"
-    return "refused" if isinstance(error, DomainError) else "error"
 
 
 def retry_on_conflict(
@@ -107,9 +81,6 @@ def retry_on_conflict(
 
     return wrapper
 
-
-# Aggregates kept in memory between commands (least recently used go first).
-AGGREGATE_CACHE_SIZE = 10_000
 
 # The SQL stores' recorders (chosen the library's way), keeping idempotency keys with
 # the events; on PostgreSQL, writing concurrent saves in one transaction.
@@ -158,6 +129,7 @@ class Shop(Application[UUID]):
         self.keys = IdempotencyKeys(self.recorder, idempotency_ttl)
         self.observers: list[CommandObserver] = []
         self.turns = turns.Turns(command_wait, turns.DatabaseTurns.for_store(self.store))
+        self.aggregates = Aggregates(self.repository, self.turns.trusts)
         if isinstance(self.recorder, GroupCommitRecorder):
             self.recorder.queue_timeout = command_wait
 
@@ -166,9 +138,9 @@ class Shop(Application[UUID]):
         topic = RECORDER_TOPICS.get(environment.get("PERSISTENCE_MODULE", ""))
         if topic and not environment.get("APPLICATION_RECORDER_TOPIC"):
             environment["APPLICATION_RECORDER_TOPIC"] = topic
-        # Recently used aggregates stay in memory (a hot stock level is not replayed per
-        # command); each is brought up to date from the log, by version, when used.
-        environment.setdefault("AGGREGATE_CACHE_MAXSIZE", str(AGGREGATE_CACHE_SIZE))
+        # Recently used aggregates stay in memory (commands/cache.py).
+        environment.setdefault("AGGREGATE_CACHE_MAXSIZE", CACHE_SIZE)
+        environment.update(CACHE_ENV)
         return environment
 
     def close(self) -> None:
@@ -433,7 +405,7 @@ class Shop(Application[UUID]):
 
     def _get(self, kind: type[A], aggregate_id: UUID, missing: str) -> A:
         try:
-            aggregate: Aggregate = self.repository.get(aggregate_id)
+            aggregate = self.aggregates.load(aggregate_id)
         except AggregateNotFoundError:
             raise NotFound(missing) from None
         if not isinstance(aggregate, kind):
@@ -487,6 +459,13 @@ class Shop(Application[UUID]):
     def _tell(self, what: str, *args: str) -> None:
         for observer in self.observers:
             getattr(observer, what)(*args)
+
+    def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
+        try:
+            return super()._record(processing_event)
+        except RecordConflictError:
+            self.aggregates.forget(processing_event.aggregates)  # stale: another process wrote
+            raise
 
     def _save(self, *aggregates: Aggregate) -> Done:
         request = idempotency.current_request()

@@ -47,6 +47,7 @@ class Turns:
         self.across = across
         self._guard = threading.Lock()
         self._locks: dict[UUID, tuple[threading.RLock, int]] = {}
+        self._local = threading.local()
 
     def close(self) -> None:
         if self.across is not None:
@@ -57,6 +58,7 @@ class Turns:
         """Hold the turn on each of these aggregates for the block (Busy after ``timeout``)."""
         deadline = time.monotonic() + self.timeout
         held: list[UUID] = []
+        mine = self._mine()
         try:
             for aggregate_id in sorted(set(aggregate_ids)):
                 lock = self._use(aggregate_id)
@@ -67,6 +69,7 @@ class Turns:
                         aggregate_id=str(aggregate_id),
                     )
                 held.append(aggregate_id)
+                mine[aggregate_id] = mine.get(aggregate_id, 0) + 1
             if self.across is None:
                 yield
             else:
@@ -79,8 +82,24 @@ class Turns:
             raise
         finally:
             for aggregate_id in reversed(held):
+                if mine[aggregate_id] == 1:
+                    del mine[aggregate_id]
+                else:
+                    mine[aggregate_id] -= 1
                 self._locks[aggregate_id][0].release()
                 self._release_use(aggregate_id)
+
+    def trusts(self, aggregate_id: UUID) -> bool:
+        """Whether this thread holds the turn on ``aggregate_id`` and no other process
+        contends it: then nothing but this thread changes it (commands/cache.py)."""
+        if aggregate_id not in self._mine():
+            return False
+        return self.across is None or not self.across.is_contended(aggregate_id)
+
+    def _mine(self) -> dict[UUID, int]:
+        """The turns this thread holds, each with how many times it took it."""
+        mine: dict[UUID, int] = self._local.__dict__.setdefault("mine", {})
+        return mine
 
     def _use(self, aggregate_id: UUID) -> threading.RLock:
         with self._guard:
