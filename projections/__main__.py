@@ -24,7 +24,10 @@ def main() -> None:
         signal.signal(signum, lambda *_: stop.set())
     run_worker(
         StoreURL.parse(args.url),
-        stop, prefix=args.prefix, batch_size=args.batch_size, worker_id=args.worker_id
+        stop,
+        prefix=args.prefix,
+        batch_size=args.batch_size,
+        worker_id=args.worker_id,
     )
 
 

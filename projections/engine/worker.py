@@ -43,7 +43,7 @@ log = logging.getLogger("eventshop.projections")
 
 POSITION_CHECK_SECONDS = 1.0
 """How often an idle live worker checks that its position was not moved under it."""
-DEFER_SECONDS = 0.5
+DEFER_SECONDS = 0.2
 QUIET_SECONDS = 0.02
 """A live worker writes the position of batches it has nothing to write for at least
 every DEFER_SECONDS, and as soon as no event came for QUIET_SECONDS (``_follow``)."""
@@ -147,7 +147,12 @@ class Worker:
         """Block until this process has applied ``position``: True; False at the deadline;
         None when this process does not feed the read model (then ask the database)."""
         with self._progress:
-            self._awaited = max(self._awaited, position)
+            if position > self._awaited:
+                self._awaited = position
+                # The live loop may be holding noted batches back: have it look now.
+                tap = self._tap
+                if tap is not None and position > self.position:
+                    tap.wake()
             while self.position < position:
                 if not self.owned:
                     return None

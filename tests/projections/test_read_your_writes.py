@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from eventshop.bootstrap import open_read_side
+from projections.engine import worker
 from tests.conftest import settings_for
 from tests.projections.support import ADDRESS, opened, until
 
@@ -75,3 +80,42 @@ def test_a_process_that_does_not_feed_the_read_models_still_waits_and_reads(url:
             worker_side.close()
         stopped = {s["name"]: s["state"] for s in api_side.status()}
         assert set(stopped.values()) == {"stopped"}
+
+
+def test_batches_a_read_model_has_no_rows_for_are_noted_then_written_once(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Long enough that only a waiting reader or the stop makes the carts model write.
+    monkeypatch.setattr(worker, "QUIET_SECONDS", 5.0)
+    monkeypatch.setattr(worker, "DEFER_SECONDS", 60.0)
+    with opened(url) as (shop, read_side):
+        read_side.start()
+        shop.add_product("MUG-1", "Mug", "12.50")
+        assert read_side.wait_for(None, shop.head(), timeout=5)
+        carts = read_side.projection("carts")
+        commits: list[int] = []
+        commit = carts.commit
+
+        def counted(prepared: Any, *args: Any) -> int:
+            commits.append(prepared.events)
+            return int(commit(prepared, *args))
+
+        monkeypatch.setattr(carts, "commit", counted)
+        before = read_side.position("carts")
+        for _ in range(20):
+            done = shop.receive_stock("MUG-1", 1)  # nothing for the carts read model
+        assert read_side.wait_for("stock", done.position, timeout=5)
+        assert read_side.position("carts") == before  # noted, not written
+        assert commits == []
+        # A reader waiting for it makes the model write, once, every event counted.
+        assert read_side.wait_for("carts", done.position, timeout=2)
+        assert read_side.position("carts") == done.position
+        assert commits == [20]
+        applied_before = {s["name"]: s["events_applied"] for s in read_side.status()}
+        assert applied_before["carts"] == applied_before["stock"]
+        # Stopping writes what was noted since.
+        last = shop.receive_stock("MUG-1", 1)
+        assert read_side.wait_for("stock", last.position, timeout=5)
+        read_side.stop()
+        assert read_side.position("carts") == last.position
+        assert commits == [20, 1]
