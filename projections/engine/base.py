@@ -220,18 +220,14 @@ class ReadModel(Projection[ReadModelStore]):
         application_name: str,
         expected: int,
         through: int | None = None,
-        skipped: int = 0,
     ) -> int:
         """Apply a run of the log that follows position ``expected``, in ONE transaction.
 
         The read-model rows, the new tracking position and the count of applied events are
         committed together or not at all. Returns the new position: the last event's, or
-        ``through`` when the run covers the log up to there (it was read by topic, or
-        ``skipped`` events before it needed no rows written).
+        ``through`` when the run was read by topic and covers the log up to there.
         """
-        prepared = self.prepare(notifications, mapper, through)
-        prepared.events += skipped
-        return self.commit(prepared, application_name, expected)
+        return self.commit(self.prepare(notifications, mapper, through), application_name, expected)
 
     def prepare(
         self, notifications: Sequence[Notification], mapper: Mapper[Any], through: int | None = None

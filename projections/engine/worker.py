@@ -43,10 +43,12 @@ log = logging.getLogger("eventshop.projections")
 
 POSITION_CHECK_SECONDS = 1.0
 """How often an idle live worker checks that its position was not moved under it."""
+LINGER_SECONDS = 0.02
 DEFER_SECONDS = 0.2
 QUIET_SECONDS = 0.02
-"""A live worker writes the position of batches it has nothing to write for at least
-every DEFER_SECONDS, and as soon as no event came for QUIET_SECONDS (``_follow``)."""
+"""Under load a live worker gathers events: it writes those with rows to write at most
+LINGER_SECONDS after its last write, the others within DEFER_SECONDS, and everything
+once no event came for QUIET_SECONDS (``_follow``)."""
 
 
 class Moved(LostOwnership):
@@ -265,34 +267,34 @@ class Worker:
     def _follow(self, tap: Tap, position: int) -> int:
         """Apply what the feed brings, as batches; return when detached or stopping.
 
-        A batch with no event this read model handles changes none of its rows: under
-        load, it is only noted, and its position written with the next batch that has
-        rows to write, or within ``DEFER_SECONDS``, or as soon as the feed is quiet for
-        ``QUIET_SECONDS``, or a reader waits for it (``wait``): six read models each
-        committing every batch of the log, most of them none of its business, took
-        about a tenth of the shop's CPU under load. A crash loses nothing: the batches
-        not yet written are read again and skipped.
+        Under load, what arrives is gathered and written in fewer, larger transactions:
+        events with rows to write at most ``LINGER_SECONDS`` after the last write, events
+        this read model has no rows for (most of the log, for most read models) within
+        ``DEFER_SECONDS``; everything at once when the feed is quiet for
+        ``QUIET_SECONDS``, when a reader waits for a position (``wait``), or when a
+        batch is full. Six read models each committing every few events of the log took
+        about a tenth of the shop's CPU. A crash loses nothing: what was not yet written
+        is read again.
         """
         checked = time.monotonic()
-        committed = position  # what the database holds; ``position`` may be ahead of it
-        noted = 0  # events since then
+        pending: list[Notification] = []
+        rows = False  # whether any pending event has rows to write
         while not self._stopping.is_set():
-            deferred = committed < position
-            batch = self._drain(tap, position, QUIET_SECONDS if deferred else 0.25)
+            batch = self._drain(tap, position, QUIET_SECONDS if pending else 0.25)
             now = time.monotonic()
-            if (
-                batch
-                and not self._handles(batch)
-                and self._awaited <= committed
-                and now - checked < DEFER_SECONDS
+            if batch:
+                pending.extend(batch)
+                rows = rows or self._handles(batch)
+            if pending and (
+                not batch
+                or self._awaited > position
+                or len(pending) >= self.batch_size
+                or now - checked >= (LINGER_SECONDS if rows else DEFER_SECONDS)
             ):
-                position = batch[-1].id
-                noted += len(batch)
-                with self._progress:
-                    self._rate.append((now, len(batch)))
-            elif batch or deferred:
-                position = committed = self._apply(batch, committed, position, noted)
-                checked, noted = now, 0
+                position = self._apply(pending, position)
+                pending, rows, checked = [], False, now
+            elif pending:
+                pass  # more may come: gathered
             elif tap.detached.is_set():
                 return position
             elif self._nudged.is_set() or now - checked > POSITION_CHECK_SECONDS:
@@ -300,8 +302,8 @@ class Worker:
                 self._check_position(position)
                 checked = now
             self._check_lock()
-        if committed < position:  # stopping: leave the database where this process is
-            self._apply([], committed, position, noted)
+        if pending:  # stopping: leave the database where this process is
+            position = self._apply(pending, position)
         return position
 
     def _handles(self, batch: Sequence[Notification]) -> bool:
@@ -329,32 +331,16 @@ class Worker:
                 notification = tap.queue.get_nowait()
         return [n for n in batch if n.id > position]
 
-    def _apply(
-        self,
-        notifications: Sequence[Notification],
-        position: int,
-        through: int | None = None,
-        skipped: int = 0,
-    ) -> int:
-        """Apply and track a run of the log after ``position`` (the tracked one), in one
-        transaction; ``through``: the run covers the log up to there (after ``skipped``
-        events noted since the last write)."""
+    def _apply(self, notifications: Sequence[Notification], position: int) -> int:
         try:
             new = self.model.apply_batch(
-                notifications,
-                self.source.mapper,
-                self.source.application_name,
-                position,
-                through,
-                skipped,
+                notifications, self.source.mapper, self.source.application_name, position
             )
         except EventFailed as failed:
             if transient(failed) or len(notifications) == 1:
                 raise
             # Commit the events before the failing one, then let it fail on its own,
             # in a transaction of its own, where its error is its own.
-            if skipped:
-                position = self._apply([], position, through, skipped)
             for notification in notifications:
                 position = self._apply([notification], position)
             return position
