@@ -9,6 +9,9 @@ from eventsourcing.domain import Aggregate
 from domain.errors import StaleVersion
 
 NAMESPACE = uuid5(NAMESPACE_URL, "https://eventshop.example/")
+NO_VERSION = 0
+"""A version no aggregate ever has (the first is 1): what a precondition that can never
+hold names, such as an HTTP If-Match of weak entity tags only."""
 
 
 def named_id(kind: str, key: str) -> UUID:

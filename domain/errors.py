@@ -69,8 +69,9 @@ class StaleVersion(DomainError):
     title = "Stale version"
 
     def __init__(self, expected: int, actual: int) -> None:
+        wanted = f"version {expected}" if expected > 0 else "a version no aggregate has"
         super().__init__(
-            f"Expected version {expected} but the current version is {actual}",
+            f"Expected {wanted} but the current version is {actual}",
             expected=expected,
             actual=actual,
         )
