@@ -101,8 +101,8 @@ def list_orders(
         Annotated[str, SINGLE_LINE] | None, Query(max_length=100, description="whose orders")
     ] = None,
     status: OrderStatus | None = None,
-    placed_from: Annotated[Instant | None, Query(description="inclusive")] = None,
-    placed_to: Annotated[Instant | None, Query(description="inclusive")] = None,
+    placed_from: Annotated[Instant | None, Query(description="inclusive (ISO 8601)")] = None,
+    placed_to: Annotated[Instant | None, Query(description="inclusive (ISO 8601)")] = None,
 ) -> dict[str, Any]:
     """Order summaries, newest first: any for staff, auditors and admins; a customer's own only."""
     own = caller.confined_to("read")
