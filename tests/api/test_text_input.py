@@ -113,6 +113,15 @@ def test_a_nul_in_text_is_refused_and_nothing_is_stored(
     assert client.get("/api/products", headers=STAFF).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [("/api/orders?customer_id=a%00b", "customer_id"), ("/api/customers/a%00b", "customer_id")],
+)
+def test_a_nul_in_a_query_is_a_422_not_a_500(client: TestClient, path: str, field: str) -> None:
+    # PostgreSQL refused the NUL in the query's parameter: a 500.
+    assert fields_of(problem_of(client.get(path, headers=STAFF), 422)) == {field}
+
+
 def test_an_order_that_could_never_be_paid_is_not_placed(
     client: TestClient, shop: Shop, add_product: Callable[..., Any]
 ) -> None:

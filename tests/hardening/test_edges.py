@@ -14,8 +14,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from api.routers.audit import live
 from commands.service import Shop
-from tests.api.conftest import fields_of, problem_of
+from tests.api.conftest import bearer, fields_of, problem_of
 from tests.hardening.conftest import ALICE, AUDITOR, STAFF, World, make_app
 
 MAX_HEADER_BYTES = 16 * 1024  # the limit, in all header names and values
@@ -63,6 +64,17 @@ def test_a_hostile_query_parameter_is_a_422_naming_it(
 ) -> None:
     who = AUDITOR if path.startswith("/api/audit") else STAFF
     assert fields_of(problem_of(client.get(path, headers=who), 422)) == {field}
+
+
+def test_a_last_event_id_of_unicode_digits_starts_the_feed_from_now(app: FastAPI) -> None:
+    # "²".isdigit() held, and int("²") raised: a 500 before the stream began.
+    assert live(app.state.auditor, None, "\u00b2").status_code == 200
+
+
+def test_a_token_whose_subject_holds_a_control_character_is_refused(client: TestClient) -> None:
+    # The subject is a customer's id: it would reach queries and events like any text.
+    problem = problem_of(client.get("/api/orders", headers=bearer("customer", sub="a\x00b")), 401)
+    assert "control characters" in problem["detail"]
 
 
 @pytest.mark.parametrize(
