@@ -40,7 +40,10 @@ event store, and every command answer carries the aggregate's `version` (also it
 `ETag`; send it back as `If-Match` to act only on that version) and `position`, the
 place of the command's last event in the global log.
 
-Money is a decimal string (`"12.50"`). Errors are RFC 9457 problem details
+Money is a decimal string (`"12.50"`), at most 1000000.00 (also an order's total). Times
+are ISO 8601 with a UTC offset (`2026-11-29T12:00:00Z`), never Unix times. Text holds no
+control characters (reasons and notes: tab and line feed only). `If-Match` matches by
+strong comparison (a weak tag never matches). Errors are RFC 9457 problem details
 (`application/problem+json`). Send `Authorization: Bearer <JWT>`; `eventshop token
 --role staff` prints one.
 """

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import jwt
 
+from domain.values import SINGLE_LINE_REFUSED
+
 ROLES = ("customer", "staff", "auditor", "admin")
 ALGORITHM = "HS256"
 
@@ -103,4 +105,7 @@ def _decode(secret: str, token: str) -> tuple[Principal, dict[str, Any]]:
         raise InvalidToken("the token's roles claim must be a list of strings")
     if not isinstance(claims["sub"], str) or not claims["sub"]:
         raise InvalidToken("the token's sub claim must be a non-empty string")
+    if SINGLE_LINE_REFUSED.search(claims["sub"]):
+        # The sub is a customer's id, kept in events and read models like any text.
+        raise InvalidToken("the token's sub claim must not contain control characters")
     return Principal(sub=claims["sub"], roles=frozenset(roles) & frozenset(ROLES)), claims

@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from api.text import MULTI_LINE, SINGLE_LINE, MultiLine, SingleLine
 from domain.errors import InvalidValue
 from domain.values import (
     COUNTRY_FORMAT,
@@ -38,7 +39,7 @@ from domain.values import (
 SKU_PATTERN = f"^{SKU_FORMAT.pattern}$"
 MONEY_PATTERN = r"^[0-9]+(\.[0-9]{1,2})?$"
 COUNTRY_PATTERN = f"^{COUNTRY_FORMAT.pattern}$"
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+$"
+EMAIL_PATTERN = r"^[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s\x00-\x1f\x7f-\x9f]+$"
 
 _MONEY = re.compile(MONEY_PATTERN)
 
@@ -76,7 +77,10 @@ Money = Annotated[
 ]
 Sku = Annotated[str, StringConstraints(pattern=SKU_PATTERN), Field(examples=["MUG-RED"])]
 Quantity = Annotated[StrictInt, Field(ge=1, le=MAX_QUANTITY, description="units")]
-Text = Annotated[str, StringConstraints(min_length=1)]
+Text = Annotated[str, StringConstraints(min_length=1), SINGLE_LINE]
+"""A required line of text (the domain trims it and bounds its length)."""
+Lines = Annotated[str, StringConstraints(min_length=1), MULTI_LINE]
+"""Required text that may hold several lines (a reason, a note)."""
 
 
 class Command(BaseModel):
@@ -104,7 +108,7 @@ class ChangeProduct(Command):
 
 class ReceiveStock(Command):
     quantity: Quantity
-    note: str = ""
+    note: MultiLine = ""
 
 
 class AdjustStock(Command):
@@ -112,7 +116,7 @@ class AdjustStock(Command):
         StrictInt,
         Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY, description="units to add (or remove); not 0"),
     ]
-    reason: Text
+    reason: Lines
 
 
 class OpenCart(Command):
@@ -133,7 +137,7 @@ class SetQuantity(Command):
 class AddressIn(Command):
     name: Text
     line1: Text
-    line2: str = ""
+    line2: SingleLine = ""
     city: Text
     postal_code: Text
     country: Annotated[
@@ -152,7 +156,13 @@ class AddressIn(Command):
 
 class CheckOut(Command):
     shipping_address: AddressIn
-    email: Annotated[str, StringConstraints(pattern=EMAIL_PATTERN), Field(examples=["a@b.example"])]
+    email: Annotated[
+        str,
+        # The control characters first, so that one is named as such.
+        SINGLE_LINE,
+        StringConstraints(pattern=EMAIL_PATTERN),
+        Field(examples=["a@b.example"], json_schema_extra={"pattern": EMAIL_PATTERN}),
+    ]
 
 
 class Pay(Command):
@@ -170,4 +180,4 @@ class Deliver(Command):
 
 
 class Cancel(Command):
-    reason: Text
+    reason: Lines

@@ -13,17 +13,19 @@ import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 from fastapi import Depends, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import AwareDatetime, BeforeValidator
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import InvalidToken, Principal, decode
 from commands import idempotency
 from commands.service import Shop
+from domain.base import Expected
 from eventshop.settings import Settings
 from eventstore.causes import identify
 from projections.engine.pagination import DEFAULT_LIMIT, MAX_LIMIT, Keyset
@@ -100,29 +102,50 @@ def require(*roles: str) -> Callable[..., Awaitable[Principal]]:
 ShopDep = Annotated[Shop, Depends(get_shop)]
 Caller = Annotated[Principal, Depends(principal)]
 
-# If-Match names one version: "3", W/"3" or a bare 3; "*" means "whatever is current".
-_IF_MATCH = re.compile(r'\s*(?:(?:W/)?"(\d{1,18})"|(\d{1,18}))\s*')
+# One member of an If-Match list: an entity tag "3", a weak one W/"3", or a bare 3.
+_ENTITY_TAG = re.compile(r'[ \t]*(?:(W/)?"([0-9]{1,18})"|([0-9]{1,18}))[ \t]*')
 # The same, for the OpenAPI document (validated here, so that a bad one is a 400).
-IF_MATCH_PATTERN = r'^\s*(?:\*|(?:W/)?"\d{1,18}"|\d{1,18})\s*$'
+_TAG = r'(?:W/)?"[0-9]{1,18}"|[0-9]{1,18}'
+IF_MATCH_PATTERN = rf"^[ \t]*(?:\*|(?:{_TAG})(?:[ \t]*,[ \t]*(?:{_TAG}))*)[ \t]*$"
 
 IfMatch = Annotated[
     str | None,
     Header(
-        description='Act only on this version of the aggregate: its ETag ("3"), W/"3" or 3.'
-        " A malformed value is refused with 400; a stale one with 412.",
+        description='Act only on this version of the aggregate: its ETag ("3"). A weak tag'
+        ' (W/"3") never matches (RFC 9110 strong comparison); repeated headers are one list.'
+        " A malformed value is refused with 400; one the current version does not match"
+        " with 412.",
         json_schema_extra={"pattern": IF_MATCH_PATTERN},
     ),
 ]
 
 
-def version_named(if_match: str | None) -> int | None:
-    """The version an ``If-Match`` header names, for the service's ``expected_version``."""
-    if if_match is None or if_match.strip() == "*":
+def version_named(if_match: str | None) -> Expected:
+    """The versions an ``If-Match`` list names, for the service's ``expected_version``:
+    None for ``*``; weak tags never match (RFC 9110 strong comparison), so a list of
+    them only names no version at all."""
+    if if_match is None or if_match.strip(" \t") == "*":
         return None
-    matched = _IF_MATCH.fullmatch(if_match)
-    if matched is None:
-        raise HTTPException(400, f'If-Match must name one version, such as "3"; got {if_match!r}')
-    return int(matched.group(1) or matched.group(2))
+    strong: set[int] = set()
+    for member in if_match.split(","):
+        matched = _ENTITY_TAG.fullmatch(member)
+        if matched is None:
+            raise HTTPException(
+                400, f'If-Match must list versions as entity tags, such as "3"; got {if_match!r}'
+            )
+        weak, quoted, bare = matched.groups()
+        if not weak:
+            strong.add(int(quoted or bare))
+    return strong.pop() if len(strong) == 1 else frozenset(strong)
+
+
+_IF_MATCH_KEY = b"if-match"
+
+
+def if_match_of(request: Request) -> str | None:
+    """Every If-Match header of the request as one list (RFC 9110 5.3), or None."""
+    values = [value for name, value in request.scope["headers"] if name == _IF_MATCH_KEY]
+    return b", ".join(values).decode("latin-1") if values else None
 
 
 # --- commands ----------------------------------------------------------------------------
@@ -135,7 +158,7 @@ class Command:
 
     shop: Shop
     caller: Principal
-    expected_version: int | None = None
+    expected_version: Expected = None
 
 
 def for_command(*roles: str, versioned: bool = True) -> Callable[..., Awaitable[Command]]:
@@ -147,7 +170,8 @@ def for_command(*roles: str, versioned: bool = True) -> Callable[..., Awaitable[
     async def versioned_command(
         request: Request, credentials: Credentials, if_match: IfMatch = None
     ) -> Command:
-        version = version_named(if_match)
+        # The parameter documents the header; a repeated one is read whole here.
+        version = version_named(if_match_of(request) if if_match is not None else None)
         caller = _authorize(request, credentials, roles)
         return Command(request.app.state.shop, caller, version)
 
@@ -228,7 +252,7 @@ async def idempotency_key(request: Request) -> None:
         request.method,
         request.url.path,
         request.url.query,
-        request.headers.get("if-match", ""),
+        if_match_of(request) or "",
         _canonical(body),
     )
     idempotency.use_key(idempotency.IdempotentRequest(key, digest))
@@ -284,12 +308,56 @@ async def one_value_per_query_parameter(request: Request) -> None:
         )
 
 
+# --- bodies ------------------------------------------------------------------------------
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+async def no_duplicate_keys(request: Request) -> None:
+    """Refuse a JSON body that gives one key twice (400), rather than silently take the
+    last value (``"quantity": 1`` then ``1000`` added 1,000 units). Applied to every route;
+    FastAPI has parsed the body already (a malformed one was answered 400 before)."""
+    if request.method not in UNSAFE_METHODS:
+        return
+    body = await request.body()
+    if not body:
+        return
+    try:
+        json.loads(body, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as duplicate:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ("body",),
+                    "msg": "JSON decode error",
+                    "input": {},
+                    "ctx": {"error": f"the key {str(duplicate)!r} is given twice in one object"},
+                }
+            ]
+        ) from None
+    except ValueError:
+        return  # not JSON: the body's own validation answers
+
+
 async def every_request(request: Request) -> None:
-    """The app's one dependency of every route: :func:`idempotency_key`, then
-    :func:`one_value_per_query_parameter` (one dependency rather than two: FastAPI's
-    resolving each costs every request)."""
+    """The app's one dependency of every route: :func:`idempotency_key`,
+    :func:`one_value_per_query_parameter` and :func:`no_duplicate_keys` (one dependency
+    rather than three: FastAPI's resolving each costs every request)."""
     await idempotency_key(request)
     await one_value_per_query_parameter(request)
+    await no_duplicate_keys(request)
 
 
 # --- lists -------------------------------------------------------------------------------
@@ -337,6 +405,16 @@ def _iso_only(value: Any) -> Any:
     return value
 
 
+def _within_utc(value: datetime) -> datetime:
+    # 0001-01-01T00:00:00+14:00 parses, but is before the first moment Python can hold
+    # in UTC, and every read model compares moments in UTC.
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must fall between 0001-01-01 and 9999-12-31 in UTC") from None
+    return value
+
+
 # A moment in a query (``placed_from``, ``from``...): ISO 8601 with its UTC offset; a
 # naive one names no moment and is refused (422), and so is a Unix timestamp.
-Instant = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
+Instant = Annotated[AwareDatetime, BeforeValidator(_iso_only), AfterValidator(_within_utc)]

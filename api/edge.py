@@ -1,4 +1,5 @@
-"""The one middleware in front of the app: request id, body limit, metrics, access log.
+"""The one middleware in front of the app: request id, header and body limits, metrics,
+access log.
 
 Pure ASGI, and one layer where there were three: every layer costs each request a
 call, a wrapper of ``send`` and one more frame per message it passes on. For each
@@ -9,15 +10,17 @@ HTTP request, in this order:
    :func:`api.errors.unexpected_error` finds it), and is the correlation id of the
    events the request causes (:mod:`eventstore.causes`; the caller is filled in once
    the token is checked, :func:`api.deps.principal`);
-2. **body limit**: a declared ``Content-Length`` over ``max_body_bytes`` is refused
+2. **header limit**: headers of more than ``MAX_HEADER_BYTES`` in all (names and
+   values) are refused with 431 before anything reads them (a token, say);
+3. **body limit**: a declared ``Content-Length`` over ``max_body_bytes`` is refused
    with 413 before the app runs. A body of unknown length (``Transfer-Encoding``, or no
    valid ``Content-Length``) is counted as it streams by Starlette's limiter, which
    raises a 413 ``HTTPException`` from the read, so that :func:`api.errors.http_error`
    answers. A body with a valid declared length within the limit needs no counting:
    the server reads exactly that many bytes;
-3. **metrics and access log** (:mod:`api.observability`): every request is counted and
+4. **metrics and access log** (:mod:`api.observability`): every request is counted and
    timed by route template, and leaves one access-log line, whatever answered it (the
-   413 above, the app, or a 500: an error escaping the app is counted as a 500).
+   431 or 413 above, the app, or a 500: an error escaping the app is counted as a 500).
 """
 
 from __future__ import annotations
@@ -26,18 +29,20 @@ import re
 import time
 import uuid
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from starlette.datastructures import MutableHeaders
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import REQUEST_ID_HEADER, too_large
+from api.errors import REQUEST_ID_HEADER, problem, too_large
 from api.observability import UNMATCHED, Metrics, access_log
 from eventstore.causes import caused_by
 
 # What a client may send as its own request id: short, and safe to log and echo.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode("latin-1")
+MAX_HEADER_BYTES = 16 * 1024
+"""The most bytes of header names and values one request may send (431 above)."""
 
 
 class Edge:
@@ -58,7 +63,9 @@ class Edge:
         given: bytes | None = None
         declared: bytes | None = None
         streamed = False
+        header_bytes = 0
         for name, value in scope["headers"]:
+            header_bytes += len(name) + len(value)
             if name == _REQUEST_ID_KEY:
                 given = value if given is None else given
             elif name == b"content-length":
@@ -81,7 +88,9 @@ class Edge:
         length = declared.decode("latin-1") if declared is not None else ""
         try:
             with caused_by(correlation_id=request_id):
-                if length.isdigit() and int(length) > self.max_bytes:
+                if header_bytes > MAX_HEADER_BYTES:
+                    await headers_too_large(Request(scope))(scope, receive, send_edge)
+                elif length.isdigit() and int(length) > self.max_bytes:
                     await too_large(Request(scope), self.max_bytes)(scope, receive, send_edge)
                 elif length.isdigit() and not streamed:
                     await self.app(scope, receive, send_edge)
@@ -110,6 +119,15 @@ class Edge:
                 "request_id": request_id,
             },
         )
+
+
+def headers_too_large(request: Request) -> Response:
+    return problem(
+        request,
+        431,
+        f"The request's headers are larger than {MAX_HEADER_BYTES} bytes in total",
+        kind="headers-too-large",
+    )
 
 
 def install(app: FastAPI, metrics: Metrics, max_body_bytes: int) -> None:

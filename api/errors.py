@@ -137,10 +137,12 @@ async def validation_error(request: Request, error: Exception) -> JSONResponse:
     broken = next((e for e in errors if e.get("type") == "json_invalid"), None)
     if broken is not None:
         reason = broken.get("ctx", {}).get("error", "malformed")
+        where = broken["loc"][-1]
         return problem(
             request,
             400,
-            f"The body is not valid JSON: {reason} (at character {broken['loc'][-1]})",
+            f"The body is not valid JSON: {reason}"
+            + (f" (at character {where})" if isinstance(where, int) else ""),
             title="Malformed JSON",
             kind="malformed-json",
         )

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.text import literal, shown, single_line
 from domain.errors import DomainError
 from eventshop.bootstrap import open_auditor, open_shop
 from eventshop.settings import Settings
@@ -40,7 +41,7 @@ def _auditor() -> Iterator[Auditor]:
     try:
         yield open_auditor(shop)
     except DomainError as error:
-        err().print(f"[red]{error.detail}[/red]")
+        err().print(f"[red]{shown(error.detail)}[/red]")
         raise typer.Exit(2) from None
     finally:
         shop.close()
@@ -51,6 +52,7 @@ def history(aggregate_id: Annotated[UUID, typer.Argument(help="the aggregate's i
     """One aggregate's whole history: every event, who caused it and what it said."""
     with _auditor() as auditor:
         items = auditor.history(aggregate_id)
+    # Every cell is literal: events hold what customers and staff typed.
     table = Table(title=f"{items[0]['aggregate_type']} {aggregate_id}")
     for column in ("position", "version", "type", "timestamp"):
         table.add_column(column, no_wrap=True)
@@ -59,13 +61,18 @@ def history(aggregate_id: Annotated[UUID, typer.Argument(help="the aggregate's i
     for item in items:
         cause = item["metadata"] or {}
         table.add_row(
-            str(item["position"]),
-            str(item["version"]),
-            item["type"],
-            item["timestamp"].isoformat() if item["timestamp"] else "?",
-            f"{cause.get('actor', '?')} ({cause.get('role') or '-'})",
-            cause.get("correlation_id") or "-",
-            json.dumps(item["data"]),
+            *map(
+                literal,
+                (
+                    item["position"],
+                    item["version"],
+                    item["type"],
+                    item["timestamp"].isoformat() if item["timestamp"] else "?",
+                    f"{cause.get('actor', '?')} ({cause.get('role') or '-'})",
+                    cause.get("correlation_id") or "-",
+                    json.dumps(item["data"]),
+                ),
+            )
         )
     out().print(table)
 
@@ -80,8 +87,9 @@ def state(
 ) -> None:
     """An aggregate as it was at a moment or a version (else as it is now)."""
     with _auditor() as auditor:
-        shown = auditor.state(aggregate_id, version=version, at=at)
-    out().print_json(data=shown)
+        state_shown = auditor.state(aggregate_id, version=version, at=at)
+    # ASCII only: C1 control characters in old events come out escaped, like the others.
+    out().print_json(data=state_shown, ensure_ascii=True)
 
 
 @audit.command()
@@ -115,7 +123,8 @@ def checkpoint() -> None:
 @audit.command()
 def verify(
     digest: Annotated[
-        str | None, typer.Option("--digest", help="a chain head kept earlier (hex)")
+        str | None,
+        typer.Option("--digest", help="a chain head kept earlier (hex)", callback=single_line),
     ] = None,
     upto: Annotated[int | None, typer.Option(min=0, help="the position the digest is at")] = None,
 ) -> None:
@@ -128,7 +137,7 @@ def verify(
     with _auditor() as auditor:
         result = auditor.verify(digest=digest, upto=upto)
     if not result.ok:
-        err().print(f"[red]MISMATCH at position {result.first_bad}[/red]: {result.detail}")
+        err().print(f"[red]MISMATCH at position {result.first_bad}[/red]: {shown(result.detail)}")
         raise typer.Exit(1)
     out().print(
         f"[green]OK[/green]: {result.events} events up to position {result.upto} match"

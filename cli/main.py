@@ -22,6 +22,7 @@ from api.observability import configure_logging
 from cli.audit import audit
 from cli.projections import projections
 from cli.seed import seed
+from cli.text import single_line
 from commands.service import Shop
 from eventshop import bootstrap
 from eventshop.bootstrap import open_auditor, open_shop
@@ -45,7 +46,9 @@ app.command()(seed)
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="interface to listen on", callback=single_line)
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64, help="API processes sharing the port")] = 1,
 ) -> None:
@@ -157,7 +160,10 @@ def token(
         list[str], typer.Option("--role", "-r", help=f"one of {', '.join(ROLES)}; repeatable")
     ],
     sub: Annotated[
-        str | None, typer.Option(help="the subject: a customer's id (default: a new UUID)")
+        str | None,
+        typer.Option(
+            help="the subject: a customer's id (default: a new UUID)", callback=single_line
+        ),
     ] = None,
     ttl: Annotated[int, typer.Option(min=1, help="seconds until the token expires")] = 3600,
 ) -> None:

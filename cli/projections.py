@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli.text import shown
 from domain.errors import DomainError
 from eventshop.bootstrap import open_read_side, open_shop
 from eventshop.settings import Settings
@@ -55,14 +56,14 @@ def _read_side() -> Iterator[ReadSide]:
     except (typer.Exit, typer.Abort):
         raise
     except AlreadyRebuilding as error:
-        err().print(f"[red]{error.detail}[/red]")
+        err().print(f"[red]{shown(error.detail)}[/red]")
         raise typer.Exit(1) from None
     except DomainError as error:
-        err().print(f"[red]{error.detail}[/red]")
+        err().print(f"[red]{shown(error.detail)}[/red]")
         raise typer.Exit(2) from None
     except Exception as error:
         # A failed rebuild: the live copy is untouched; say why, no traceback.
-        err().print(f"[red]{type(error).__name__}: {error}[/red]")
+        err().print(f"[red]{type(error).__name__}: {shown(error)}[/red]")
         raise typer.Exit(1) from None
     finally:
         read_side.close()
@@ -70,7 +71,9 @@ def _read_side() -> Iterator[ReadSide]:
 
 def _known(read_side: ReadSide, name: str) -> None:
     if name not in read_side.names:
-        err().print(f"[red]no projection named {name!r}; there are {', '.join(read_side.names)}")
+        err().print(
+            f"[red]no projection named {shown(repr(name))}; there are {', '.join(read_side.names)}"
+        )
         raise typer.Exit(2)
 
 
@@ -113,7 +116,7 @@ def status(
             failure = entry["last_error"]
             err().print(
                 f"[red]{entry['name']} stopped at position {failure.get('position')}:"
-                f" {failure.get('error')}[/red]"
+                f" {shown(failure.get('error'))}[/red]"
             )
 
 
@@ -144,7 +147,7 @@ def _last(last: dict[str, Any] | None) -> str:
     if not last:
         return "-"
     if last.get("error"):
-        return f"[red]{last['error']}[/red]"
+        return f"[red]{shown(last['error'])}[/red]"
     when = last.get("finished_at") or "?"
     if last.get("reset"):
         return f"{when}: reset"

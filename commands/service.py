@@ -32,7 +32,7 @@ from commands.cache import CACHE_ENV, CACHE_SIZE, Aggregates
 from commands.group_commit import GroupCommitRecorder
 from commands.idempotency import IdempotencyKeys, KeyStore, POPOKeyRecorder, SQLiteKeyRecorder
 from commands.outcome import CommandObserver, Done, outcome_of
-from domain.base import ShopAggregate
+from domain.base import Expected, ShopAggregate
 from domain.cart import Cart
 from domain.errors import (
     AlreadyExists,
@@ -172,7 +172,7 @@ class Shop(Application[UUID]):
         sku_: str,
         name: str | None = None,
         price: Decimal | str | None = None,
-        expected_version: int | None = None,
+        expected_version: Expected = None,
     ) -> Done:
         return self._change(
             Product.create_id(sku(sku_)),
@@ -183,7 +183,7 @@ class Shop(Application[UUID]):
 
     @retry_on_conflict
     def receive_stock(
-        self, sku_: str, quantity: int, note: str = "", expected_version: int | None = None
+        self, sku_: str, quantity: int, note: str = "", expected_version: Expected = None
     ) -> Done:
         return self._change(
             Stock.create_id(sku(sku_)),
@@ -194,7 +194,7 @@ class Shop(Application[UUID]):
 
     @retry_on_conflict
     def adjust_stock(
-        self, sku_: str, delta: int, reason: str, expected_version: int | None = None
+        self, sku_: str, delta: int, reason: str, expected_version: Expected = None
     ) -> Done:
         return self._change(
             Stock.create_id(sku(sku_)),
@@ -216,7 +216,7 @@ class Shop(Application[UUID]):
         sku_: str,
         quantity: int,
         owner: str | None = None,
-        expected_version: int | None = None,
+        expected_version: Expected = None,
     ) -> Done:
         return self._change(
             cart_id,
@@ -232,7 +232,7 @@ class Shop(Application[UUID]):
         sku_: str,
         quantity: int,
         owner: str | None = None,
-        expected_version: int | None = None,
+        expected_version: Expected = None,
     ) -> Done:
         return self._change(
             cart_id,
@@ -247,7 +247,7 @@ class Shop(Application[UUID]):
         cart_id: UUID,
         sku_: str,
         owner: str | None = None,
-        expected_version: int | None = None,
+        expected_version: Expected = None,
     ) -> Done:
         return self._change(
             cart_id,
@@ -263,7 +263,7 @@ class Shop(Application[UUID]):
         shipping_address: Address,
         email: str,
         owner: str | None = None,
-        expected_version: int | None = None,
+        expected_version: Expected = None,
     ) -> Done:
         """Close the cart, place the order and reserve every line's units, atomically.
 
@@ -298,7 +298,7 @@ class Shop(Application[UUID]):
         amount: Decimal | str,
         reference: str,
         owner: str | None = None,
-        expected_version: int | None = None,
+        expected_version: Expected = None,
     ) -> Done:
         return self._change(
             order_id,
@@ -313,7 +313,7 @@ class Shop(Application[UUID]):
         order_id: UUID,
         carrier: str,
         tracking_number: str,
-        expected_version: int | None = None,
+        expected_version: Expected = None,
     ) -> Done:
         """Ship a paid order: its reserved units leave stock, in the same transaction."""
         with self.turns.of(order_id):
@@ -327,7 +327,7 @@ class Shop(Application[UUID]):
         return Done(order, done.position)
 
     @retry_on_conflict
-    def deliver(self, order_id: UUID, expected_version: int | None = None) -> Done:
+    def deliver(self, order_id: UUID, expected_version: Expected = None) -> Done:
         return self._change(
             order_id, lambda: self.order(order_id), expected_version, lambda o: o.deliver()
         )
@@ -338,7 +338,7 @@ class Shop(Application[UUID]):
         order_id: UUID,
         reason: str,
         owner: str | None = None,
-        expected_version: int | None = None,
+        expected_version: Expected = None,
     ) -> Done:
         """Cancel before shipment and release the order's reservations, atomically."""
         with self.turns.of(order_id):
@@ -357,7 +357,7 @@ class Shop(Application[UUID]):
         self,
         aggregate_id: UUID,
         load: Callable[[], A],
-        expected_version: int | None,
+        expected_version: Expected,
         change: Callable[[A], object],
     ) -> Done:
         """The shape of most commands: on the aggregate's turn, load it, check the

@@ -9,6 +9,9 @@ from eventsourcing.domain import Aggregate
 from domain.errors import StaleVersion
 
 NAMESPACE = uuid5(NAMESPACE_URL, "https://eventshop.example/")
+Expected = int | frozenset[int] | None
+"""The version(s) a command may act on (HTTP If-Match): one, any of several (none: the
+command can never act), or None for whatever is current."""
 
 
 def named_id(kind: str, key: str) -> UUID:
@@ -26,7 +29,9 @@ class ShopAggregate(Aggregate):
     class Created(Event, Aggregate.Created):
         pass
 
-    def check_version(self, expected: int | None) -> None:
+    def check_version(self, expected: Expected) -> None:
         """Refuse to act when the client saw another version (HTTP If-Match)."""
-        if expected is not None and expected != self.version:
+        if expected is None:
+            return
+        if self.version not in (expected if isinstance(expected, frozenset) else (expected,)):
             raise StaleVersion(expected, self.version)

@@ -68,10 +68,14 @@ class StaleVersion(DomainError):
 
     title = "Stale version"
 
-    def __init__(self, expected: int, actual: int) -> None:
+    def __init__(self, expected: int | frozenset[int], actual: int) -> None:
+        versions = [expected] if isinstance(expected, int) else sorted(expected)
+        wanted = " or ".join(map(str, versions))
         super().__init__(
-            f"Expected version {expected} but the current version is {actual}",
-            expected=expected,
+            f"Expected version {wanted} but the current version is {actual}"
+            if versions
+            else f"No version named can match; the current version is {actual}",
+            expected=expected if isinstance(expected, int) else sorted(expected),
             actual=actual,
         )
 

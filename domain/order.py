@@ -17,7 +17,7 @@ from eventsourcing.domain import event
 
 from domain.base import ShopAggregate, named_id
 from domain.errors import InvalidValue, RuleBroken
-from domain.values import V1_CURRENCY, Address, currency_code, money, text
+from domain.values import MAX_PRICE, V1_CURRENCY, Address, currency_code, money, plain, text
 
 OrderStatus = Literal["placed", "paid", "shipped", "delivered", "cancelled"]
 """Where an order is on its way; the HTTP API's ``status`` filter takes exactly these."""
@@ -101,15 +101,24 @@ class Order(ShopAggregate):
             raise RuleBroken("An order needs at least one line")
         if not isinstance(email, str) or "@" not in email or len(email) > 254:
             raise InvalidValue("email", f"{email!r} is not an e-mail address")
+        plain(email, "email")
         rows: list[dict[str, Any]] = [
             {"sku": s, "quantity": q, "unit_price": p, "subtotal": q * p}
             for s, (q, p) in sorted(lines.items())
         ]
+        total = sum((r["subtotal"] for r in rows), Decimal("0.00"))
+        if total > MAX_PRICE:
+            # A payment may not exceed MAX_PRICE: an order over it could never be paid.
+            raise RuleBroken(
+                f"The order would total {total}; an order may total at most {MAX_PRICE}",
+                total=str(total),
+                max_total=str(MAX_PRICE),
+            )
         return cls(
             customer_id=customer_id,
             cart_id=cart_id,
             lines=rows,
-            total=sum((r["subtotal"] for r in rows), Decimal("0.00")),
+            total=total,
             shipping_address=shipping_address.as_dict(),
             email=email,
             currency=currency_code(currency),
@@ -158,7 +167,7 @@ class Order(ShopAggregate):
         """Cancel before shipment; a paid order owes a refund of its total."""
         self._require((PLACED, PAID), "be cancelled")
         refund = self.total if self.status == PAID else None
-        self._cancelled(text(reason, "reason", max_length=500), refund)
+        self._cancelled(text(reason, "reason", max_length=500, multiline=True), refund)
 
     @event(Cancelled)
     def _cancelled(self, reason: str, refund: Decimal | None) -> None:

@@ -66,7 +66,7 @@ class Stock(ShopAggregate):
 
     def receive(self, units: int, note: str = "") -> None:
         """Goods received: on hand grows."""
-        self._received(quantity(units), text(note, "note", required=False))
+        self._received(quantity(units), text(note, "note", required=False, multiline=True))
 
     @event(Received)
     def _received(self, quantity: int, note: str) -> None:
@@ -78,7 +78,7 @@ class Stock(ShopAggregate):
             raise InvalidValue("delta", "delta must be a whole number")
         if delta == 0 or abs(delta) > MAX_QUANTITY:
             raise InvalidValue("delta", f"delta must be non-zero and at most {MAX_QUANTITY} units")
-        reason = text(reason, "reason")
+        reason = text(reason, "reason", multiline=True)
         if self.on_hand + delta < self.reserved:
             raise RuleBroken(
                 f"Adjusting {self.sku} by {delta} would leave {self.on_hand + delta} on hand,"

@@ -1,4 +1,4 @@
-"""Value objects: Money, Currency, Sku, Quantity and Address.
+"""Value objects: Money, Currency, Sku, Quantity, text and Address.
 
 Events store their plain forms (``Decimal``, ``str``, ``int``, ``dict``) so that the
 stored JSON stays readable by auditors and by any later version of this code.
@@ -15,6 +15,8 @@ from domain.errors import InvalidValue
 
 CENT = Decimal("0.01")
 MAX_PRICE = Decimal("1000000.00")
+"""The one cap on money: a price, an order's total (checked at checkout), a payment and
+a refund. An order that can be placed can therefore be paid."""
 MAX_QUANTITY = 1000
 """Most units of one SKU in one cart line, receipt or adjustment."""
 
@@ -86,11 +88,41 @@ def quantity(value: int, field: str = "quantity", *, allow_zero: bool = False) -
     return value
 
 
-def text(value: str, field: str, *, max_length: int = 200, required: bool = True) -> str:
-    """A trimmed string of bounded length."""
+# Characters no text of the shop may hold: the C0 and C1 controls and DEL (NUL cannot
+# even be stored in a PostgreSQL text column; the others can hide text or drive a
+# terminal), and lone surrogates (not encodable as UTF-8). Multi-line text may also
+# hold tabs and line feeds. The API's JSON Schema patterns say the same (api/text.py).
+SINGLE_LINE_REFUSED = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+MULTI_LINE_REFUSED = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def plain(value: str, field: str, *, multiline: bool = False) -> str:
+    """``value`` unchanged if it holds no control character (tab and line feed are
+    allowed where ``multiline``); else InvalidValue naming the first one."""
+    refused = MULTI_LINE_REFUSED if multiline else SINGLE_LINE_REFUSED
+    found = refused.search(value)
+    if found is not None:
+        allowed = " other than tab and line feed" if multiline else ""
+        raise InvalidValue(
+            field,
+            f"{field} must not contain control characters{allowed}"
+            f" (U+{ord(found.group()):04X} at character {found.start() + 1})",
+        )
+    return value
+
+
+def text(
+    value: str,
+    field: str,
+    *,
+    max_length: int = 200,
+    required: bool = True,
+    multiline: bool = False,
+) -> str:
+    """A trimmed string of bounded length, without control characters (see :func:`plain`)."""
     if not isinstance(value, str):
         raise InvalidValue(field, f"{field} must be a string")
-    value = value.strip()
+    value = plain(value, field, multiline=multiline).strip()
     if required and not value:
         raise InvalidValue(field, f"{field} must not be empty")
     if len(value) > max_length:

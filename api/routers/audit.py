@@ -6,6 +6,7 @@ All of them read the event store itself (not the projections), and only auditors
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncGenerator
 from datetime import datetime
 from typing import Annotated, Any
@@ -20,6 +21,7 @@ from sse_starlette import EventSourceResponse
 
 from api.deps import Instant, Page, require
 from api.errors import problem_responses
+from api.text import SingleLine
 from domain.errors import InvalidValue
 from projections.audit.auditor import Auditor
 from projections.engine.pagination import MAX_LIMIT
@@ -28,6 +30,8 @@ router = APIRouter(prefix="/api/audit", tags=["audit"], dependencies=[Depends(re
 
 # How often the live feed looks for new events; one cheap indexed query per client.
 POLL_SECONDS = 0.5
+# A position as text: ASCII digits only (str.isdigit() also takes "²", which int() refuses).
+_POSITION = re.compile(r"[0-9]+")
 
 
 def get_auditor(request: Request) -> Auditor:
@@ -85,7 +89,7 @@ class DigestView(BaseModel):
 def _start(after: int, cursor: str | None) -> int:
     if cursor is None:
         return after
-    if not cursor.isdigit():
+    if not _POSITION.fullmatch(cursor):
         raise InvalidValue("cursor", "cursor must be a next_cursor this API returned")
     return int(cursor)
 
@@ -96,7 +100,7 @@ def events(
     page: Page,
     after: Annotated[int, Query(ge=0, description="list events after this position")] = 0,
     type: Annotated[
-        str | None, Query(description="an event type: Cart.ItemAdded, or just ItemAdded")
+        SingleLine | None, Query(description="an event type: Cart.ItemAdded, or just ItemAdded")
     ] = None,
     aggregate_id: UUID | None = None,
     from_: Annotated[
@@ -201,7 +205,7 @@ def live(
     ] = None,
 ) -> EventSourceResponse:
     """Server-Sent Events: every new event as it is stored; resumes from Last-Event-ID."""
-    if last_event_id is not None and last_event_id.strip().isdigit():
+    if last_event_id is not None and _POSITION.fullmatch(last_event_id.strip()):
         start = int(last_event_id)
     elif after is not None:
         start = after

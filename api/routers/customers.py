@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from api.deps import Caller, Page
 from api.errors import problem_responses
 from api.freshness import read_model
+from api.text import SINGLE_LINE
 from api.views import CustomerDetail, CustomerSummary, PageOf
 from domain.errors import NotFound
 from projections.readmodels.customers import Customers as CustomersModel
@@ -19,6 +20,7 @@ Customers = Annotated[CustomersModel, Depends(read_model("customers"))]
 CustomerId = Annotated[
     str,
     Path(min_length=1, max_length=100, description="the customer's id: the `sub` of its tokens"),
+    SINGLE_LINE,
 ]
 
 

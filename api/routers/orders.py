@@ -11,6 +11,7 @@ from api.bodies import Cancel, Deliver, Pay, Ship
 from api.deps import Caller, Command, Instant, Page, StaffCommand, for_command, in_thread
 from api.errors import CHANGE_PROBLEMS, problem_responses
 from api.freshness import read_model
+from api.text import SINGLE_LINE
 from api.views import OrderDetail, OrderResult, OrderSummary, PageOf, committed, order_view, shown
 from domain.order import OrderStatus
 from projections.readmodels.orders import Orders as OrdersModel
@@ -96,10 +97,12 @@ def list_orders(
     caller: Caller,
     page: Page,
     orders: Orders,
-    customer_id: Annotated[str | None, Query(max_length=100)] = None,
+    customer_id: Annotated[
+        Annotated[str, SINGLE_LINE] | None, Query(max_length=100, description="whose orders")
+    ] = None,
     status: OrderStatus | None = None,
-    placed_from: Annotated[Instant | None, Query(description="inclusive")] = None,
-    placed_to: Annotated[Instant | None, Query(description="inclusive")] = None,
+    placed_from: Annotated[Instant | None, Query(description="inclusive (ISO 8601)")] = None,
+    placed_to: Annotated[Instant | None, Query(description="inclusive (ISO 8601)")] = None,
 ) -> dict[str, Any]:
     """Order summaries, newest first: any for staff, auditors and admins; a customer's own only."""
     own = caller.confined_to("read")

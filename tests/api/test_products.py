@@ -154,7 +154,7 @@ def test_staff_renames_and_reprices(client: TestClient, add_product: AddProduct)
     assert response.headers["ETag"] == '"3"'
 
 
-@pytest.mark.parametrize("if_match", ['"1"', 'W/"1"', "1", "*"])
+@pytest.mark.parametrize("if_match", ['"1"', "1", "*", '"3", "1"', 'W/"1", "1"'])
 def test_if_match_naming_the_current_version_lets_the_change_through(
     client: TestClient, add_product: AddProduct, if_match: str
 ) -> None:
@@ -180,9 +180,12 @@ def test_a_stale_if_match_is_a_failed_precondition(
     assert shop.head() == head
 
 
-@pytest.mark.parametrize("if_match", ['"abc"', '"1", "2"', "W/", '"1'])
+# "²" is a digit to str.isdigit(), not to int().
+@pytest.mark.parametrize(
+    "if_match", ['"abc"', '"1",', "W/", '"1', '*, "1"', '"²"'.encode("latin-1")]
+)
 def test_a_malformed_if_match_is_a_bad_request(
-    client: TestClient, add_product: AddProduct, if_match: str
+    client: TestClient, add_product: AddProduct, if_match: str | bytes
 ) -> None:
     add_product("MUG-RED", "12.50")
     response = client.patch(

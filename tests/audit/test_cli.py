@@ -8,9 +8,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
+from commands.service import Shop
 from projections.audit.auditor import Auditor
 from projections.audit.chain import chain_head, read_export
-from tests.audit.conftest import History, Tamper
+from tests.audit.conftest import ADDRESS, History, Tamper
 
 runner = CliRunner()
 
@@ -77,3 +78,17 @@ def test_verify_passes_then_names_the_first_bad_position(
 def test_verify_wants_the_position_of_a_digest(history: History) -> None:
     code, output = run("verify", "--digest", "ab" * 32)
     assert code == 2 and "--upto" in output
+
+
+def test_history_prints_what_customers_typed_literally(shop: Shop, history: History) -> None:
+    # Read as Rich markup, the first crashed the command (exit 1) and the second printed
+    # a terminal hyperlink.
+    reasons = "late [/bold] and [link=https://evil.example]click[/link]"
+    cart = shop.open_cart("alice").aggregate
+    shop.add_to_cart(cart.id, "TEA-1", 1, owner="alice")
+    order = shop.check_out(cart.id, ADDRESS, "ada@example.com", owner="alice").aggregate
+    shop.cancel(order.id, reasons, owner="alice")
+    code, output = run("history", str(order.id))
+    assert code == 0, output
+    assert "[/bold]" in output and "[link=https://evil.example]click[/link]" in output
+    assert "\x1b]8;" not in output

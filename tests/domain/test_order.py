@@ -12,7 +12,7 @@ import pytest
 from domain.base import named_id
 from domain.errors import InvalidValue, RuleBroken
 from domain.order import CANCELLED, DELIVERED, PAID, PLACED, SHIPPED, Order
-from domain.values import Address
+from domain.values import MAX_PRICE, Address
 from tests.domain.scenario import Fact, ev, given
 
 CART = UUID("00000000-0000-0000-0000-0000000000c1")
@@ -174,3 +174,33 @@ def _event_of(command: str, state: str) -> list[Fact]:
             )
         ],
     }[command]
+
+
+def test_an_order_may_total_what_a_payment_may_be_and_no_more() -> None:
+    # Three units at the highest price were placed, but no payment could ever match them.
+    top = {"BIG-1": (1, MAX_PRICE)}
+    order = (
+        given()
+        .when(lambda _: place(lines=top))
+        .then(
+            ev(
+                Order.Placed,
+                **{
+                    **PLACED_EVENT.data,
+                    "lines": [_line("BIG-1", 1, MAX_PRICE)],
+                    "total": MAX_PRICE,
+                },
+            )
+        )
+    )
+    order.pay(MAX_PRICE, "psp-1")
+    over = {"BIG-1": (3, MAX_PRICE)}
+    given().when(lambda _: place(lines=over)).then_raises(
+        RuleBroken, match="at most 1000000.00", total="3000000.00", max_total="1000000.00"
+    )
+    cent_over = {"BIG-1": (1, MAX_PRICE), "CUP-1": (1, Decimal("0.01"))}
+    given().when(lambda _: place(lines=cent_over)).then_raises(RuleBroken, total="1000000.01")
+
+
+def _line(sku: str, quantity: int, price: Decimal) -> dict[str, Any]:
+    return {"sku": sku, "quantity": quantity, "unit_price": price, "subtotal": quantity * price}
