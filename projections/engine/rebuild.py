@@ -50,6 +50,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from eventstore import retry
+from projections.engine import parking
 from projections.engine.base import ReadModel, stamp, transient
 from projections.engine.feed import Source
 from projections.engine.jobs import AlreadyRebuilding, Job, Jobs, RebuildStopped
@@ -135,6 +136,11 @@ class Rebuilder:
 
         self._jobs.spawn(f"rebuild-{name}-version", loop)
 
+    def exclusive(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """No rebuild of ``name`` (anywhere) while the block runs: a change of its parked
+        events. :class:`AlreadyRebuilding` if one runs."""
+        return self._jobs.exclusive(name)
+
     def progress(self, name: str) -> Progress | None:
         """The progress of a rebuild of ``name`` running in this process, if any."""
         return self._jobs.progress(name)
@@ -182,6 +188,9 @@ class Rebuilder:
         started = time.monotonic()
         try:
             copy = fresh_copy(live, self._make_view, self.source.application_name)
+            # Parked events stay parked, skipped ones skipped: the copy does not apply them.
+            with live.view.reading() as cursor:
+                copy.hold = parking.held(live.view, cursor, live.name)
             self._jobs.publish(job, force=True)
             self._replay(job, copy, by_topic=True)
             job.phases["copy"] = round(time.monotonic() - started, 2)
@@ -317,6 +326,8 @@ class Rebuilder:
                     cursor.execute(live.sql(statement))
                 view.set_position(cursor, app, 0)
                 view.set_events_applied(cursor, name, 0)
+                # Starting over: every event is applied (or parked) again.
+                parking.clear(view, cursor, name, skipped=True)
                 outcome = self._outcome(job, live, started, reset=True, position=0, events=0)
                 view.record_version(cursor, name, live.version, live.tables, last_rebuild=outcome)
             self._on_swapped(name)
