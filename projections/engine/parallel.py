@@ -9,13 +9,12 @@ while up to ``processes`` batches are decoded and handled at once elsewhere.
 
 A worker holds a *detached* copy of the read model (its handlers, no database) and the
 application's mapper; it gets a batch of the log and sends back the row operations its
-handlers recorded (:class:`~projections.engine.writes.Writes` pickles them). A handler error
-is parked by the worker (or, with ``stop``, comes back as the same ``EventFailed``,
-naming the event). Workers are forked from a
-clean server process (``forkserver``: no copy of the parent's threads, locks or
-connections; as with ``spawn``, a script that starts a rebuild must guard its top level
-with ``if __name__ == "__main__"``) and end with the pool; a worker whose parent was
-killed exits at once.
+handlers recorded (:class:`~projections.engine.writes.Writes` pickles them) and the events
+it parked; with the ``stop`` policy a handler error comes back as the same
+``EventFailed``, naming the event. Workers are forked from a clean server process
+(``forkserver``: no copy of the parent's threads, locks or connections; as with
+``spawn``, a script that starts a rebuild must guard its top level with ``if __name__ ==
+"__main__"``) and end with the pool; a worker whose parent was killed exits at once.
 """
 
 from __future__ import annotations

@@ -3,22 +3,30 @@
 The read model records the event (position, type, aggregate, error) in its copy's
 ``projection_parked`` table, in the transaction that also moves its tracking position
 past it, and goes on with the next one: one bad event never stops a read model for
-everyone. Until the event is retried or skipped the read model is ``degraded``.
+everyone. The later events of the same aggregate are parked *behind* it (the read
+models' rows are keyed by aggregate: a cancellation applied before its order's placing
+would be lost), the other events are applied as usual. Until the events are retried or
+skipped the read model is ``degraded``.
 
-* **Retry** (after a fix of the code): the event's handler is run again and its rows are
-  written in ONE transaction with the deletion of the parked row, so the event is applied
-  exactly once however often, and by however many processes, retry is asked for. If it
-  still fails, nothing is written and the parked row keeps the new error.
-* **Skip**: the parked row is deleted and the skip recorded in ``projection_skipped``.
+* **Retry** (after a fix of the code): the event's handler, and those of the events
+  parked behind it, are run again, in log order, and their rows written in ONE
+  transaction with the deletion of their parked rows, so each is applied exactly once
+  however often, and by however many processes, retry is asked for. If the event still
+  fails, nothing is written and its parked row keeps the new error.
+* **Skip**: the parked row is deleted and the skip recorded in ``projection_skipped``;
+  the events behind it stay parked, each to be retried (or skipped) in turn.
 * **Rebuilds** keep parked events parked and skipped ones skipped (the copy does not
   apply them; ``swap.py`` carries the parked rows over and says so in the comparison).
   Retry and skip take the read model's rebuild lock: never during a rebuild.
 * A read model may choose ``on_failure = STOP`` instead (order over availability): it
   then stops at the event, as before parking existed, until fixed and restarted.
 
-Retried late, an event is applied after events that came after it in the log: what its
-handler writes must not depend on their order (true of the shop's read models, whose
-rows are keyed by the event's own aggregate).
+Retried late, an event is applied after the later events of OTHER aggregates. Sums over
+aggregates (sales per day) do not mind; a row that needs another aggregate's row first
+does: the catalogue's stock changes update a product's row, and find none while its
+``Product.Added`` is parked. A read model that cannot live with that should choose
+``stop``; a rebuild after the retry puts the catalogue right (and its comparison shows
+what differed).
 """
 
 from __future__ import annotations

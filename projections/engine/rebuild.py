@@ -11,9 +11,10 @@ The protocol
 2. **The copy.** What an interrupted rebuild left (``next_`` tables, their tracking
    table and status row) is dropped; the copy's tables are created under the ``next_``
    prefix, without their secondary indexes, with a tracking position of its own at 0
-   (``swap.py``). The copy is fed from the log in large batches, each in one transaction
-   fenced on the copy's tracking row, until a read finds no more: it has caught up with
-   the head. A large copy's batches are decoded and handled by worker processes
+   (``swap.py``). Events parked (or skipped) in the live copy stay so: the copy does
+   not apply them (``parking.py``). The copy is fed from the log in large batches, each
+   in one transaction fenced on the copy's tracking row, until a read finds no more: it
+   has caught up with the head. A large copy's batches are decoded and handled by worker processes
    (``parallel.py``), several at once; they are still read, and written, one after the
    other in log order (``replay.py``). Progress goes to ``projection_versions.rebuild``
    every second, for every process's ``status()`` (``progress.py``).
