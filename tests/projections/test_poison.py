@@ -5,16 +5,20 @@ stops at it instead, loudly, and never skips it."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import uuid
 from typing import Any
 
 import pytest
 from eventsourcing.utils import get_topic
+from typer.testing import CliRunner
 
+from cli.projections import projections
 from domain.order import Order
 from projections import NotParked, ReadSide, StillFailing
-from projections.engine.parking import STOP
+from projections.engine import parking
+from projections.engine.parking import STOP, ParkedEvent
 from projections.readmodels.sales import Sales
 from tests.projections.support import (
     World,
@@ -224,3 +228,32 @@ def test_a_nul_in_an_email_parks_that_order_and_later_orders_still_appear(
         assert state_of(read_side, "orders")["state"] == "live"
         with pytest.raises(NotParked):
             read_side.skip_parked("orders", poison, by="admin")
+
+
+def test_the_cli_lists_retries_and_skips_parked_events(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with opened(sqlite_url) as (shop, read_side):
+        World(shop).seed(1)
+        # Two products' events parked by hand for sales, which has no handler for them: a
+        # retry applies nothing, and nothing else is parked.
+        log = shop.recorder.select_notifications(None, 100)
+        products = [n for n in log if "Product" in n.topic]
+        assert products[0].originator_id != products[1].originator_id
+        sales = read_side.projection("sales")
+        with sales.view.writing() as cursor:
+            entries = [ParkedEvent.of(n, "parked by a test") for n in products[:2]]
+            parking.write(sales.view, cursor, "sales", entries)
+    monkeypatch.setenv("EVENTSHOP_DATABASE_URL", sqlite_url)
+    cli = CliRunner()
+    first, second = (str(n.id) for n in products[:2])
+
+    listed = cli.invoke(projections, ["parked", "list", "sales", "--json"])
+    assert [item["position"] for item in json.loads(listed.stdout)] == [int(first), int(second)]
+    assert "sales: 2 parked event(s)" in cli.invoke(projections, ["parked", "list", "sales"]).stdout
+    assert cli.invoke(projections, ["status"]).stderr.count("2 parked event(s)") == 1
+    assert cli.invoke(projections, ["parked", "retry", "sales", first]).exit_code == 0
+    again = cli.invoke(projections, ["parked", "retry", "sales", first])
+    assert again.exit_code == 2 and "is parked for sales" in again.stderr
+    assert cli.invoke(projections, ["parked", "skip", "sales", second, "--yes"]).exit_code == 0
+    assert json.loads(cli.invoke(projections, ["parked", "list", "sales", "--json"]).stdout) == []
