@@ -10,7 +10,8 @@ in one process (tests) count apart. What they count:
   error) and ``eventshop_command_retries_total{command}``, told by the service
   (:class:`commands.service.CommandObserver`);
 - ``eventshop_event_log_head`` and, per read model, ``eventshop_projection_position``,
-  ``eventshop_projection_lag_events`` and ``eventshop_projection_events_per_second``,
+  ``eventshop_projection_lag_events``, ``eventshop_projection_events_per_second`` and
+  ``eventshop_projection_parked_events`` (events its handlers failed on, parked),
   read at scrape time from the store and from ``app.state.read_side`` (anything whose
   ``status()`` lists rows with ``name``, ``position``, ``lag``, ``events_per_second``),
   so that they are never stale and the read side needs to push nothing.
@@ -125,7 +126,7 @@ class _Scraped(Collector):
 
 
 def store_metrics(app: FastAPI) -> Iterator[Metric]:
-    """The log head, and each read model's position, lag and throughput."""
+    """The log head, and each read model's position, lag, throughput and parked events."""
     shop: Shop = app.state.shop
     head = GaugeMetricFamily("eventshop_event_log_head", "Position of the last stored event")
     head.add_metric([], shop.head())
@@ -147,6 +148,11 @@ def store_metrics(app: FastAPI) -> Iterator[Metric]:
         "events_per_second": GaugeMetricFamily(
             "eventshop_projection_events_per_second",
             "Events a read model applied per second, recently",
+            labels=["projection"],
+        ),
+        "parked": GaugeMetricFamily(
+            "eventshop_projection_parked_events",
+            "Events a read model's handlers failed on, parked until retried or skipped",
             labels=["projection"],
         ),
     }

@@ -8,6 +8,7 @@ the live one, and the swap hands the read model back to them (projections/engine
 
 from __future__ import annotations
 
+import getpass
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -26,8 +28,14 @@ from projections import AlreadyRebuilding, ReadSide, RebuildOutcome
 from projections import Progress as RebuildProgress
 
 projections = typer.Typer(
-    help="Operate the read models: status, blue/green rebuilds, resets.", no_args_is_help=True
+    help="Operate the read models: status, blue/green rebuilds, resets, parked events.",
+    no_args_is_help=True,
 )
+parked = typer.Typer(
+    help="Events a read model's handlers failed on, parked: list, retry after a fix, skip.",
+    no_args_is_help=True,
+)
+projections.add_typer(parked, name="parked")
 
 
 def out() -> Console:
@@ -112,6 +120,11 @@ def status(
         )
     out().print(table)
     for entry in entries:
+        if entry.get("parked"):
+            err().print(
+                f"[yellow]{entry['name']} has {entry['parked']} parked event(s):"
+                f" eventshop projections parked list {entry['name']}[/yellow]"
+            )
         if entry["last_error"]:
             failure = entry["last_error"]
             err().print(
@@ -121,7 +134,12 @@ def status(
 
 
 def _state(state: str) -> str:
-    colour = {"live": "green", "rebuilding": "cyan", "catching_up": "yellow"}.get(state, "red")
+    colour = {
+        "live": "green",
+        "rebuilding": "cyan",
+        "catching_up": "yellow",
+        "degraded": "yellow",
+    }.get(state, "red")
     if state == "standby":
         colour = "white"
     return f"[{colour}]{state}[/{colour}]"
@@ -248,6 +266,11 @@ def _report(name: str, outcome: RebuildOutcome) -> None:
             f"  compared at different positions (live {comparison.live_position:,}, new"
             f" {comparison.new_position:,}): the live copy was not being fed"
         )
+    if comparison.new_parked or comparison.live_parked:
+        out().print(
+            f"  parked events: {comparison.live_parked:,} live, {comparison.new_parked:,} new"
+            f" ({comparison.kept_parked:,} kept parked from the live copy, not applied)"
+        )
     if comparison.differences:
         out().print(
             "  [yellow]the copies differ: expected when the projection's code changed;"
@@ -284,3 +307,66 @@ def reset(
             task = progress.add_task(name, total=1, rate="", eta="?", phase="resetting")
             read_side.reset_blocking(name, _follow(progress, task))
     out().print(f"[bold]{name}[/bold] reset and caught up with the log")
+
+
+# --- parked events -----------------------------------------------------------------------------
+
+
+@parked.command("list")
+def list_parked(
+    name: Annotated[str, typer.Argument(help="the projection")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON, not a table")] = False,
+) -> None:
+    """The events NAME's handlers failed on, parked, in log order."""
+    with _read_side() as read_side:
+        _known(read_side, name)
+        entries = read_side.parked(name)
+    if as_json:
+        typer.echo(json.dumps([entry.as_dict() for entry in entries], indent=2))
+        return
+    table = Table(title=f"{name}: {len(entries)} parked event(s)")
+    for column in ("position", "type", "aggregate", "version", "parked at", "retries", "error"):
+        table.add_column(column, overflow="fold")
+    for entry in entries:
+        # User text may be in an error: printed as it is, never read as markup.
+        table.add_row(
+            str(entry.position),
+            escape(entry.type),
+            entry.aggregate_id,
+            str(entry.aggregate_version),
+            entry.parked_at,
+            str(entry.retries),
+            escape(entry.error),
+        )
+    out().print(table)
+
+
+@parked.command("retry")
+def retry_parked(
+    name: Annotated[str, typer.Argument(help="the projection")],
+    position: Annotated[int, typer.Argument(help="the parked event's position", min=1)],
+) -> None:
+    """Apply the parked event now (after a fix of the code), exactly once, with the events
+    of its aggregate parked behind it. If it fails again nothing is written (exit 2)."""
+    with _read_side() as read_side:
+        _known(read_side, name)
+        entry = read_side.retry_parked(name, position)
+        left = len(read_side.parked(name))
+    out().print(f"{name}: event {entry.position} ({escape(entry.type)}) applied; {left} parked")
+
+
+@parked.command("skip")
+def skip_parked(
+    name: Annotated[str, typer.Argument(help="the projection")],
+    position: Annotated[int, typer.Argument(help="the parked event's position", min=1)],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+) -> None:
+    """Give up on the parked event: NAME will never apply it (rebuilds skip it too); the
+    skip is recorded with who and when."""
+    with _read_side() as read_side:
+        _known(read_side, name)
+        if not yes:
+            typer.confirm(f"{name} will never apply the event at {position}. Skip it?", abort=True)
+        entry = read_side.skip_parked(name, position, by=f"cli:{getpass.getuser()}")
+        left = len(read_side.parked(name))
+    out().print(f"{name}: event {entry.position} ({escape(entry.type)}) skipped; {left} parked")

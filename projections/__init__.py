@@ -20,12 +20,17 @@ Interface for the API and the CLI
     ``position(name) -> int``: how far a read model has got (``X-Projection-Position``;
     read it before the query, and the answer is at least that fresh).
     ``status() -> list[dict]``: per read model ``name``, ``state`` (``live``,
-    ``catching_up``, ``standby``, ``retrying``, ``stopped``, ``not_running``,
-    ``rebuilding``, ``outdated``),
+    ``catching_up``, ``degraded`` (either, with parked events), ``standby``, ``retrying``,
+    ``stopped``, ``not_running``, ``rebuilding``, ``outdated``), ``parked`` (a count),
     ``position``, ``head``, ``lag``, ``events_per_second``, ``events_applied``,
     ``last_error`` (``None``, or the failing event's ``position``, ``topic``,
     ``originator_id``, ``originator_version``, ``error``, ``at``, ``worker``) and ``worker``.
-    ``runner.restart(name)``: resume a read model stopped on a failing event.
+    ``runner.restart(name)``: resume a read model stopped on a failing event (policy
+    ``stop``; by default a failing event is parked instead, see ``engine/parking.py``).
+    ``parked(name) -> list[ParkedEvent]``, ``retry_parked(name, position)``,
+    ``skip_parked(name, position, by)``: the events a handler failed on; apply one now
+    (exactly once) after a fix, or give up on it (``NotParked``: 404, ``StillFailing``
+    and ``AlreadyRebuilding``: 409).
     ``names``, ``projection(name)``.
     ``rebuild(name)``: start a blue/green rebuild in a thread of this process and return
     at once (KeyError: no such read model; ``AlreadyRebuilding``, a ``RuleBroken`` (409):
@@ -75,7 +80,7 @@ customer's cart or order is NotFound.
 
 Where things are: ``readmodels/`` holds the shop's read models, one module each (its
 tables, its handlers, its queries). ``engine/`` feeds them: ``runner.py`` and
-``worker.py`` (locks, catch-up, live feed, poison events), ``feed.py`` (the log),
+``worker.py`` (locks, catch-up, live feed), ``parking.py`` (poison events), ``feed.py`` (the log),
 ``tables.py`` (one transaction for rows + tracking position; each database's differences
 in ``postgres_recorder.py`` and ``sqlite_recorder.py``), ``base.py`` (declaring a read
 model), ``writes.py`` (set-wise row writes), ``rebuild.py`` (blue/green rebuilds: the
@@ -86,6 +91,7 @@ histories).
 
 from projections.engine.jobs import AlreadyRebuilding
 from projections.engine.outcome import Comparison, RebuildOutcome, TableComparison
+from projections.engine.parking import NotParked, ParkedEvent, StillFailing
 from projections.engine.progress import Progress
 from projections.readside import MODELS, ReadSide, build_read_side, run_worker
 
@@ -93,9 +99,12 @@ __all__ = [
     "MODELS",
     "AlreadyRebuilding",
     "Comparison",
+    "NotParked",
+    "ParkedEvent",
     "Progress",
     "ReadSide",
     "RebuildOutcome",
+    "StillFailing",
     "TableComparison",
     "build_read_side",
     "run_worker",

@@ -19,10 +19,12 @@ from eventstore.database import advisory_key, migration_lock
 from eventstore.log import LOG_NAME, events_table
 from eventstore.log import mapper as log_mapper
 from eventstore.url import StoreURL
+from projections.engine import parking
 from projections.engine.base import ReadModel
 from projections.engine.feed import Source
 from projections.engine.locks import AdvisoryLocks, FileLocks, LockKeeper
 from projections.engine.outcome import RebuildOutcome
+from projections.engine.parking import ParkedEvent
 from projections.engine.postgres_recorder import PostgresReadModelRecorder
 from projections.engine.progress import Progress, ProgressCallback, published_rebuild
 from projections.engine.rebuild import Rebuilder
@@ -125,6 +127,26 @@ class ReadSide:
         has caught up: fed here unless another process (or this one's runner) feeds it."""
         self.rebuilder.reset(name, on_progress, feed_here=not self.runner.running)
 
+    # --- parked events -----------------------------------------------------------------------
+
+    def parked(self, name: str) -> list[ParkedEvent]:
+        """The events ``name``'s handlers failed on, parked, in log order (KeyError: no
+        such read model)."""
+        return parking.listing(self.models[name])
+
+    def retry_parked(self, name: str, position: int) -> ParkedEvent:
+        """Apply the parked event at ``position`` now (after a fix), exactly once:
+        ``NotParked`` (404) when it is not parked, ``StillFailing`` (409) when it fails
+        again, ``AlreadyRebuilding`` (409) during a rebuild."""
+        with self.rebuilder.exclusive(name):
+            return parking.retry(self.models[name], self.runner.source, position)
+
+    def skip_parked(self, name: str, position: int, by: str | None = None) -> ParkedEvent:
+        """Give up on the parked event at ``position``; the skip is recorded, with ``by``.
+        ``NotParked`` (404), ``AlreadyRebuilding`` (409) as ``retry_parked``."""
+        with self.rebuilder.exclusive(name):
+            return parking.skip(self.models[name], self.runner.source, position, by)
+
     # --- status ------------------------------------------------------------------------------
 
     def status(self) -> list[dict[str, Any]]:
@@ -134,7 +156,8 @@ class ReadSide:
         tables'), ``rebuild`` (a running rebuild's ``position``, ``target``, ``head``,
         ``events_per_second``, ``eta_seconds``, ``started_at``, ``phase``, ``worker``; or
         None) and ``last_rebuild`` (``finished_at``, ``comparison``, ``error``, ...; or
-        None). While a rebuild runs, ``state`` is ``rebuilding``."""
+        None), ``parked`` (events parked; then ``state`` is ``degraded`` rather than
+        ``live``). While a rebuild runs, ``state`` is ``rebuilding``."""
         answer = self.runner.status()
         versions = self._view.read_versions()
         for entry in answer:

@@ -5,11 +5,11 @@ of the log is applied exactly once, and the plain values its queries answer with
 from __future__ import annotations
 
 import json
-import pickle
+import logging
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any, ClassVar, TypeVar
@@ -20,9 +20,13 @@ from eventsourcing.utils import get_topic
 
 from domain.errors import InvalidValue
 from eventstore.database import is_transient
+from projections.engine import parking
+from projections.engine.failures import EventFailed, Unblocked, transient
+from projections.engine.parking import PARK, ParkedEvent
 from projections.engine.tables import LostOwnership, ReadModelStore, Tx
 from projections.engine.writes import Writes
 
+log = logging.getLogger("eventshop.projections")
 F = TypeVar("F", bound=Callable[..., None])
 _INDEX = re.compile(r"\s*CREATE\s+(UNIQUE\s+)?INDEX\b", re.IGNORECASE)
 
@@ -37,63 +41,6 @@ def handles(*event_classes: type) -> Callable[[F], F]:
     return mark
 
 
-class EventFailed(Exception):
-    """A read model failed on one event of the log: a poison event, or a database outage.
-
-    Not ``exact``: the failure came from a batch starting at that event, and which event
-    of the batch caused it is not known (the runner then retries them one by one).
-    """
-
-    def __init__(
-        self, model: str, notification: Notification, error: BaseException, *, exact: bool = True
-    ) -> None:
-        where = "on event" if exact else "in a batch from event"
-        super().__init__(
-            f"projection {model!r} failed {where} {notification.id} ({notification.topic},"
-            f" {notification.originator_id} v{notification.originator_version}):"
-            f" {type(error).__name__}: {error}"
-        )
-        self.model = model
-        self.notification = notification
-        self.error = error
-        self.exact = exact
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Raised in a worker process that handles a rebuild's batch, it is re-raised in the
-        # parent: pickle what the constructor takes (an error that cannot be pickled is
-        # sent as its text).
-        error = self.error
-        try:
-            pickle.dumps(error)
-        except Exception:
-            error = RuntimeError(f"{type(error).__name__}: {error}")
-        return (_event_failed, (self.model, self.notification, error, self.exact))
-
-    def as_dict(self) -> dict[str, Any]:
-        n = self.notification
-        return {
-            "position": n.id,
-            "topic": n.topic,
-            "originator_id": str(n.originator_id),
-            "originator_version": n.originator_version,
-            "error": f"{type(self.error).__name__}: {self.error}",
-        }
-
-
-def transient(error: BaseException) -> bool:
-    """Worth trying again as is: the database failed, not the read model's code (an
-    ``EventFailed`` is judged by its own error)."""
-    return is_transient(error.error if isinstance(error, EventFailed) else error)
-
-
-def _event_failed(
-    model: str, notification: Notification, error: BaseException, exact: bool
-) -> EventFailed:
-    failed = EventFailed(model, notification, error, exact=exact)
-    failed.__cause__ = error
-    return failed
-
-
 @dataclass
 class Prepared:
     """A run of the log, decoded and handled, ready to be written in one transaction."""
@@ -105,6 +52,11 @@ class Prepared:
     """How many events of the log the run holds (handled or not)."""
     last: int
     """The position the run takes the read model to."""
+    parked: list[ParkedEvent] = field(default_factory=list)
+    """Events of the run a handler failed on (or held parked by a rebuild), and later
+    events of their aggregates: parked, in the run's transaction, instead of applied."""
+    blocked: dict[str, int] = field(default_factory=dict)
+    """The aggregates with a parked event the run was prepared against."""
 
 
 class ReadModel(Projection[ReadModelStore]):
@@ -127,6 +79,10 @@ class ReadModel(Projection[ReadModelStore]):
     """Per table, the columns (primary key or unique) by which handlers name its rows."""
     handlers: ClassVar[dict[str, Callable[..., None]]] = {}
     """Event topic -> handler; every other event only advances the tracked position."""
+    on_failure: ClassVar[str] = PARK
+    """When a handler fails on an event: ``park`` it and go on (``parking.py``), or ``stop``
+    the read model just before it until the code is fixed and the worker restarted (for
+    a read model whose rows are wrong unless every event is applied in log order)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -153,6 +109,12 @@ class ReadModel(Projection[ReadModelStore]):
         self.fence_version: int | None = self.version
         """The version every batch checks the live tables are at; None for a rebuild's
         copy, which this very code builds."""
+        self.hold: Mapping[int, ParkedEvent] = {}
+        """Events not to apply, by position: a rebuild's copy keeps the live copy's parked
+        events parked, and its skipped ones skipped."""
+        self.blocked: Mapping[str, int] = {}
+        """Aggregates with a parked event (its position), as of the last commit: their
+        later events are parked behind it. Each commit checks it against the table."""
         if create:
             self.create()
 
@@ -165,6 +127,7 @@ class ReadModel(Projection[ReadModelStore]):
         model._dialect, model._tables = dialect, {}
         model._compiled, model._types, model._read_locks = {}, {}, []
         model.fence_version = None
+        model.hold, model.blocked = {}, {}
         return model
 
     def create(self, *, indexes: bool = True) -> None:
@@ -227,43 +190,149 @@ class ReadModel(Projection[ReadModelStore]):
         committed together or not at all. Returns the new position: the last event's, or
         ``through`` when the run was read by topic and covers the log up to there.
         """
-        return self.commit(self.prepare(notifications, mapper, through), application_name, expected)
+        while True:
+            prepared = self.prepare(notifications, mapper, through)
+            try:
+                return self.commit(prepared, application_name, expected)
+            except Unblocked:
+                continue  # prepared again, knowing what is parked now
 
     def prepare(
-        self, notifications: Sequence[Notification], mapper: Mapper[Any], through: int | None = None
+        self,
+        notifications: Sequence[Notification],
+        mapper: Mapper[Any],
+        through: int | None = None,
+        *,
+        hold: Mapping[int, ParkedEvent] | None = None,
+        blocked: Mapping[str, int] | None = None,
+        on_failure: str | None = None,
     ) -> Prepared:
         """Decode a run of the log and record what its events do to the rows. No I/O:
         most of the work, done before the transaction, which then holds its locks
-        (SQLite: the whole file's) only while the rows are written."""
+        (SQLite: the whole file's) only while the rows are written.
+
+        An event whose decoding or handler fails is parked (``on_failure``, by default the
+        read model's): the run's rows are recorded again without it, since its handler
+        may have recorded part of its rows; the events around it are applied as usual,
+        except the later events of its aggregate, which are parked behind it, so that a
+        retry applies them in their order. With ``stop``, or when the database failed,
+        ``EventFailed`` is raised instead. ``hold``: events not to apply (by default
+        ``self.hold``); ``blocked``: aggregates with an event parked already, by id (by
+        default ``self.blocked``)."""
+        hold = self.hold if hold is None else hold
+        known = dict(self.blocked if blocked is None else blocked)
+        blocked = dict(known)
+        park = (on_failure or self.on_failure) == PARK
+        parked: list[ParkedEvent] = []
         writes = self.writes()
-        for notification, handler, event in self.decode(notifications, mapper):
+        done: list[tuple[Callable[..., None], Any]] = []
+        handlers = self.handlers
+        for notification in notifications:
+            held = hold.get(notification.id)
+            if held is not None:
+                if not held.skipped:
+                    parked.append(held)
+                    blocked.setdefault(held.aggregate_id, held.position)
+                continue
+            handler = handlers.get(notification.topic)
+            if handler is None:
+                continue
+            if blocked and (behind := blocked.get(str(notification.originator_id))):
+                parked.append(ParkedEvent.behind(notification, behind))
+                continue
             try:
+                event = mapper.to_domain_event(notification)
                 handler(self, writes, event)
             except Exception as error:
-                raise EventFailed(self.name, notification, error) from error
+                if not park or is_transient(error):
+                    raise EventFailed(self.name, notification, error) from error
+                parked.append(ParkedEvent.of(notification, error))
+                blocked[str(notification.originator_id)] = notification.id
+                writes = self.writes()
+                for again, earlier in done:  # handlers are pure: they succeed again
+                    again(self, writes, earlier)
+                continue
+            done.append((handler, event))
         last = max(notifications[-1].id if notifications else 0, through or 0)
         first = notifications[0] if notifications else None
-        return Prepared(writes, first, len(notifications), last)
+        return Prepared(writes, first, len(notifications), last, parked, known)
 
     def commit(self, prepared: Prepared, application_name: str, expected: int) -> int:
         """Write a prepared run of the log that follows position ``expected``, and track
-        it, in ONE transaction. Returns the new position."""
+        it, in ONE transaction. Returns the new position. :class:`Unblocked` when it was
+        prepared against other parked events than there are now (a retry or a skip in
+        another thread or process): prepare it again."""
         try:
             with self.view.writing() as cursor:
                 self.view.fence(cursor, application_name, expected)
                 if self.fence_version is not None:
                     self.view.check_version(cursor, self.name, self.fence_version)
+                # Read under the fence, which a retry and a skip hold too.
+                blocked = parking.blocked(self.view, cursor, self.name)
+                if blocked != prepared.blocked:
+                    self.blocked = blocked
+                    raise Unblocked(self.name)
                 self._store(cursor, prepared, application_name)
-        except (EventFailed, LostOwnership):
+        except (EventFailed, LostOwnership, Unblocked):
             raise
         except Exception as error:
             if prepared.first is None:
                 raise
             # The batch's rows are written together: which event's failed is not known
-            # (the runner then retries the events one by one).
+            # (``apply_split`` then finds it).
             exact = prepared.events == 1
-            raise EventFailed(self.name, prepared.first, error, exact=exact) from error
+            failed = EventFailed(self.name, prepared.first, error, exact=exact)
+            if not exact or self.on_failure != PARK or transient(failed):
+                raise failed from error
+            # The database refused the one event's rows (e.g. text PostgreSQL cannot
+            # hold): park it instead, in a transaction of its own.
+            entry = ParkedEvent.of(prepared.first, error)
+            parked = [*prepared.parked, entry]
+            empty = Prepared(
+                self.writes(),
+                prepared.first,
+                prepared.events,
+                prepared.last,
+                parked,
+                prepared.blocked,
+            )
+            with self.view.writing() as cursor:
+                self.view.fence(cursor, application_name, expected)
+                if self.fence_version is not None:
+                    self.view.check_version(cursor, self.name, self.fence_version)
+                self._store(cursor, empty, application_name)
+            prepared = empty
+        self.blocked = _blocking(prepared)  # what the next run is prepared against
         return prepared.last
+
+    def apply_split(
+        self,
+        notifications: Sequence[Notification],
+        mapper: Mapper[Any],
+        application_name: str,
+        expected: int,
+        through: int | None = None,
+    ) -> int:
+        """``apply_batch``, and when a run fails: the database refused its rows as a whole,
+        so it is applied in halves, then halves of the half that fails, ..., until the
+        event at fault is alone and parked (about 2 log2(n) transactions, not n); with
+        ``stop``, the events before the failing one are committed, then it is raised."""
+        app = application_name
+        try:
+            return self.apply_batch(notifications, mapper, app, expected, through)
+        except EventFailed as failed:
+            if transient(failed):
+                raise
+            if len(notifications) < 2:
+                raise
+            ids = [n.id for n in notifications]
+            # Known to be at fault (``stop``): commit the events before it, then let it
+            # fail alone, where its error is its own.
+            half = ids.index(failed.notification.id) if failed.exact else len(ids) // 2
+            if half == 0:
+                raise
+        position = self.apply_split(notifications[:half], mapper, app, expected)
+        return self.apply_split(notifications[half:], mapper, app, position, through)
 
     def apply_in(
         self,
@@ -274,30 +343,34 @@ class ReadModel(Projection[ReadModelStore]):
     ) -> int:
         """Apply events and track them in the caller's transaction, whose fence the
         caller holds. Returns the new position."""
-        prepared = self.prepare(notifications, mapper)
+        blocked = parking.blocked(self.view, cursor, self.name)
+        prepared = self.prepare(notifications, mapper, blocked=blocked)
         self._store(cursor, prepared, application_name)
+        self.blocked = _blocking(prepared)
         return prepared.last
 
-    def decode(
-        self, notifications: Sequence[Notification], mapper: Mapper[Any]
-    ) -> list[tuple[Notification, Callable[..., None], Any]]:
-        """The events this read model handles, decoded, each with its handler."""
-        handlers = self.handlers
-        decoded = []
-        for notification in notifications:
-            handler = handlers.get(notification.topic)
-            if handler is None:
-                continue
-            try:
-                decoded.append((notification, handler, mapper.to_domain_event(notification)))
-            except Exception as error:
-                raise EventFailed(self.name, notification, error) from error
-        return decoded
-
-    def _store(self, cursor: Any, prepared: Prepared, application_name: str) -> None:
+    def write_rows(self, cursor: Any, prepared: Prepared) -> None:
+        """Write a prepared run's rows (not its parked events nor its position)."""
         # Prepared here or in a worker process: written into this instance's tables.
         prepared.writes.bind(self._dialect, self._tables, self.sql, self.column_types)
         prepared.writes.write(cursor)
+
+    def _store(self, cursor: Any, prepared: Prepared, application_name: str) -> None:
+        self.write_rows(cursor, prepared)
+        if prepared.parked:
+            parking.write(self.view, cursor, self.name, prepared.parked)
+            for entry in prepared.parked:
+                if entry.position not in self.hold:
+                    log.error(
+                        "projection %s PARKED the event at position %s (%s, %s v%s) and goes"
+                        " on, degraded; retry it after a fix, or skip it: %s",
+                        self.name,
+                        entry.position,
+                        entry.type,
+                        entry.aggregate_id,
+                        entry.aggregate_version,
+                        entry.error,
+                    )
         tracking = Tracking(application_name, prepared.last)
         self.view.track(cursor, self.name, tracking, prepared.events)
 
@@ -319,6 +392,14 @@ class ReadModel(Projection[ReadModelStore]):
                 )
                 for table in self.tables
             }
+
+
+def _blocking(prepared: Prepared) -> dict[str, int]:
+    """The aggregates with a parked event once ``prepared`` is written."""
+    blocked = dict(prepared.blocked)
+    for entry in prepared.parked:
+        blocked.setdefault(entry.aggregate_id, entry.position)
+    return blocked
 
 
 # --- plain values of answers and tables ---------------------------------------------------

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -58,6 +58,8 @@ class Jobs:
         self.worker_id = worker_id
         self.stopping = threading.Event()
         self._jobs: dict[str, Job] = {}
+        self._holders: dict[str, int] = {}
+        """Per read model, the changes of its parked events running here (``exclusive``)."""
         self._mutex = threading.Lock()
         self._threads: list[threading.Thread] = []
 
@@ -69,11 +71,39 @@ class Jobs:
             running = self._jobs.get(name)
             if running is not None and not running.done.is_set():
                 raise AlreadyRebuilding(f"the {name} read model is being rebuilt already")
+            if self._holders.get(name):
+                raise AlreadyRebuilding(
+                    f"a parked event of the {name} read model is being retried or skipped;"
+                    " try again in a moment"
+                )
             if not self.locks.try_acquire(name):
                 raise AlreadyRebuilding(_elsewhere(model))
             progress = Progress(name, self.worker_id, stamp(datetime.now(UTC)))
             job = self._jobs[name] = Job(name, progress, on_progress)
         return job
+
+    @contextlib.contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Hold ``name``'s rebuild lock for a change of its parked events, which a rebuild
+        running meanwhile would undo at its swap: :class:`AlreadyRebuilding` if one runs
+        (here or elsewhere). Changes in this process share the lock."""
+        model = self.models[name]
+        with self._mutex:
+            running = self._jobs.get(name)
+            if running is not None and not running.done.is_set():
+                raise AlreadyRebuilding(f"the {name} read model is being rebuilt; try after it")
+            if not self._holders.get(name) and not self.locks.try_acquire(name):
+                raise AlreadyRebuilding(_elsewhere(model))
+            self._holders[name] = self._holders.get(name, 0) + 1
+        try:
+            yield
+        finally:
+            with self._mutex:
+                self._holders[name] -= 1
+                if not self._holders[name]:
+                    del self._holders[name]
+                    with contextlib.suppress(Exception):
+                        self.locks.release(name)
 
     def finish(self, job: Job, outcome: RebuildOutcome | None) -> None:
         """The job has ended (``outcome``: how), its lock is free."""

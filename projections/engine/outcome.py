@@ -38,6 +38,15 @@ class Comparison:
     live_position: int
     new_position: int
     tables: dict[str, TableComparison] = field(default_factory=dict)
+    live_parked: int = 0
+    """Events parked in the live copy at the swap."""
+    new_parked: int = 0
+    """Events parked in the new copy: those the live copy had parked when the rebuild
+    started (kept parked, not applied), and those the new code failed on."""
+    kept_parked: int = 0
+    """Of ``new_parked``, those kept parked from the live copy."""
+    parked_equal: bool = True
+    """Whether both copies had the same events parked."""
 
     @property
     def differences(self) -> list[str]:
@@ -46,8 +55,12 @@ class Comparison:
 
     @property
     def equal(self) -> bool:
-        """Same rows in every table, at the same position of the log."""
-        return not self.differences and self.live_position == self.new_position
+        """Same rows in every table and the same events parked, at the same position."""
+        return (
+            not self.differences
+            and self.live_position == self.new_position
+            and self.parked_equal
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -56,11 +69,18 @@ class Comparison:
             "new_position": self.new_position,
             "differences": self.differences,
             "tables": {name: table.as_dict() for name, table in self.tables.items()},
+            "parked": {
+                "live": self.live_parked,
+                "new": self.new_parked,
+                "kept": self.kept_parked,
+                "equal": self.parked_equal,
+            },
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Comparison:
         known = {f.name for f in fields(TableComparison)}
+        parked = data.get("parked") or {}
         return cls(
             live_position=int(data["live_position"]),
             new_position=int(data["new_position"]),
@@ -68,6 +88,10 @@ class Comparison:
                 name: TableComparison(**{k: v for k, v in table.items() if k in known})
                 for name, table in data.get("tables", {}).items()
             },
+            live_parked=int(parked.get("live", 0)),
+            new_parked=int(parked.get("new", 0)),
+            kept_parked=int(parked.get("kept", 0)),
+            parked_equal=bool(parked.get("equal", True)),
         )
 
 

@@ -9,12 +9,12 @@ while up to ``processes`` batches are decoded and handled at once elsewhere.
 
 A worker holds a *detached* copy of the read model (its handlers, no database) and the
 application's mapper; it gets a batch of the log and sends back the row operations its
-handlers recorded (:class:`~projections.engine.writes.Writes` pickles them). A handler error
-comes back as the same ``EventFailed``, naming the event. Workers are forked from a
-clean server process (``forkserver``: no copy of the parent's threads, locks or
-connections; as with ``spawn``, a script that starts a rebuild must guard its top level
-with ``if __name__ == "__main__"``) and end with the pool; a worker whose parent was
-killed exits at once.
+handlers recorded (:class:`~projections.engine.writes.Writes` pickles them) and the events
+it parked; with the ``stop`` policy a handler error comes back as the same
+``EventFailed``, naming the event. Workers are forked from a clean server process
+(``forkserver``: no copy of the parent's threads, locks or connections; as with
+``spawn``, a script that starts a rebuild must guard its top level with ``if __name__ ==
+"__main__"``) and end with the pool; a worker whose parent was killed exits at once.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import multiprocessing
 import os
 import pickle
 import threading
+from collections.abc import Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
@@ -33,6 +34,7 @@ from eventsourcing.persistence import Mapper
 from projections.engine.base import Prepared, ReadModel
 from projections.engine.collector import REPLAY_THRESHOLD
 from projections.engine.feed import Row, notification
+from projections.engine.parking import ParkedEvent
 
 log = logging.getLogger("eventshop.projections")
 
@@ -59,10 +61,17 @@ class Preparers:
             return False
         return True
 
-    def submit(self, rows: list[Row], through: int) -> Future[Prepared]:
+    def submit(
+        self,
+        rows: list[Row],
+        through: int,
+        hold: Mapping[int, ParkedEvent],
+        blocked: Mapping[str, int],
+    ) -> Future[Prepared]:
         """Decode and handle a batch (``Source.read_rows``: plain tuples pickle in C) in
-        a worker: its ``Prepared`` (or its ``EventFailed``)."""
-        return self._pool.submit(_prepare, rows, through)
+        a worker: its ``Prepared`` (or its ``EventFailed``). ``hold``: its events the
+        copy keeps parked or skipped; ``blocked``: as ``ReadModel.prepare``."""
+        return self._pool.submit(_prepare, rows, through, hold, blocked)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -109,8 +118,11 @@ def _exit_with(parent: multiprocessing.process.BaseProcess) -> None:
     os._exit(1)
 
 
-def _prepare(rows: list[Row], through: int) -> Prepared:
+def _prepare(
+    rows: list[Row], through: int, hold: Mapping[int, ParkedEvent], blocked: Mapping[str, int]
+) -> Prepared:
     assert _model is not None and _mapper is not None
-    prepared = _model.prepare([notification(row) for row in rows], _mapper, through)
+    events = [notification(row) for row in rows]
+    prepared = _model.prepare(events, _mapper, through, hold=hold, blocked=blocked)
     prepared.writes.seal()  # statements made here, not in the parent
     return prepared

@@ -11,9 +11,10 @@ The protocol
 2. **The copy.** What an interrupted rebuild left (``next_`` tables, their tracking
    table and status row) is dropped; the copy's tables are created under the ``next_``
    prefix, without their secondary indexes, with a tracking position of its own at 0
-   (``swap.py``). The copy is fed from the log in large batches, each in one transaction
-   fenced on the copy's tracking row, until a read finds no more: it has caught up with
-   the head. A large copy's batches are decoded and handled by worker processes
+   (``swap.py``). Events parked (or skipped) in the live copy stay so: the copy does
+   not apply them (``parking.py``). The copy is fed from the log in large batches, each
+   in one transaction fenced on the copy's tracking row, until a read finds no more: it
+   has caught up with the head. A large copy's batches are decoded and handled by worker processes
    (``parallel.py``), several at once; they are still read, and written, one after the
    other in log order (``replay.py``). Progress goes to ``projection_versions.rebuild``
    every second, for every process's ``status()`` (``progress.py``).
@@ -50,6 +51,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from eventstore import retry
+from projections.engine import parking
 from projections.engine.base import ReadModel, stamp, transient
 from projections.engine.feed import Source
 from projections.engine.jobs import AlreadyRebuilding, Job, Jobs, RebuildStopped
@@ -135,6 +137,11 @@ class Rebuilder:
 
         self._jobs.spawn(f"rebuild-{name}-version", loop)
 
+    def exclusive(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """No rebuild of ``name`` (anywhere) while the block runs: a change of its parked
+        events. :class:`AlreadyRebuilding` if one runs."""
+        return self._jobs.exclusive(name)
+
     def progress(self, name: str) -> Progress | None:
         """The progress of a rebuild of ``name`` running in this process, if any."""
         return self._jobs.progress(name)
@@ -182,6 +189,9 @@ class Rebuilder:
         started = time.monotonic()
         try:
             copy = fresh_copy(live, self._make_view, self.source.application_name)
+            # Parked events stay parked, skipped ones skipped: the copy does not apply them.
+            with live.view.reading() as cursor:
+                copy.hold = parking.held(live.view, cursor, live.name)
             self._jobs.publish(job, force=True)
             self._replay(job, copy, by_topic=True)
             job.phases["copy"] = round(time.monotonic() - started, 2)
@@ -317,6 +327,8 @@ class Rebuilder:
                     cursor.execute(live.sql(statement))
                 view.set_position(cursor, app, 0)
                 view.set_events_applied(cursor, name, 0)
+                # Starting over: every event is applied (or parked) again.
+                parking.clear(view, cursor, name, skipped=True)
                 outcome = self._outcome(job, live, started, reset=True, position=0, events=0)
                 view.record_version(cursor, name, live.version, live.tables, last_rebuild=outcome)
             self._on_swapped(name)

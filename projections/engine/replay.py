@@ -17,9 +17,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from operator import attrgetter, itemgetter
 from typing import Any
 
-from projections.engine.base import Prepared, ReadModel
+from projections.engine.base import EventFailed, Prepared, ReadModel, Unblocked, transient
 from projections.engine.collector import fewer_collections
-from projections.engine.feed import Source
+from projections.engine.feed import Source, notification
 from projections.engine.parallel import Preparers
 from projections.engine.progress import HEARTBEAT_SECONDS, Progress
 
@@ -30,6 +30,10 @@ SCAN_WINDOWS = 4
 about twice what the last full batch spanned. Read to the head, a batch could make the
 database scan the whole rest of the log every time (it does when the log's statistics
 are stale: 1.4 s instead of 6 ms per read on a 1M log)."""
+
+
+Writing = tuple[Future[int], int, Sequence[Any], int]
+"""A batch being written: (its commit, the position it follows, its events, its end)."""
 
 
 class LogReplay:
@@ -77,10 +81,19 @@ class LogReplay:
         checked = time.monotonic()
         # Batches handed to workers and not yet written: enough to keep every one busy.
         depth = 2 * preparers.processes if preparers is not None else 0
-        pending: deque[tuple[Future[Prepared], int]] = deque()
+        pending: deque[tuple[Future[Prepared], int, Sequence[Any], int]] = deque()
 
-        def wait_written(writing: Future[int], position: int) -> int:
-            new = writing.result()
+        def wait_written(writing: Writing, position: int) -> int:
+            future, start, batch, through = writing
+            try:
+                new = future.result()
+            except (EventFailed, Unblocked) as failed:
+                if isinstance(failed, EventFailed) and (failed.exact or transient(failed)):
+                    raise
+                # The database refused the batch's rows: find the event at fault. Or it
+                # was prepared before the batch ahead of it parked an event: again.
+                events = [notification(r) for r in batch] if preparers else list(batch)
+                new = model.apply_split(events, mapper, app, start, through)
             progress.advance(new, new - position)
             written()
             return new
@@ -91,7 +104,7 @@ class LogReplay:
             contextlib.closing(preparers) if preparers else contextlib.nullcontext(),
         ):
             reading = pool.submit(reader.read, position)
-            writing: Future[int] | None = None
+            writing: Writing | None = None
             while True:
                 check()
                 batch, read_from, through, last = reading.result()
@@ -99,15 +112,17 @@ class LogReplay:
                     reading = pool.submit(reader.read, through)
                 if through > read_from:
                     if preparers is not None:
-                        pending.append((preparers.submit(list(batch), through), read_from))
+                        held = {r[0]: model.hold[r[0]] for r in batch if r[0] in model.hold}
+                        preparing = preparers.submit(list(batch), through, held, model.blocked)
                     else:
-                        pending.append((_done(model.prepare(batch, mapper, through)), read_from))
+                        preparing = _done(model.prepare(batch, mapper, through))
+                    pending.append((preparing, read_from, batch, through))
                 while pending and (last or len(pending) > depth):
-                    preparing, start = pending.popleft()
+                    preparing, start, done, until = pending.popleft()
                     prepared = preparing.result()
                     if writing is not None:
                         position = wait_written(writing, position)
-                    writing = pool.submit(model.commit, prepared, app, start)
+                    writing = (pool.submit(model.commit, prepared, app, start), start, done, until)
                 if time.monotonic() - checked > HEARTBEAT_SECONDS:
                     progress.target = max(self.source.head(), position)
                     checked = time.monotonic()

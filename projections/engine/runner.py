@@ -15,12 +15,16 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
+from projections.engine import parking
 from projections.engine.base import ReadModel, stamp
 from projections.engine.feed import LiveFeed, Source
 from projections.engine.locks import LockKeeper
 from projections.engine.worker import State, Worker
 
 log = logging.getLogger("eventshop.projections")
+
+DEGRADED = "degraded"
+"""The state of a read model that follows the log but has parked events."""
 
 
 class Runner:
@@ -114,9 +118,13 @@ class Runner:
         return all(self._wait_one(self._worker(n), position, deadline) for n in names)
 
     def status(self) -> list[dict[str, Any]]:
-        """Per read model: name, state, position, head, lag, events/s, last error, worker."""
+        """Per read model: name, state, position, head, lag, events/s, last error, worker,
+        and how many events it has parked (then its state is ``degraded`` rather than
+        ``live`` or ``catching_up``)."""
         head = self.source.head()
         stored = self._status_view.read_status()
+        with self._status_view.reading() as cursor:
+            parked = parking.counts(self._status_view, cursor)
         fresh_after = time.time() - max(3 * self.heartbeat_interval, 10.0)
         answer = []
         for name, worker in self.workers.items():
@@ -135,6 +143,8 @@ class Runner:
                     state = "not_running"
                 eps = float(row.get("events_per_second") or 0) if fresh else 0.0
                 error, holder = row.get("last_error"), row.get("worker")
+            if parked.get(name) and state in (State.LIVE, State.CATCHING_UP):
+                state = DEGRADED
             answer.append(
                 {
                     "name": name,
@@ -146,6 +156,7 @@ class Runner:
                     "events_applied": int(row.get("events_applied") or 0),
                     "last_error": error,
                     "worker": holder,
+                    "parked": parked.get(name, 0),
                 }
             )
         return answer

@@ -16,9 +16,10 @@ c. each table is compared: row counts and a checksum of the rows, live against c
 d. the live tables are dropped and the copy's renamed to their names (PostgreSQL: under
    ACCESS EXCLUSIVE locks taken in sorted order, the order in which every query takes
    its ACCESS SHARE locks, so queries and swap cannot deadlock);
-e. the live tracking position becomes the copy's, and its count of applied events; the
-   code's version and the outcome are recorded; the copy's tracking table and status row
-   are dropped.
+e. the live tracking position becomes the copy's, and its count of applied events, and
+   its parked events the live copy's (the copy kept those parked when the rebuild
+   started, ``parking.py``); the code's version and the outcome are recorded; the
+   copy's tracking table, status row and parked events are dropped.
 
 A query either ran before the commit (old tables, whole) or waits for its table locks and
 then sees the new tables whole (PostgreSQL takes its snapshot after the locks; a SQLite
@@ -28,8 +29,10 @@ reader has one snapshot of the file).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
+from projections.engine import parking
 from projections.engine.base import ReadModel
 from projections.engine.feed import Source
 from projections.engine.outcome import Comparison, RebuildOutcome, TableComparison
@@ -119,8 +122,18 @@ def swap(
         old_tables = list(dict.fromkeys([*(stored or {}).get("tables", []), *live.tables]))
         if stored_version == live.version and live_at < copy_at <= live_at + LEVEL_LIVE_UP_TO:
             live_at, _ = level(source, cursor, live, live_at, copy_at, batch_size)
-        # c. Compared: differences are reported, never fatal.
+        # c. Compared: differences are reported, never fatal. The copy's parked events
+        # (those it kept parked from the live copy, and its own) replace the live copy's.
         comparison = compare(cursor, live, copy, old_tables, live_at, copy_at)
+        live_parked = {entry.position for entry in parking.read(view, cursor, name)}
+        parked = parking.read(copy_view, cursor, name)
+        comparison = replace(
+            comparison,
+            live_parked=len(live_parked),
+            new_parked=len(parked),
+            kept_parked=sum(1 for entry in parked if entry.position in copy.hold),
+            parked_equal=live_parked == {entry.position for entry in parked},
+        )
 
         # d. The live tables dropped, the copy's renamed to their names (PostgreSQL: under
         # ACCESS EXCLUSIVE locks taken in sorted order, as every query takes its locks).
@@ -139,6 +152,8 @@ def swap(
         # e. The live position becomes the copy's; the version and the outcome recorded.
         view.set_position(cursor, app, copy_at)
         view.set_events_applied(cursor, name, events)
+        parking.clear(view, cursor, name)
+        parking.write(view, cursor, name, parked)
         answer = outcome(copy_at, events, stored_version, comparison)
         view.record_version(cursor, name, live.version, live.tables, last_rebuild=answer)
         copy_view.forget(cursor, name)

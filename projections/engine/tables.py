@@ -166,6 +166,9 @@ class ReadModelStore(TrackingRecorder, ABC):
             " state TEXT, worker TEXT, events_per_second BIGINT, last_error TEXT,"
             " heartbeat_at TEXT)"
         )
+        from projections.engine import parking  # it imports this module
+
+        parking.create_tables(self, cursor)
         if self.versioned:
             cursor.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.versions_table} ("
@@ -374,11 +377,16 @@ class ReadModelStore(TrackingRecorder, ABC):
         )
 
     def forget(self, cursor: Any, name: str) -> None:
-        """Drop this copy's tracking table and status row (a copy swapped in or dropped)."""
+        """Drop this copy's tracking table, status row and parked events (a copy swapped
+        in or dropped)."""
+        from projections.engine import parking
+
         cursor.execute(f"DROP TABLE IF EXISTS {self.tracking_table}")
         cursor.execute(
             self.bind(f"DELETE FROM {self.status_table} WHERE name = :name"), {"name": name}
         )
+        if self.table_exists(cursor, self.table_prefix + parking.PARKED_TABLE):
+            parking.clear(self, cursor, name)
 
     # --- status --------------------------------------------------------------------------
 

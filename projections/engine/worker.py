@@ -7,10 +7,11 @@ each batch in one transaction; then it *goes live* on the process's
 :class:`~projections.engine.feed.LiveFeed` and still commits whatever has arrived
 meanwhile as one batch.
 
-A failing handler stops only its read model, with the event and the error in its status
-and in the log; its position stays just before that event, so it resumes from it once
-the code is fixed and the worker restarted. Database outages are retried with backoff
-(``eventstore/retry.py``).
+An event a handler fails on is parked and the read model goes on (``parking.py``); a
+read model whose policy is ``stop`` stops instead, with the event and the error in its
+status and in the log, its position just before that event, so that it resumes from it
+once the code is fixed and the worker restarted. Database outages are retried with
+backoff (``eventstore/retry.py``).
 
 A worker feeds only tables built by its own version of the read model's code; tables of
 another version wait, answering queries, for the blue/green rebuild that replaces them
@@ -332,18 +333,11 @@ class Worker:
         return [n for n in batch if n.id > position]
 
     def _apply(self, notifications: Sequence[Notification], position: int) -> int:
-        try:
-            new = self.model.apply_batch(
-                notifications, self.source.mapper, self.source.application_name, position
-            )
-        except EventFailed as failed:
-            if transient(failed) or len(notifications) == 1:
-                raise
-            # Commit the events before the failing one, then let it fail on its own,
-            # in a transaction of its own, where its error is its own.
-            for notification in notifications:
-                position = self._apply([notification], position)
-            return position
+        """Apply and track a run of the log after ``position`` (the tracked one), in one
+        transaction (or, if the database refuses its rows, in parts: ``apply_split``)."""
+        new = self.model.apply_split(
+            notifications, self.source.mapper, self.source.application_name, position
+        )
         with self._progress:
             self.position = new
             self._rate.append((time.monotonic(), len(notifications)))

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from cli.projections import projections
 from domain.order import Order
 from projections import MODELS, AlreadyRebuilding, ReadSide
+from projections.engine.parking import STOP
 from projections.readmodels.catalogue import Catalogue
 from projections.readmodels.orders import Orders
 from tests.projections.support import (
@@ -304,6 +305,7 @@ def test_a_failed_rebuild_leaves_the_live_copy_untouched(
                 raise Poison("bad new code")
 
         monkeypatch.setitem(Orders.handlers, topic, failing)
+        monkeypatch.setattr(Orders, "on_failure", STOP)  # else the event would be parked
         with pytest.raises(Exception, match="bad new code"):
             read_side.rebuild_blocking("orders")
         status = entry(read_side, "orders")
