@@ -44,7 +44,7 @@ log = logging.getLogger("eventshop.projections")
 
 POSITION_CHECK_SECONDS = 1.0
 """How often an idle live worker checks that its position was not moved under it."""
-LINGER_SECONDS = 0.02
+LINGER_SECONDS = 0.05
 DEFER_SECONDS = 0.2
 QUIET_SECONDS = 0.02
 """Under load a live worker gathers events: it writes those with rows to write at most
@@ -107,6 +107,7 @@ class Worker:
         self._nudged = threading.Event()
         self._tap: Tap | None = None
         self._awaited = 0  # the furthest position a reader waits for (``wait``)
+        self._hurry = threading.Event()  # set by a reader who waits, and by stop()
 
     # --- control -------------------------------------------------------------------------
 
@@ -125,6 +126,7 @@ class Worker:
     def stop(self) -> None:
         self._stopping.set()
         self._nudged.set()
+        self._hurry.set()
         tap = self._tap
         if tap is not None:
             tap.wake()
@@ -155,6 +157,7 @@ class Worker:
                 # The live loop may be holding noted batches back: have it look now.
                 tap = self._tap
                 if tap is not None and position > self.position:
+                    self._hurry.set()
                     tap.wake()
             while self.position < position:
                 if not self.owned:
@@ -295,7 +298,11 @@ class Worker:
                 position = self._apply(pending, position)
                 pending, rows, checked = [], False, now
             elif pending:
-                pass  # more may come: gathered
+                # Let more arrive before looking again (not woken by each event: six
+                # threads woken per event cost as much as their transactions did).
+                due = checked + (LINGER_SECONDS if rows else DEFER_SECONDS)
+                self._hurry.wait(min(QUIET_SECONDS, max(0.0, due - now)))
+                self._hurry.clear()
             elif tap.detached.is_set():
                 return position
             elif self._nudged.is_set() or now - checked > POSITION_CHECK_SECONDS:
