@@ -10,17 +10,30 @@ dropped, and the command runs again from the log. Every other load (an aggregate
 command reads but does not change, like a product's price; a contended one) is brought
 up to date from the log, as before.
 
+On PostgreSQL a command gives up its turns as soon as its save is queued to be written
+(commands/group_commit.py), before the commit; the next command on the same aggregate
+then decides on the state that save leaves (``queued``), so that commands on a hot
+aggregate are decided one after another at the speed of the CPU and written together,
+rather than one commit apiece. Nothing is acknowledged before its own commit, and the
+version check under the lock refuses any save whose aggregate is not at the version it
+was decided on: if a queued save fails, every save decided after it on the same
+aggregate fails too (and runs again from the log). A command that a rule refuses, on
+such a state, is refused only once that state has committed (``confirmed``): the save
+it followed may fail, or be its own twin's under one idempotency key.
+
 Cached aggregates are never changed in place, so that copies can be taken without a
 lock: a load hands out a deep copy, and a save replaces the entry with the saved
-aggregate (the library's own behaviour with ``AGGREGATE_CACHE_FASTFORWARD=n``, which
-the Shop sets; its fast-forward would change entries in place).
+aggregate, if it is newer than the entry (the library's own fast-forward, which would
+change entries in place, is off: ``CACHE_ENV``).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Mapping
 from copy import deepcopy
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -33,6 +46,14 @@ CACHE_SIZE = "10000"
 CACHE_ENV = {"AGGREGATE_CACHE_FASTFORWARD": "n", "DEEPCOPY_FROM_AGGREGATE_CACHE": "y"}
 
 
+@dataclass(eq=False)
+class _Flight:
+    """A save queued to be written: settled once committed (``ok``) or failed."""
+
+    settled: threading.Event = field(default_factory=threading.Event)
+    ok: bool = False
+
+
 class Aggregates:
     """Loads aggregates through the repository's cache (see the module's docstring)."""
 
@@ -41,9 +62,32 @@ class Aggregates:
         is (it holds the aggregate's turn, and no other process contends it)."""
         self.repository = repository
         self.trusted = trusted
+        # Queued to be written, not yet committed, each with its save's flight.
+        self._ahead: dict[UUID, tuple[Aggregate, _Flight]] = {}
+        self._lock = threading.Lock()
+        self._local = threading.local()  # this thread's command: its flight, those it used
+
+    def begin(self) -> None:
+        """A command's attempt starts on this thread."""
+        self._local.used = []
+        self._local.flight = None
+
+    def confirmed(self, timeout: float) -> bool:
+        """Whether every queued save this attempt decided after has committed (waiting
+        for them, up to ``timeout`` seconds in all): if not, its decision may rest on a
+        state that never was."""
+        flights: list[_Flight] = getattr(self._local, "used", [])
+        return all(f.settled.wait(timeout) and f.ok for f in flights)
 
     def load(self, aggregate_id: UUID) -> Aggregate:
         """The aggregate, a copy of its own (``AggregateNotFoundError`` if none)."""
+        trusted = self.trusted(aggregate_id)
+        with self._lock:
+            ahead = self._ahead.get(aggregate_id) if trusted else None
+        if ahead is not None:
+            copy: Aggregate = deepcopy(ahead[0])
+            self._local.__dict__.setdefault("used", []).append(ahead[1])
+            return copy
         cache = self.repository.cache
         if cache is None:
             return self._get(aggregate_id)
@@ -52,21 +96,56 @@ class Aggregates:
         except KeyError:
             return self._get(aggregate_id)  # read from the log, and cached
         aggregate: Aggregate = deepcopy(cached)
-        if self.trusted(aggregate_id):
+        if trusted:
             return aggregate
         newer = self.repository.event_store.get(originator_id=aggregate_id, gt=aggregate.version)
         if project_aggregate(aggregate, newer) is None:
             raise AggregateNotFoundError(aggregate_id)
         return aggregate  # brought up to date in place (it is this load's own copy)
 
-    def forget(self, aggregate_ids: Iterable[UUID]) -> None:
-        """Drop these entries (their saves lost a race: another process wrote them)."""
+    def queued(self, aggregates: Mapping[UUID, Aggregate]) -> None:
+        """This thread's save of these aggregates is queued: the next command on them
+        starts from them."""
+        flight = self._local.flight = _Flight()
+        with self._lock:
+            self._ahead.update((i, (a, flight)) for i, a in aggregates.items())
+
+    def saved(self, aggregates: Mapping[UUID, Any]) -> None:
+        """These aggregates' saves committed: cache them (unless a newer one is)."""
         cache = self.repository.cache
-        if cache is None:
-            return
-        for aggregate_id in aggregate_ids:
-            with contextlib.suppress(KeyError):
-                cache.get(aggregate_id, evict=True)
+        with self._lock:
+            for aggregate_id, aggregate in aggregates.items():
+                ahead = self._ahead.get(aggregate_id)
+                if ahead is not None and ahead[0] is aggregate:
+                    del self._ahead[aggregate_id]
+                if cache is None:
+                    continue
+                try:
+                    cached: Any = cache.get(aggregate_id)
+                except KeyError:
+                    cached = None
+                if cached is None or cached.version < aggregate.version:
+                    cache.put(aggregate_id, aggregate)
+        self._settle(ok=True)
+
+    def failed(self, aggregates: Mapping[UUID, Any]) -> None:
+        """These aggregates' saves failed: forget what this process thought of them
+        (a save decided after them fails too; the next command reads the log)."""
+        cache = self.repository.cache
+        with self._lock:
+            for aggregate_id in aggregates:
+                self._ahead.pop(aggregate_id, None)
+                if cache is not None:
+                    with contextlib.suppress(KeyError):
+                        cache.get(aggregate_id, evict=True)
+        self._settle(ok=False)
+
+    def _settle(self, ok: bool) -> None:
+        flight: _Flight | None = getattr(self._local, "flight", None)
+        if flight is not None:
+            flight.ok = ok
+            flight.settled.set()
+            self._local.flight = None
 
     def _get(self, aggregate_id: UUID) -> Aggregate:
         aggregate: Aggregate = self.repository.get(aggregate_id)

@@ -28,7 +28,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -48,6 +50,20 @@ from domain.errors import Busy
 MAX_BATCH = 256
 # How long a save may wait for its turn to be written before it gives up (seconds).
 DEFAULT_QUEUE_TIMEOUT = 10.0
+
+_queued: ContextVar[Callable[[], None] | None] = ContextVar("queued", default=None)
+
+
+@contextmanager
+def when_queued(callback: Callable[[], None]) -> Iterator[None]:
+    """Call ``callback`` once a save made in the block is queued to be written, before
+    its caller waits for the commit (commands/service.py then lets the next command on
+    the same aggregates decide, on the state this save will leave)."""
+    token = _queued.set(callback)
+    try:
+        yield
+    finally:
+        _queued.reset(token)
 
 
 @dataclass(eq=False)
@@ -139,6 +155,10 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
         deadline = time.monotonic() + self.queue_timeout
         with self._turn:
             self._pending.append(save)
+        queued = _queued.get()
+        if queued is not None:
+            queued()
+        with self._turn:
             while self._writing and not save.done:
                 remaining = deadline - time.monotonic()
                 if not save.taken and remaining <= 0:
@@ -243,17 +263,20 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
 
     @staticmethod
     def _versions_free(batch: list[_Save], latest: dict[Any, int]) -> list[_Save]:
-        """The saves none of whose events takes a version already taken (in the log, or
-        by a save before it in the batch); the others fail."""
+        """The saves each of whose aggregates goes on from the version it is at (in the
+        log, or after a save before it in the batch); the others fail. A save decided on
+        the state another save would have left, which failed, fails too: it would leave
+        a gap."""
         accepted = []
         for save in batch:
             first: dict[Any, int] = {}
             for event in save.events:
                 first.setdefault(_uuid(event.originator_id), event.originator_version)
-            taken = [i for i, version in first.items() if version <= latest.get(i, 0)]
-            if taken:
+            moved = [i for i, version in first.items() if version != latest.get(i, 0) + 1]
+            if moved:
                 save.error = IntegrityError(
-                    f"a concurrent write took the next version of {', '.join(map(str, taken))}"
+                    f"{', '.join(map(str, moved))} is not at the version this save follows:"
+                    " a concurrent write got there first"
                 )
                 continue
             for event in save.events:

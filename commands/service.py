@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from decimal import Decimal
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import (
@@ -29,7 +29,7 @@ from eventsourcing.utils import Environment, EnvType, get_topic
 
 from commands import idempotency, turns
 from commands.cache import CACHE_ENV, CACHE_SIZE, Aggregates
-from commands.group_commit import GroupCommitRecorder
+from commands.group_commit import GroupCommitRecorder, when_queued
 from commands.idempotency import IdempotencyKeys, KeyStore, POPOKeyRecorder, SQLiteKeyRecorder
 from commands.outcome import CommandObserver, Done, outcome_of
 from domain.base import Expected, ShopAggregate
@@ -426,9 +426,12 @@ class Shop(Application[UUID]):
         def once() -> Done:
             if request is not None and (done := self._replay(request)) is not None:
                 return done
+            self.aggregates.begin()
             try:
                 return run()
             except DomainError:
+                if not self.aggregates.confirmed(self.turns.timeout):
+                    raise RecordConflictError("decided on a save that failed") from None
                 # A twin with this key may have won meanwhile and left this run a mix of
                 # old and new state that it refuses (a stale open cart beside the twin's
                 # fresh reservations): then the answer is the twin's.
@@ -461,18 +464,31 @@ class Shop(Application[UUID]):
             getattr(observer, what)(*args)
 
     def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
+        # The library's own, with the cache kept by commands/cache.py.
         try:
-            return super()._record(processing_event)
-        except RecordConflictError:
-            self.aggregates.forget(processing_event.aggregates)  # stale: another process wrote
+            recordings = self.events.put(
+                processing_event.events,
+                tracking=processing_event.tracking,
+                **processing_event.saved_kwargs,
+            )
+        except BaseException:
+            self.aggregates.failed(processing_event.aggregates)
             raise
+        self.aggregates.saved(processing_event.aggregates)
+        return recordings
 
     def _save(self, *aggregates: Aggregate) -> Done:
         request = idempotency.current_request()
-        if request is None:
-            recordings = self.save(*aggregates)
-        else:
+        kwargs: dict[str, Any] = {}
+        if request is not None:
             first = aggregates[0]
             key = self.keys.record(current_cause().actor, request, first.id, first.version)
-            recordings = self.save(*aggregates, **{idempotency.SAVE_KWARG: key})
+            kwargs[idempotency.SAVE_KWARG] = key
+
+        def queued() -> None:  # the next command on these aggregates may decide now
+            self.aggregates.queued({a.id: a for a in aggregates})
+            self.turns.release_held()
+
+        with when_queued(queued):
+            recordings = self.save(*aggregates, **kwargs)
         return Done(aggregates[0], recordings[-1].notification.id if recordings else self.head())

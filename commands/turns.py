@@ -82,12 +82,25 @@ class Turns:
             raise
         finally:
             for aggregate_id in reversed(held):
-                if mine[aggregate_id] == 1:
-                    del mine[aggregate_id]
-                else:
-                    mine[aggregate_id] -= 1
-                self._locks[aggregate_id][0].release()
+                times = mine.get(aggregate_id, 0)  # 0: given up early (``release_held``)
+                if times:
+                    if times == 1:
+                        del mine[aggregate_id]
+                    else:
+                        mine[aggregate_id] = times - 1
+                    self._locks[aggregate_id][0].release()
                 self._release_use(aggregate_id)
+
+    def release_held(self) -> None:
+        """Give up every turn this thread holds in this process, before its blocks end:
+        its save is queued, and the next command may decide on the state it leaves.
+        (Turns held in the database are kept to the end of the block.)"""
+        mine = self._mine()
+        for aggregate_id, times in mine.items():
+            lock = self._locks[aggregate_id][0]
+            for _ in range(times):
+                lock.release()
+        mine.clear()
 
     def trusts(self, aggregate_id: UUID) -> bool:
         """Whether this thread holds the turn on ``aggregate_id`` and no other process
