@@ -13,6 +13,7 @@ import random
 import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -26,6 +27,7 @@ from commands.group_commit import GroupCommitRecorder
 from commands.idempotency import KeyRecord
 from commands.service import Done, Shop
 from tests.conftest import open_shop
+from tests.projections.support import until
 from tests.test_concurrency_postgres import ADDRESS, race, stored_rows
 
 RACERS = 32
@@ -195,6 +197,47 @@ def test_thirty_two_receipts_to_one_sku_take_turns(pg_shop: Shop) -> None:
     assert [r for r in results if not isinstance(r, Done)] == []
     assert retries.retried == 0
     assert shop.stock("HOT-2").on_hand == RACERS
+    # Each decided while the ones before it were being written: written together.
+    transactions = {
+        xid for xid, kind, _ in stored_rows(shop.store.url()) if kind == "Stock.Received"
+    }
+    assert len(transactions) < RACERS
+
+
+def test_a_command_decided_after_a_save_that_fails_runs_again_from_the_log(
+    pg_shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop = pg_shop
+    retries = Retries()
+    shop.observers.append(retries)
+    shop.add_product("HOT-3", "Hot", "5.00")
+    recorder = shop.recorder
+    assert isinstance(recorder, GroupCommitRecorder)
+    write_in = recorder._write_in
+    writing, fail = threading.Event(), threading.Event()
+
+    def failing_once(conn: Any, pipeline: Any, batch: Any) -> None:
+        if not writing.is_set():  # the first receipt's batch: held, then it fails
+            writing.set()
+            assert fail.wait(10)
+            raise RuntimeError("the database went away")
+        write_in(conn, pipeline, batch)
+
+    monkeypatch.setattr(recorder, "_write_in", failing_once)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(shop.receive_stock, "HOT-3", 5)
+        assert writing.wait(10)
+        # Decided on the 5 units the first receipt is writing (it gave its turn up).
+        second = pool.submit(shop.receive_stock, "HOT-3", 10)
+        until(lambda: len(recorder._pending) == 1, 10, "the second save to be queued")
+        fail.set()
+        with pytest.raises(RuntimeError):
+            first.result(10)
+        # Its save (version 3, after the 5 units' version 2) was refused; it ran again.
+        assert second.result(10).aggregate.on_hand == 10
+    assert retries.retried == 1
+    stock = shop.stock("HOT-3")
+    assert (stock.on_hand, stock.version) == (10, 2)
 
 
 def test_saves_of_different_aggregates_share_transactions(pg_shop: Shop) -> None:
