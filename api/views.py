@@ -22,6 +22,7 @@ from domain.order import Order
 from domain.product import Product
 from domain.stock import Stock
 from domain.values import CENT
+from projections.engine.base import stamp
 
 SkuPath = Annotated[str, Path(pattern=SKU_PATTERN, description="the product's SKU")]
 
@@ -163,6 +164,9 @@ class OrderView(View):
     email: str
     payment_reference: str | None
     refund: str | None
+    payment_due_at: str = Field(
+        description="unpaid by then (UTC, ISO 8601), the order is cancelled and its stock released"
+    )
 
 
 class OrderResult(Committed, OrderView):
@@ -190,6 +194,7 @@ def order_view(order: Order) -> OrderView:
         email=order.email,
         payment_reference=order.payment_reference,
         refund=None if order.refund is None else money_text(order.refund),
+        payment_due_at=stamp(order.payment_due_at),
         version=order.version,
     )
 
@@ -204,6 +209,7 @@ class OrderSummary(View):
     units: int
     placed_at: str
     updated_at: str
+    payment_due_at: str
 
 
 class StatusChange(BaseModel):

@@ -51,7 +51,7 @@ from cli.demo import (
 )
 from commands.service import Shop
 from domain.cart import Cart
-from domain.order import Order
+from domain.order import DEFAULT_PAYMENT_WINDOW, Order
 from domain.product import Product
 from domain.stock import Stock
 from eventshop.bootstrap import open_read_side
@@ -149,6 +149,7 @@ def _check_out(
         shipping_address=story.address,
         email=f"{story.customer}@example.com",
         currency=currency,
+        payment_due_at=clock.now + DEFAULT_PAYMENT_WINDOW,
     )
     touched = [stocks[s] for s in sorted(lines)]
     Stock.reserve_all(order.id, {s: q for s, (q, _) in lines.items()}, touched)

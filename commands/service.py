@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Concatenate, ParamSpec, TypeVar
 from uuid import UUID
@@ -34,13 +34,8 @@ from commands.idempotency import IdempotencyKeys, KeyStore, POPOKeyRecorder, SQL
 from commands.outcome import CommandObserver, Done, outcome_of
 from domain.base import Expected, ShopAggregate
 from domain.cart import Cart
-from domain.errors import (
-    AlreadyExists,
-    ConcurrencyConflict,
-    DomainError,
-    NotFound,
-)
-from domain.order import Order
+from domain.errors import AlreadyExists, ConcurrencyConflict, DomainError, NotFound
+from domain.order import DEFAULT_PAYMENT_WINDOW, Order
 from domain.product import Product
 from domain.stock import Stock
 from domain.values import DEFAULT_CURRENCY, Address, currency_code, sku
@@ -99,6 +94,7 @@ class Shop(Application[UUID]):
     name = log.LOG_NAME
     # A SKU's stock lives for years and gains events with every order.
     snapshotting_intervals = {Stock: 100}  # noqa: RUF012
+    payment_window = DEFAULT_PAYMENT_WINDOW  # an order placed now is due this much later
 
     def __init__(
         self,
@@ -283,6 +279,7 @@ class Shop(Application[UUID]):
                 shipping_address=shipping_address,
                 email=email,
                 currency=self.currency,
+                payment_due_at=datetime.now(UTC) + self.payment_window,
             )
             with self._stock_turns(lines) as stocks:
                 Stock.reserve_all(order.id, {s: q for s, (q, _) in lines.items()}, stocks)

@@ -9,6 +9,7 @@ order's currency, fixed when it is placed (``Placed`` carries it since v2).
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, get_args
 from uuid import UUID
@@ -23,12 +24,15 @@ OrderStatus = Literal["placed", "paid", "shipped", "delivered", "cancelled"]
 """Where an order is on its way; the HTTP API's ``status`` filter takes exactly these."""
 STATUSES: tuple[OrderStatus, ...] = get_args(OrderStatus)
 PLACED, PAID, SHIPPED, DELIVERED, CANCELLED = STATUSES
+DEFAULT_PAYMENT_WINDOW = timedelta(minutes=30)
+"""How long an order may stay unpaid before it is cancelled (the shop's setting may differ)."""
 
 
 class Order(ShopAggregate):
     class Placed(ShopAggregate.Created):
-        # v2 names the currency of the order's amounts; v1 did not.
-        class_version = 2
+        # v2 names the currency of the order's amounts; v1 did not. v3 says by when it
+        # must be paid.
+        class_version = 3
 
         customer_id: str
         cart_id: UUID
@@ -37,11 +41,18 @@ class Order(ShopAggregate):
         shipping_address: dict[str, str]
         email: str
         currency: str
+        payment_due_at: datetime
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             """A v1 order was in euros, the only currency the shop had before v2."""
             state["currency"] = V1_CURRENCY
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            """An order placed before payment windows were recorded gets the default one,
+            so that an abandoned one of those releases its stock too."""
+            state["payment_due_at"] = state["timestamp"] + DEFAULT_PAYMENT_WINDOW
 
     class Paid(ShopAggregate.Event):
         amount: Decimal
@@ -73,6 +84,7 @@ class Order(ShopAggregate):
         shipping_address: dict[str, str],
         email: str,
         currency: str,
+        payment_due_at: datetime,
     ) -> None:
         self.customer_id = customer_id
         self.cart_id = cart_id
@@ -81,6 +93,7 @@ class Order(ShopAggregate):
         self.shipping_address = shipping_address
         self.email = email
         self.currency = currency
+        self.payment_due_at = payment_due_at
         self.status = PLACED
         self.payment_reference: str | None = None
         self.refund: Decimal | None = None
@@ -95,8 +108,10 @@ class Order(ShopAggregate):
         email: str,
         *,
         currency: str,
+        payment_due_at: datetime,
     ) -> Order:
-        """Place an order for ``lines`` (sku -> (quantity, unit price in ``currency``))."""
+        """Place an order for ``lines`` (sku -> (quantity, unit price in ``currency``)),
+        to be paid by ``payment_due_at`` (else it is cancelled: commands/expiry.py)."""
         if not lines:
             raise RuleBroken("An order needs at least one line")
         if not isinstance(email, str) or "@" not in email or len(email) > 254:
@@ -122,6 +137,7 @@ class Order(ShopAggregate):
             shipping_address=shipping_address.as_dict(),
             email=email,
             currency=currency_code(currency),
+            payment_due_at=payment_due_at,
         )
 
     @property

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     run_projections: bool = Field(
         default=True, description="feed the read models in this process (off: `eventshop worker`)"
     )
+    payment_window_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        description="an order unpaid this long after it was placed is cancelled",
+    )
     read_wait_seconds: float = Field(
         default=5.0, gt=0, le=60, description="how long a query waits for `min_position`"
     )

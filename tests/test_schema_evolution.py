@@ -176,7 +176,7 @@ def test_new_commands_act_on_old_aggregates_and_never_rewrite_them(
     }
     # Nothing stored by v1 was touched: same positions, same bytes.
     assert stored_log(old_shop, len(RECORDS)) == before
-    # What v2 stored names its version and its currency.
+    # What the new code stored names its version and its currency.
     new = old_shop.recorder.select_notifications(start=len(RECORDS) + 1, limit=100)
     created = {
         n.topic: json.loads(n.state)
@@ -185,7 +185,7 @@ def test_new_commands_act_on_old_aggregates_and_never_rewrite_them(
     }
     assert set(created) == {"domain.order:Order.Placed", "domain.product:Product.Added"}
     for state in created.values():
-        assert (state["class_version"], state["currency"]) == (2, "EUR")
+        assert state["class_version"] >= 2 and state["currency"] == "EUR"
         assert "__cause__" in state
     # v1 and v2 events read back alike through a second shop over the same store.
     with open_shop(fresh_url) as reread:

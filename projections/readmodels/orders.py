@@ -17,6 +17,7 @@ from projections.engine.writes import Writes
 
 class Orders(ReadModel):
     name = "orders"
+    version = 2  # 2: payment_due_at
     tables = ("orders", "order_lines", "order_history")
     ddl = (
         "CREATE TABLE IF NOT EXISTS {orders} ("
@@ -24,7 +25,8 @@ class Orders(ReadModel):
         " status TEXT NOT NULL, total_cents BIGINT NOT NULL, units BIGINT NOT NULL,"
         " email TEXT NOT NULL, shipping_address TEXT NOT NULL, payment_reference TEXT,"
         " carrier TEXT, tracking_number TEXT, cancel_reason TEXT, refund_cents BIGINT,"
-        " version INTEGER NOT NULL, placed_at TEXT NOT NULL, updated_at TEXT NOT NULL)",
+        " version INTEGER NOT NULL, placed_at TEXT NOT NULL, updated_at TEXT NOT NULL,"
+        " payment_due_at TEXT NOT NULL)",
         'CREATE INDEX IF NOT EXISTS "{p}orders_by_time" ON {orders} (placed_at, order_id)',
         'CREATE INDEX IF NOT EXISTS "{p}orders_by_customer" ON {orders}'
         " (customer_id, placed_at, order_id)",
@@ -64,6 +66,7 @@ class Orders(ReadModel):
                 "version": event.originator_version,
                 "placed_at": at,
                 "updated_at": at,
+                "payment_due_at": stamp(event.payment_due_at),
             },
         )
         for line in event.lines:
@@ -209,4 +212,5 @@ def _summary(row: dict[str, Any]) -> dict[str, Any]:
         "version": int(row["version"]),
         "placed_at": row["placed_at"],
         "updated_at": row["updated_at"],
+        "payment_due_at": row["payment_due_at"],
     }

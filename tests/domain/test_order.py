@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -16,6 +17,7 @@ from domain.values import MAX_PRICE, Address
 from tests.domain.scenario import Fact, ev, given
 
 CART = UUID("00000000-0000-0000-0000-0000000000c1")
+DUE = datetime(2026, 11, 29, 12, 30, tzinfo=UTC)
 ADDRESS = Address(name="Ada", line1="1 Main St", city="Berlin", postal_code="10115", country="DE")
 LINES = [
     {"sku": "CUP-1", "quantity": 1, "unit_price": Decimal("0.99"), "subtotal": Decimal("0.99")},
@@ -30,6 +32,7 @@ PLACED_EVENT = ev(
     shipping_address=ADDRESS.as_dict(),
     email="ada@example.org",
     currency="EUR",
+    payment_due_at=DUE,
 )
 PAID_EVENT = ev(Order.Paid, amount=Decimal("25.99"), reference="psp-1")
 SHIPPED_EVENT = ev(Order.Shipped, carrier="DHL", tracking_number="T1")
@@ -51,6 +54,7 @@ def place(**overrides: Any) -> Order:
         "shipping_address": ADDRESS,
         "email": "ada@example.org",
         "currency": "EUR",
+        "payment_due_at": DUE,
     }
     return Order.place(**{**args, **overrides})
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from eventsourcing.persistence import (
 )
 
 from domain.errors import InvalidValue, RuleBroken
-from domain.order import PAID, Order
+from domain.order import DEFAULT_PAYMENT_WINDOW, PAID, Order
 from domain.product import Product
 from domain.values import V1_CURRENCY, Address, currency_code
 from tests.domain.scenario import ev, given
@@ -70,7 +71,7 @@ def replay(stored: list[StoredEvent]) -> Any:
 
 @pytest.mark.parametrize("cls", [Order.Placed, Product.Added])
 def test_events_with_amounts_are_at_version_2(cls: type[Any]) -> None:
-    assert cls.class_version == 2
+    assert cls.class_version >= 2  # Order.Placed: 3, with its payment_due_at
     assert "currency" in {f.name for f in dataclasses.fields(cls)}
 
 
@@ -102,6 +103,12 @@ def test_a_stored_v1_order_replays_in_euros_and_still_takes_commands() -> None:
     assert first_v1.status == PAID
 
 
+def test_an_order_stored_before_payment_windows_is_due_the_default_window_after_placing() -> None:
+    placed = mapper().to_domain_event(v1_history("domain.order:Order.Placed")[0])
+    assert isinstance(placed, Order.Placed)
+    assert placed.payment_due_at == placed.timestamp + DEFAULT_PAYMENT_WINDOW
+
+
 def test_a_stored_v1_product_replays_in_euros() -> None:
     product = replay(v1_history("domain.product:Product.Added"))
     assert (product.sku, product.price, product.currency) == ("MUG-RED", Decimal("12.50"), "EUR")
@@ -109,12 +116,18 @@ def test_a_stored_v1_product_replays_in_euros() -> None:
 
 def test_a_new_order_records_its_currency() -> None:
     order = Order.place(
-        "cus-1", UUID(int=1), {"MUG-1": (1, Decimal("2.00"))}, ADDRESS, "a@b.c", currency="CHF"
+        "cus-1",
+        UUID(int=1),
+        {"MUG-1": (1, Decimal("2.00"))},
+        ADDRESS,
+        "a@b.c",
+        currency="CHF",
+        payment_due_at=datetime(2026, 1, 1, tzinfo=UTC),
     )
     (placed,) = order.collect_events()
     assert (placed.currency, order.currency) == ("CHF", "CHF")
     encoded = mapper().to_stored_event(placed)
-    assert json.loads(encoded.state)["class_version"] == 2
+    assert json.loads(encoded.state)["class_version"] == 3
 
 
 def test_a_new_product_records_its_currency() -> None:
