@@ -31,6 +31,7 @@ from api.routers import (
 from commands import idempotency
 from commands.service import Shop
 from eventshop.bootstrap import open_auditor, open_read_side, open_shop
+from eventshop.processes import open_processes
 from eventshop.settings import Settings
 from projections import ReadSide
 
@@ -73,11 +74,16 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        processes = None
         if owns_read_side and settings.run_projections:
             the_read_side.start()
+            processes = open_processes(settings.database_url, the_shop, the_read_side)
+            processes.start()
         try:
             yield
         finally:
+            if processes is not None:
+                processes.stop()
             if owns_read_side:
                 the_read_side.close()
             if owns_shop:

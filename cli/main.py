@@ -27,7 +27,6 @@ from commands.service import Shop
 from eventshop import bootstrap
 from eventshop.bootstrap import open_auditor, open_shop
 from eventshop.settings import Settings
-from projections import run_worker
 
 # `eventshop worker` touches this file under EVENTSHOP_VAR_DIR every WORKER_BEAT_SECONDS
 # while its feeder runs and the event store answers; a container healthcheck reads its age.
@@ -100,6 +99,7 @@ def worker(
 
     Run as many as you like against one PostgreSQL database: each read model is fed by
     one worker at a time, and another takes over within seconds when that one dies.
+    Every worker fires the process managers' due timers (reservation expiry), each once.
     The worker also keeps the audit log's hash-chain checkpoints up to date, and touches
     EVENTSHOP_VAR_DIR/worker.alive every few seconds while the event store answers (the
     container healthcheck reads its age).
@@ -113,7 +113,7 @@ def worker(
 
     def feed() -> None:
         try:
-            run_worker(settings.database_url, stop)
+            bootstrap.run_worker(settings, shop, stop)
         except BaseException:
             # An error the feeder could not retry (its thread logs it): end the process
             # with a failure, so that a supervisor sees it and restarts the worker.

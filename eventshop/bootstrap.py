@@ -7,16 +7,22 @@ so that each is wired the same way wherever it runs.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Sequence
 from datetime import timedelta
 
 from commands.service import Shop
+from eventshop.processes import PROCESSES, open_processes
 from eventshop.settings import Settings
 from eventstore.database import migration_lock
 from eventstore.url import POSTGRES_OPTIONS
 from projections import MODELS, ReadSide, build_read_side
 from projections.audit.auditor import BATCH, CHECKPOINT_EVERY, Auditor
 from projections.engine.base import ReadModel
+
+READ_MODELS: tuple[type[ReadModel], ...] = (*MODELS, *PROCESSES)
+"""The shop's read models and its process managers' timers, all fed from the log."""
 
 
 def open_shop(settings: Settings, **library_env: str) -> Shop:
@@ -29,13 +35,15 @@ def open_shop(settings: Settings, **library_env: str) -> Shop:
     # Many processes may start at once (serve --workers N): one creates the tables.
     with migration_lock(store):
         store.prepare()
-        return Shop(
+        shop = Shop(
             {**pool_env(settings), **library_env},
             store=store,
             currency=settings.currency,
             idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
             command_wait=settings.command_wait_seconds,
         )
+    shop.payment_window = timedelta(seconds=settings.payment_window_seconds)
+    return shop
 
 
 def pool_env(settings: Settings) -> dict[str, str]:
@@ -63,9 +71,10 @@ def open_read_side(
     prefix: str = "",
     batch_size: int = 500,
     worker_id: str | None = None,
-    models: Sequence[type[ReadModel]] = MODELS,
+    models: Sequence[type[ReadModel]] = READ_MODELS,
 ) -> ReadSide:
-    """Every read model on the store of ``settings``; nothing runs until ``start()``.
+    """Every read model (and process manager's timers) on the store of ``settings``;
+    nothing runs until ``start()``.
 
     ``shop`` is needed only on ``memory://``, whose log lives in that object alone.
     """
@@ -100,3 +109,23 @@ def migrate(settings: Settings) -> None:
         open_auditor(shop)
     finally:
         shop.close()
+
+
+def run_worker(settings: Settings, shop: Shop, stop_event: threading.Event) -> None:
+    """The body of ``eventshop worker`` until ``stop_event`` is set: feed every read
+    model and the process managers' timers (each where this process gets its lock),
+    and fire the due timers through ``shop``."""
+    if settings.database_url.is_memory:
+        raise ValueError("a worker needs a shared store: sqlite:// or postgresql://, not memory://")
+    read_side = open_read_side(settings, shop)
+    processes = open_processes(settings.database_url, shop, read_side)
+    try:
+        read_side.start()
+        processes.start()
+        logging.getLogger("eventshop.projections").info(
+            "projection worker %s running", read_side.runner.worker_id
+        )
+        stop_event.wait()
+    finally:
+        processes.stop()
+        read_side.close()
