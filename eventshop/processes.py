@@ -22,6 +22,7 @@ from projections.engine.locks import FileLocks, LockKeeper
 from projections.engine.timers import DueTimer, Firing, TimerModel
 
 log = logging.getLogger("eventshop.processes")
+CATCH_UP_SECONDS = 2.0
 
 
 class PaymentExpiryTimers(TimerModel):
@@ -72,9 +73,16 @@ def open_processes(
                 locks=_fire_locks(store, model.name),
                 clock=clock,
                 interval=interval,
+                ready=_caught_up(read_side, model.name),
             )
         )
     return Processes(firings)
+
+
+def _caught_up(read_side: ReadSide, name: str) -> Callable[[], object]:
+    """Wait until the timers hold what the log held when firing started (at most
+    CATCH_UP_SECONDS: a long catch-up or a rebuild must not hold the due ones back)."""
+    return lambda: read_side.wait_for(name, read_side.runner.source.head(), CATCH_UP_SECONDS)
 
 
 def _action(manager: ProcessManager, shop: Shop) -> Callable[[DueTimer], None]:

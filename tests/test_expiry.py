@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
+from fastapi.testclient import TestClient
 
+from api.app import create_app
 from api.views import OrderDetail
 from commands.expiry import REASON, PaymentExpiry
 from commands.process import Fired, Timer
@@ -250,3 +254,25 @@ def test_the_timers_rebuilt_from_the_log_equal_the_live_ones(url: str) -> None:
         assert outcome.comparison is not None and outcome.comparison.equal
         assert read_side.projection(EXPIRY).timers() == live  # type: ignore[attr-defined]
         assert shop.order(expired.id).status == "cancelled"
+
+
+def test_serve_and_worker_run_the_expiry(sqlite_url: str, tmp_path: Path) -> None:
+    settings = settings_for(sqlite_url, payment_window_seconds=WINDOW, var_dir=tmp_path)
+    app = create_app(settings)
+    shop: Shop = app.state.shop
+    stocked(shop)
+    served = place(shop, "ann")
+    time.sleep(WINDOW)  # overdue before it starts: fired in its first round
+    with TestClient(app):  # serve, with the projections inside
+        until(lambda: shop.order(served.id).status == "cancelled", 10, "the expiry in serve")
+    with bootstrap.open_shop(settings) as shop:
+        worked = place(shop, "bob")
+        time.sleep(WINDOW)
+        stop = threading.Event()
+        worker = threading.Thread(target=bootstrap.run_worker, args=(settings, shop, stop))
+        worker.start()
+        try:
+            until(lambda: shop.order(worked.id).status == "cancelled", 10, "the worker's expiry")
+        finally:
+            stop.set()
+            worker.join()

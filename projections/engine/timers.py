@@ -177,6 +177,9 @@ class Firing:
 
     ``locks``: who may fire where the database cannot share out rows (SQLite): a lock
     named like the model; None on PostgreSQL. ``clock``: the time timers are due by.
+    ``ready``: called once in the thread before its first round, e.g. to wait (a
+    bounded time) until the timers have caught up with the log, so that timers that
+    fell due while nothing ran fire at once rather than a round later.
     """
 
     def __init__(
@@ -188,8 +191,10 @@ class Firing:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         interval: float = 1.0,
         batch: int = 20,
+        ready: Callable[[], object] | None = None,
     ) -> None:
         self.model = model
+        self.ready = ready
         self.act = act
         self.locks = locks
         self.clock = clock
@@ -251,6 +256,11 @@ class Firing:
             self.locks.release(self.model.name)
 
     def _run(self) -> None:
+        if self.ready is not None:
+            try:
+                self.ready()
+            except Exception as error:  # only a head start: the rounds go on regardless
+                log.warning("%s: timers not known to be caught up: %s", self.model.name, error)
         while not self._stopping.is_set():
             try:
                 self.fire_due()
