@@ -85,7 +85,8 @@ tables, its handlers, its queries). ``engine/`` feeds them: ``runner.py`` and
 in ``postgres_recorder.py`` and ``sqlite_recorder.py``), ``base.py`` (declaring a read
 model), ``writes.py`` (set-wise row writes), ``rebuild.py`` (blue/green rebuilds: the
 protocol; ``jobs.py``, ``replay.py``, ``parallel.py``, ``swap.py``, ``progress.py`` and
-``outcome.py`` do its parts). ``audit/`` reads the log for auditors (hash chain,
+``outcome.py`` do its parts), ``timers.py`` (durable timers of process managers: a read
+model of timers, and their firing). ``audit/`` reads the log for auditors (hash chain,
 histories).
 """
 
