@@ -30,9 +30,11 @@ from api.routers import (
 )
 from commands import idempotency
 from commands.service import Shop
-from eventshop.bootstrap import open_auditor, open_read_side, open_shop
+from eventshop.bootstrap import open_auditor, open_read_side, open_shop, signing_key, trusted_keys
 from eventshop.settings import Settings
 from projections import ReadSide
+from projections.audit.issuer import ReceiptIssuer
+from projections.audit.receipts import Signer
 
 DESCRIPTION = """\
 The back end of an online shop, event-sourced: every command appends events to an
@@ -70,14 +72,24 @@ def create_app(
     the_shop = shop or open_shop(settings)
     the_read_side = read_side or open_read_side(settings, the_shop)
     auditor = open_auditor(the_shop)
+    key = signing_key(settings)
+    assert key is not None  # made if missing
+    # The writer side signs receipts of the log as it grows (projections/audit/issuer.py).
+    issuer = ReceiptIssuer(
+        auditor, Signer(key), settings.audit_receipt_events, settings.audit_receipt_seconds
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if owns_read_side and settings.run_projections:
             the_read_side.start()
+        the_shop.observers.append(issuer)
+        issuer.start()
         try:
             yield
         finally:
+            issuer.close()
+            the_shop.observers.remove(issuer)
             if owns_read_side:
                 the_read_side.close()
             if owns_shop:
@@ -96,6 +108,8 @@ def create_app(
     app.state.settings = settings
     app.state.read_side = the_read_side
     app.state.auditor = auditor
+    app.state.receipts = issuer
+    app.state.trusted_keys = trusted_keys(settings)
     errors.install(app)
     request_metrics = observability.install(app, the_shop)
     # The one middleware of ours (request id, body limit, metrics, access log): added
@@ -115,6 +129,7 @@ def create_app(
     )
     for module in routers:
         app.include_router(module.router)
+    app.include_router(audit.public)
     documented = _with_idempotency_key(_with_problem_media_type(app.openapi))
     app.openapi = documented  # type: ignore[method-assign]
     return app
