@@ -392,7 +392,8 @@ class Auditor:
         begin = (self.links.at_or_before(after) if after else None) or (0, GENESIS)
         anchors = list(receipts) if receipts is not None else self.all_receipts()
         anchors = [r for r in anchors if upto is None or r.position <= upto]
-        yield from check(self._rows(begin[0], upto), anchors, keys, start=begin, digest=given)
+        rows = self._rows(begin[0], upto)
+        yield from check(rows, anchors, keys, start=begin, digest=given, every=self.batch)
 
     def _rows(self, after: int, upto: int | None) -> Iterator[tuple[int, Any, bytes | None]]:
         def links() -> Iterator[tuple[int, bytes]]:
