@@ -30,10 +30,12 @@ from api.routers import (
 )
 from commands import idempotency
 from commands.service import Shop
-from eventshop.bootstrap import open_auditor, open_read_side, open_shop
+from eventshop.bootstrap import open_auditor, open_read_side, open_shop, signing_key, trusted_keys
 from eventshop.processes import open_processes
 from eventshop.settings import Settings
 from projections import ReadSide
+from projections.audit.issuer import ReceiptIssuer
+from projections.audit.receipts import Signer
 
 DESCRIPTION = """\
 The back end of an online shop, event-sourced: every command appends events to an
@@ -71,6 +73,12 @@ def create_app(
     the_shop = shop or open_shop(settings)
     the_read_side = read_side or open_read_side(settings, the_shop)
     auditor = open_auditor(the_shop)
+    key = signing_key(settings)
+    assert key is not None  # made if missing
+    # The writer side signs receipts of the log as it grows (projections/audit/issuer.py).
+    issuer = ReceiptIssuer(
+        auditor, Signer(key), settings.audit_receipt_events, settings.audit_receipt_seconds
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -79,9 +87,13 @@ def create_app(
             the_read_side.start()
             processes = open_processes(settings.database_url, the_shop, the_read_side)
             processes.start()
+        the_shop.observers.append(issuer)
+        issuer.start()
         try:
             yield
         finally:
+            issuer.close()
+            the_shop.observers.remove(issuer)
             if processes is not None:
                 processes.stop()
             if owns_read_side:
@@ -102,6 +114,8 @@ def create_app(
     app.state.settings = settings
     app.state.read_side = the_read_side
     app.state.auditor = auditor
+    app.state.receipts = issuer
+    app.state.trusted_keys = trusted_keys(settings)
     errors.install(app)
     request_metrics = observability.install(app, the_shop)
     # The one middleware of ours (request id, body limit, metrics, access log): added
@@ -121,6 +135,7 @@ def create_app(
     )
     for module in routers:
         app.include_router(module.router)
+    app.include_router(audit.public)
     documented = _with_idempotency_key(_with_problem_media_type(app.openapi))
     app.openapi = documented  # type: ignore[method-assign]
     return app

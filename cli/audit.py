@@ -6,22 +6,43 @@ Every command reads the store EVENTSHOP_DATABASE_URL names (eventshop.settings.S
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 from uuid import UUID
 
 import typer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.console import Console
 from rich.table import Table
 
 from cli.text import literal, shown, single_line
 from domain.errors import DomainError
-from eventshop.bootstrap import open_auditor, open_shop
+from eventshop.bootstrap import (
+    open_auditor,
+    open_shop,
+    open_unlinked_shop,
+    signing_key,
+    trusted_keys,
+)
 from eventshop.settings import Settings
 from projections.audit.auditor import Auditor
+from projections.audit.chain import digest_bytes, read_export_links
+from projections.audit.receipts import (
+    Receipt,
+    Signer,
+    key_id,
+    private_pem,
+    public_key,
+    public_pem,
+    read_receipts,
+    trusted,
+)
+from projections.audit.verification import TAMPERED, UNANCHORED, VERIFIED, Verification, check
 
 audit = typer.Typer(help="Read and check the event log (auditors).", no_args_is_help=True)
 
@@ -36,8 +57,8 @@ def err() -> Console:
 
 
 @contextmanager
-def _auditor() -> Iterator[Auditor]:
-    shop = open_shop(Settings())
+def _auditor(link: bool = True) -> Iterator[Auditor]:
+    shop = open_shop(Settings()) if link else open_unlinked_shop(Settings())
     try:
         yield open_auditor(shop)
     except DomainError as error:
@@ -126,20 +147,126 @@ def verify(
         str | None,
         typer.Option("--digest", help="a chain head kept earlier (hex)", callback=single_line),
     ] = None,
-    upto: Annotated[int | None, typer.Option(min=0, help="the position the digest is at")] = None,
+    upto: Annotated[int | None, typer.Option(min=0, help="verify up to this position")] = None,
+    after: Annotated[
+        int, typer.Option("--from", min=0, help="start after this position's stored link")
+    ] = 0,
+    export: Annotated[
+        Path | None, typer.Option(help="verify this export (NDJSON) offline, with no database")
+    ] = None,
+    receipts_file: Annotated[
+        Path | None,
+        typer.Option("--receipts", help="receipts (JSON) to check against; default: the store's"),
+    ] = None,
+    public_keys: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--public-key",
+            help="a trusted public key (PEM, base64 or hex, or a file); may repeat;"
+            " default: this deployment's signing key",
+        ),
+    ] = None,
 ) -> None:
-    """Recompute the hash chain and compare it with the checkpoints (and a digest).
+    """Recompute every event's hash link and check it against the receipts.
 
-    Exits 1 and names the first position that differs when the log was altered.
+    Exits 0 when everything is verified up to the last receipt (or digest), 3 when the
+    events after it are covered by no receipt yet (unanchored), 1 when the log was
+    tampered with (the first position is named), 4 when a receipt does not verify.
+    Never writes anything.
     """
     if digest is not None and upto is None:
         raise typer.BadParameter("a digest is the head at one position: give --upto too")
+    try:
+        given = read_receipts(receipts_file.read_text()) if receipts_file else None
+        if export is not None:
+            if given is None or not public_keys:
+                raise typer.BadParameter("an export is verified with --receipts and --public-key")
+            result = _verify_export(export, given, public_keys, digest, upto)
+        else:
+            with _auditor(link=False) as auditor:
+                keys = trusted_keys(Settings(), *(public_keys or ()))
+                result = auditor.verify(keys, digest, upto, after, given)
+    except (DomainError, OSError) as error:
+        err().print(f"[red]{shown(getattr(error, 'detail', None) or str(error))}[/red]")
+        raise typer.Exit(2) from None
+    _report(result)
+
+
+def _verify_export(
+    export: Path,
+    given: list[Receipt],
+    public_keys: list[str],
+    digest: str | None,
+    upto: int | None,
+) -> Verification:
+    keys = trusted(public_key(value) for value in public_keys)
+    anchors = [r for r in given if upto is None or r.position <= upto]
+    with export.open() as lines:
+        rows = (row for row in read_export_links(lines) if upto is None or row[0] <= upto)
+        stop = upto if upto is not None else None
+        given_digest = (stop, digest_bytes(digest)) if digest and stop is not None else None
+        *_, result = check(rows, anchors, keys, digest=given_digest)
+    assert isinstance(result, Verification)
+    return result
+
+
+def _report(result: Verification) -> None:
+    detail = shown(result.detail)
+    if result.status == VERIFIED:
+        out().print(
+            f"[green]verified[/green] up to position {result.verified_upto}: {detail};"
+            f" head {result.head}"
+        )
+    elif result.status == UNANCHORED:
+        out().print(f"[yellow]unanchored[/yellow] after position {result.verified_upto}: {detail}")
+    elif result.status == TAMPERED:
+        err().print(f"[red]tampered at position {result.position}[/red]: {detail}")
+    else:
+        err().print(f"[red]bad receipt at position {result.position}[/red]: {detail}")
+    raise typer.Exit(result.exit_code)
+
+
+@audit.command()
+def receipts(
+    issue: Annotated[bool, typer.Option(help="sign a receipt of the log's end now first")] = False,
+) -> None:
+    """Print every receipt as JSON (keep a copy away from the database)."""
+    settings = Settings()
     with _auditor() as auditor:
-        result = auditor.verify(digest=digest, upto=upto)
-    if not result.ok:
-        err().print(f"[red]MISMATCH at position {result.first_bad}[/red]: {shown(result.detail)}")
-        raise typer.Exit(1)
-    out().print(
-        f"[green]OK[/green]: {result.events} events up to position {result.upto} match"
-        f" {result.compared} recorded head(s); head {result.head}"
-    )
+        if issue:
+            key = signing_key(settings)
+            assert key is not None
+            auditor.issue_receipt(Signer(key))
+        found = auditor.all_receipts()
+    sys.stdout.write(json.dumps([r.as_json() for r in found], indent=1) + "\n")
+
+
+@audit.command("public-key")
+def public_key_command() -> None:
+    """Print this deployment's receipt-signing public key (PEM) and its key id."""
+    key = signing_key(Settings())
+    assert key is not None
+    err().print(f"key id {key_id(key.public_key())}")
+    sys.stdout.write(public_pem(key.public_key()))
+
+
+@audit.command()
+def keygen(
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="write the private key here (else stdout)")
+    ] = None,
+) -> None:
+    """Make a new Ed25519 receipt-signing key; set EVENTSHOP_AUDIT_SIGNING_KEY to it."""
+    key = Ed25519PrivateKey.generate()
+    pem = private_pem(key)
+    if out_file is None:
+        sys.stdout.write(pem)
+    else:
+        try:
+            with open(os.open(out_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600), "w") as f:
+                f.write(pem)
+        except FileExistsError:
+            err().print(f"[red]{shown(str(out_file))} exists: not overwritten[/red]")
+            raise typer.Exit(2) from None
+    err().print(f"key id {key_id(key.public_key())}; public key:")
+    err().print(public_pem(key.public_key()), end="", markup=False, highlight=False)

@@ -85,8 +85,10 @@ def migrate() -> None:
     do not race to create the same tables.
     """
     settings = Settings()
-    bootstrap.migrate(settings)
+    linked = bootstrap.migrate(settings)
     typer.echo(f"tables ready in {settings.database_url}")
+    if linked is not None:
+        typer.echo(f"audit links: {linked.detail}")
 
 
 @app.command()

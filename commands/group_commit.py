@@ -15,7 +15,10 @@ and acknowledged together once it has committed:
   ``RecordConflictError``, which the service retries); its batch-mates are written;
 * the remaining saves' events go in with one INSERT, their keys with another, in the
   same transaction; a save is entirely in or entirely out, and a checkout's cart, order
-  and stock events, being one save, stay one unit.
+  and stock events, being one save, stay one unit;
+* each event's hash link (``eventstore/links.py``) goes in with one more INSERT, sent
+  with the keys' and the COMMIT: the events' INSERT returns the last link before them
+  (read under the lock, so no other writer can move it), the links are hashed here.
 
 Only this recorder inserts keys, always under the lock, so the keys checked under it
 cannot change before the transaction commits. The table's primary key on (aggregate,
@@ -44,6 +47,7 @@ from psycopg.sql import SQL, Identifier
 
 from commands.idempotency import SAVE_KWARG, KeyRecord, KeyStore
 from domain.errors import Busy
+from eventstore import links
 
 # Saves written per transaction at most: enough to amortise the lock and the commit,
 # few enough that one transaction stays short.
@@ -93,6 +97,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
         prefix = events_table_name.removesuffix("_events")
         self.keys_table_name = f"{prefix}_idempotency_keys"
         keys = SQL("{}.{}").format(schema, Identifier(self.keys_table_name))
+        links_table = SQL("{}.{}").format(schema, Identifier(links.LINKS_TABLE))
         self.sql_create_statements.extend(
             [
                 SQL(
@@ -105,6 +110,10 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
                 SQL("CREATE INDEX IF NOT EXISTS {index} ON {keys} (created_at)").format(
                     index=Identifier(f"{self.keys_table_name}_created_at"), keys=keys
                 ),
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {links} (position bigint PRIMARY KEY,"
+                    " link bytea NOT NULL)"
+                ).format(links=links_table),
             ]
         )
         # One index probe per aggregate (max() on the primary key's prefix), however
@@ -118,8 +127,18 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
             "INSERT INTO {events} (originator_id, originator_version, topic, state)"
             " SELECT originator_id, originator_version, topic, state"
             " FROM unnest(%s::{schema}.{event_type}[])"
-            " RETURNING originator_id, originator_version, notification_id"
-        ).format(events=events, schema=schema, event_type=Identifier(self.stored_event_type_name))
+            " RETURNING originator_id, originator_version, notification_id,"
+            # The chain's last link before these events (one InitPlan, not one per row).
+            " (SELECT link FROM {links} ORDER BY position DESC LIMIT 1) AS previous_link"
+        ).format(
+            events=events,
+            schema=schema,
+            event_type=Identifier(self.stored_event_type_name),
+            links=links_table,
+        )
+        self._insert_links = SQL(
+            "INSERT INTO {links} (position, link) SELECT * FROM unnest(%s::bigint[], %s::bytea[])"
+        ).format(links=links_table)
         self._live_keys = SQL(
             "SELECT caller, key, created_at FROM {keys}"
             " WHERE (caller, key) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
@@ -250,9 +269,10 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
             ]
             insert.execute(self._insert, (rows,))
             pipeline.sync()
+            returned = insert.fetchall()
             position = {
                 (row["originator_id"], row["originator_version"]): row["notification_id"]
-                for row in insert.fetchall()
+                for row in returned
             }
             for save in accepted:
                 save.ids = [
@@ -260,6 +280,12 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
                 ]
             # Sent with the COMMIT.
             self._insert_keys_of(write, accepted)
+            previous = returned[0]["previous_link"] if returned else None
+            in_order = sorted(
+                ((i, e) for save in accepted for i, e in zip(save.ids, save.events, strict=True)),
+                key=lambda pair: pair[0],
+            )
+            write.execute(self._insert_links, links.chain(previous, in_order))
 
     @staticmethod
     def _versions_free(batch: list[_Save], latest: dict[Any, int]) -> list[_Save]:

@@ -39,6 +39,7 @@ from eventsourcing.popo import POPOApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
 from domain.errors import InvalidValue
+from eventstore import links
 
 # The keyword of ``Application.save()`` (and so of ``insert_events``) carrying the key.
 SAVE_KWARG = "idempotency_key"
@@ -171,6 +172,8 @@ class SQLiteKeyRecorder(SQLiteApplicationRecorder, KeyStore):
         self._delete_expired_key = f"DELETE FROM {table} WHERE caller=? AND key=? AND created_at<?"
         self._insert_key = f"INSERT INTO {table} VALUES (?,?,?,?,?,?,?)"
         self._purge = f"DELETE FROM {table} WHERE created_at<?"
+        self._last_link = f"SELECT link FROM {links.LINKS_TABLE} ORDER BY position DESC LIMIT 1"
+        self._insert_link = f"INSERT INTO {links.LINKS_TABLE} (position, link) VALUES (?, ?)"
 
     def construct_create_table_statements(self) -> list[str]:
         return [
@@ -182,12 +185,28 @@ class SQLiteKeyRecorder(SQLiteApplicationRecorder, KeyStore):
             "PRIMARY KEY (caller, key))",
             f"CREATE INDEX IF NOT EXISTS {self.keys_table}_created_at "
             f"ON {self.keys_table} (created_at)",
+            links.SQLITE_TABLE,
         ]
 
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         notification_ids = super()._insert_events(c, stored_events, **kwargs)
+        if notification_ids:
+            # This transaction holds SQLite's one write lock since its INSERT: the last
+            # link cannot move before it commits.
+            c.execute(self._last_link)
+            previous = c.fetchone()
+            c.executemany(
+                self._insert_link,
+                zip(
+                    *links.chain(
+                        previous[0] if previous else None,
+                        zip(notification_ids, stored_events, strict=True),
+                    ),
+                    strict=True,
+                ),
+            )
         record = kwargs.get(SAVE_KWARG)
         if record is not None and (stored := _position(record, notification_ids)):
             if stored.replaces_before is not None:
@@ -273,6 +292,9 @@ class POPOKeyRecorder(POPOApplicationRecorder, KeyStore):
     def __init__(self) -> None:
         super().__init__()
         self._keys: dict[tuple[str, str], KeyRecord] = {}
+        # Each event's hash link by position, written with it under the recorder's lock.
+        self.links: dict[int, bytes] = {}
+        self._last_link: bytes | None = None
 
     def _assert_uniqueness(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         super()._assert_uniqueness(stored_events, **kwargs)
@@ -288,6 +310,12 @@ class POPOKeyRecorder(POPOApplicationRecorder, KeyStore):
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         notification_ids = super()._update_table(stored_events, **kwargs)
+        if notification_ids:
+            positions, hashes = links.chain(
+                self._last_link, zip(notification_ids, stored_events, strict=True)
+            )
+            self.links.update(zip(positions, hashes, strict=True))
+            self._last_link = hashes[-1]
         record = kwargs.get(SAVE_KWARG)
         if record is not None and (stored := _position(record, notification_ids)):
             self._keys[(stored.caller, stored.key)] = stored

@@ -8,9 +8,12 @@ so that each is wired the same way wherever it runs.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from datetime import timedelta
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from commands.service import Shop
 from eventshop.processes import PROCESSES, open_processes
@@ -18,19 +21,33 @@ from eventshop.settings import Settings
 from eventstore.database import migration_lock
 from eventstore.url import POSTGRES_OPTIONS
 from projections import MODELS, ReadSide, build_read_side
+from projections.audit import receipts
 from projections.audit.auditor import BATCH, CHECKPOINT_EVERY, Auditor
+from projections.audit.links import LinkReport
 from projections.engine.base import ReadModel
 
 READ_MODELS: tuple[type[ReadModel], ...] = (*MODELS, *PROCESSES)
 """The shop's read models and its process managers' timers, all fed from the log."""
+log = logging.getLogger("eventshop.audit")
 
 
 def open_shop(settings: Settings, **library_env: str) -> Shop:
-    """The write side on the store ``settings.database_url`` names (tables made if absent).
+    """The write side on the store ``settings.database_url`` names (tables made if absent);
+    the events of a log written before hash links get their links, once (:func:`link_log`).
 
     ``library_env`` adds eventsourcing settings, e.g. an aggregate cache for a bulk
     writer, or a smaller connection pool.
     """
+    return _open_shop(settings, True, library_env)
+
+
+def open_unlinked_shop(settings: Settings) -> Shop:
+    """:func:`open_shop` for a reader that must write nothing (``audit verify``): a log
+    written before hash links is left without them (verify then says so)."""
+    return _open_shop(settings, False, {})
+
+
+def _open_shop(settings: Settings, link: bool, library_env: dict[str, str]) -> Shop:
     store = settings.database_url
     # Many processes may start at once (serve --workers N): one creates the tables.
     with migration_lock(store):
@@ -42,8 +59,64 @@ def open_shop(settings: Settings, **library_env: str) -> Shop:
             idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
             command_wait=settings.command_wait_seconds,
         )
-    shop.payment_window = timedelta(seconds=settings.payment_window_seconds)
-    return shop
+        try:
+            if link and (report := _link(shop)) is not None:
+                log.warning("audit links: %s", report.detail)
+        except BaseException:
+            shop.close()
+            raise
+        shop.payment_window = timedelta(seconds=settings.payment_window_seconds)
+        return shop
+
+
+def link_log(settings: Settings) -> LinkReport | None:
+    """Give the events of a log written before hash links their links (once: None when
+    every event has one), from the chain heads recorded at checkpoints."""
+    shop = open_unlinked_shop(settings)
+    try:
+        with migration_lock(shop.store):
+            return _link(shop)
+    finally:
+        shop.close()
+
+
+def _link(shop: Shop) -> LinkReport | None:
+    # Before this process writes: writers chain on from the last link.
+    auditor = Auditor(shop.recorder, shop.mapper)
+    last = auditor.links.last()
+    if (last[0] if last else 0) >= auditor.head():
+        return None
+    auditor.create_tables()
+    return auditor.link_existing()
+
+
+def signing_key(settings: Settings, *, create: bool = True) -> Ed25519PrivateKey | None:
+    """The key receipts are signed with: the configured one, else one generated once and
+    kept under var/ (None if there is none and ``create`` is off)."""
+    if settings.audit_signing_key is not None:
+        return receipts.private_key(settings.audit_signing_key.get_secret_value())
+    path = settings.var_dir / "audit-signing-key.pem"
+    if not path.exists():
+        if not create:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # Exclusively: processes starting together keep the first one's key.
+            with open(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600), "w") as file:
+                file.write(receipts.private_pem(Ed25519PrivateKey.generate()))
+        except FileExistsError:
+            pass
+    return receipts.private_key(str(path))
+
+
+def trusted_keys(settings: Settings, *given: str) -> dict[str, Ed25519PublicKey]:
+    """The public keys whose receipts verify trusts: ``given`` if any, else this
+    deployment's signing key's and EVENTSHOP_AUDIT_TRUSTED_KEYS."""
+    if given:
+        return receipts.trusted(receipts.public_key(value) for value in given)
+    listed = [receipts.public_key(v) for v in settings.audit_trusted_keys.split(",") if v.strip()]
+    own = signing_key(settings, create=False)
+    return receipts.trusted([*listed, *([own.public_key()] if own else [])])
 
 
 def pool_env(settings: Settings) -> dict[str, str]:
@@ -99,16 +172,18 @@ def open_auditor(
     return auditor
 
 
-def migrate(settings: Settings) -> None:
-    """Create every table: the event store's, the read models' and the audit log's."""
+def migrate(settings: Settings) -> LinkReport | None:
+    """Create every table: the event store's, the read models' and the audit log's; link
+    the events of a log written before hash links (what was linked, if anything)."""
     # Each step takes the migration lock itself; holding it here as well would wait
     # forever on PostgreSQL (a session advisory lock, asked for on a second connection).
-    shop = open_shop(settings)
+    shop = open_unlinked_shop(settings)
     try:
         open_read_side(settings, shop).close()
         open_auditor(shop)
     finally:
         shop.close()
+    return link_log(settings)
 
 
 def run_worker(settings: Settings, shop: Shop, stop_event: threading.Event) -> None:

@@ -65,6 +65,22 @@ class Settings(BaseSettings):
     read_wait_seconds: float = Field(
         default=5.0, gt=0, le=60, description="how long a query waits for `min_position`"
     )
+    audit_signing_key: SecretStr | None = Field(
+        default=None,
+        description="Ed25519 private key signing audit receipts (PEM or base64, or a file of"
+        " one); generated once under var/ if unset. Keep it off the database host",
+    )
+    audit_trusted_keys: str = Field(
+        default="",
+        description="public keys (comma-separated) of earlier signing keys whose receipts"
+        " verify still trusts",
+    )
+    audit_receipt_events: int = Field(
+        default=1000, gt=0, description="the writer signs a receipt after this many events"
+    )
+    audit_receipt_seconds: float = Field(
+        default=60.0, gt=0, description="... or this long after the last one, if events came"
+    )
 
     @model_validator(mode="after")
     def _password_apart(self) -> Any:

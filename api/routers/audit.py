@@ -1,6 +1,8 @@
-"""The auditors' routes: the log, histories, time travel, export, digest and live feed.
+"""The auditors' routes: the log, histories, time travel, export, digest, live feed,
+receipts and verification.
 
-All of them read the event store itself (not the projections), and only auditors may.
+All of them read the event store itself (not the projections), and only auditors may;
+the receipts' public key is for anyone signed in.
 """
 
 from __future__ import annotations
@@ -19,14 +21,19 @@ from pydantic import BaseModel, Field
 from pydantic_core import to_jsonable_python
 from sse_starlette import EventSourceResponse
 
-from api.deps import Instant, Page, require
+from api.deps import Instant, Page, principal, require
 from api.errors import problem_responses
 from api.text import SingleLine
-from domain.errors import InvalidValue
+from domain.errors import InvalidValue, RuleBroken
 from projections.audit.auditor import Auditor
+from projections.audit.issuer import ReceiptIssuer
+from projections.audit.receipts import key_id, public_pem
+from projections.audit.verification import Verification
 from projections.engine.pagination import MAX_LIMIT
 
 router = APIRouter(prefix="/api/audit", tags=["audit"], dependencies=[Depends(require("auditor"))])
+# Routes any signed-in caller may use.
+public = APIRouter(prefix="/api/audit", tags=["audit"], dependencies=[Depends(principal)])
 
 # How often the live feed looks for new events; one cheap indexed query per client.
 POLL_SECONDS = 0.5
@@ -40,6 +47,14 @@ def get_auditor(request: Request) -> Auditor:
 
 
 AuditorDep = Annotated[Auditor, Depends(get_auditor)]
+
+
+def get_issuer(request: Request) -> ReceiptIssuer:
+    """The app's receipt issuer (api/app.py), which holds the signing key."""
+    return request.app.state.receipts  # type: ignore[no-any-return]
+
+
+IssuerDep = Annotated[ReceiptIssuer, Depends(get_issuer)]
 
 
 class CauseView(BaseModel):
@@ -84,6 +99,26 @@ class DigestView(BaseModel):
     upto: int = Field(description="the last position the chain covers")
     events: int = Field(description="how many events the chain covers")
     head: str = Field(description="SHA-256 chain head, hex; keep it to verify later")
+
+
+class ReceiptView(BaseModel):
+    position: int = Field(description="the last position the receipt covers")
+    link: str = Field(description="the hash link of the event at that position (hex)")
+    time: str = Field(description="when it was signed (ISO 8601, UTC)")
+    key_id: str = Field(description="the signing key's id (see /api/audit/public-key)")
+    signature: str = Field(description="Ed25519 signature (base64) of the fields above")
+
+
+class ReceiptPage(BaseModel):
+    items: list[ReceiptView]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: done")
+
+
+class PublicKeyView(BaseModel):
+    algorithm: str = Field(examples=["Ed25519"])
+    key_id: str
+    public_key: str = Field(description="PEM (SubjectPublicKeyInfo)")
+    trusted: list[str] = Field(description="ids of every key verify trusts here")
 
 
 def _start(after: int, cursor: str | None) -> int:
@@ -229,3 +264,84 @@ async def live_events(
             yield {"id": str(after), "data": json.dumps(to_jsonable_python(item))}
         if page.next_cursor is None:
             await anyio.sleep(poll_seconds)
+
+
+# --- receipts and verification ------------------------------------------------------
+
+
+@public.get("/public-key", response_model=PublicKeyView, responses=problem_responses(401))
+def public_key(request: Request, issuer: IssuerDep) -> Any:
+    """The Ed25519 public key receipts are signed with: check receipts with it offline."""
+    signer = issuer.signer
+    return {
+        "algorithm": "Ed25519",
+        "key_id": key_id(signer.public),
+        "public_key": public_pem(signer.public),
+        "trusted": sorted(request.app.state.trusted_keys),
+    }
+
+
+@router.get("/receipts", response_model=ReceiptPage, responses=problem_responses(401, 403, 422))
+def receipts(
+    auditor: AuditorDep,
+    page: Page,
+    after: Annotated[int, Query(ge=0, description="receipts after this position")] = 0,
+) -> Any:
+    """The signed receipts, in log order. Keep copies away from the database."""
+    found = auditor.receipts.after(_start(after, page.cursor), page.limit + 1)
+    more = len(found) > page.limit
+    found = found[: page.limit]
+    return {
+        "items": [r.as_json() for r in found],
+        "next_cursor": str(found[-1].position) if more else None,
+    }
+
+
+@router.post(
+    "/receipts",
+    response_model=ReceiptView,
+    status_code=201,
+    responses=problem_responses(401, 403, 409),
+)
+def issue_receipt(issuer: IssuerDep) -> Any:
+    """Sign a receipt of the log's last event now (the one kept there, if already signed)."""
+    receipt = issuer.issue()
+    if receipt is None:
+        raise RuleBroken("the log is empty: there is nothing to sign yet")
+    return receipt.as_json()
+
+
+@router.get(
+    "/verify",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"application/x-ndjson": {}},
+            "description": 'NDJSON: `{"progress": {position, events}}` lines as the log is'
+            ' read, then `{"result": {status, position, verified_upto, detail, ...}}`;'
+            " status is `verified`, `unanchored`, `tampered` or `bad receipt`",
+        },
+        **problem_responses(401, 403, 422),
+    },
+)
+def verify(
+    request: Request,
+    auditor: AuditorDep,
+    from_: Annotated[
+        int, Query(alias="from", ge=0, description="start after this position's stored link")
+    ] = 0,
+    upto: Annotated[int | None, Query(ge=0, description="verify up to this position")] = None,
+) -> StreamingResponse:
+    """Recompute every event's link and check it against the stored links and receipts.
+
+    Reads only. `verified` covers the log up to the last receipt; `unanchored` says the
+    events after it match their links but nothing outside the database vouches for them.
+    """
+    steps = auditor.verify_steps(request.app.state.trusted_keys, upto=upto, after=from_)
+
+    def lines() -> Any:
+        for step in steps:
+            kind = "result" if isinstance(step, Verification) else "progress"
+            yield json.dumps({kind: to_jsonable_python(step)}) + "\n"
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")

@@ -2,15 +2,16 @@
 
 The :class:`Auditor` reads the stored events only (never the projections), through the
 log's recorder and mapper: ``select_notifications`` in bounded batches, so that even the
-whole log is read in constant memory. Its one write is to the checkpoints table
-(``checkpoints.py``), which keeps chain heads (``chain.py``) for later verification;
-it never creates anything: ``eventshop.bootstrap.open_auditor`` does, once.
+whole log is read in constant memory. It writes only receipts (``receipts.py``), the
+links of a log written before links (``links.py``, once, at start-up) and, on request,
+chain-head checkpoints; verifying writes nothing. It never creates anything:
+``eventshop.bootstrap.open_auditor`` does, once.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from itertools import takewhile
 from typing import Any
 from uuid import UUID
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from eventsourcing.application import project_aggregate
 from eventsourcing.domain import Aggregate, DomainEventProtocol
 from eventsourcing.persistence import (
@@ -38,18 +40,18 @@ from domain.stock import Stock
 from eventstore.causes import Cause, CausedMapper
 from projections.audit.aggregate_events import aggregate_events
 from projections.audit.chain import (
-    ANY_COUNT,
     GENESIS,
     Checkpoint,
     Digest,
-    Verification,
     chain_head,
     chain_link,
-    compare,
     digest_bytes,
     export_record,
 )
 from projections.audit.checkpoints import checkpoint_table
+from projections.audit.links import LinkReport, link_existing, link_table
+from projections.audit.receipts import Receipt, Signer, receipt_table
+from projections.audit.verification import Progress, Verification, check, merged
 from projections.engine.pagination import DEFAULT_LIMIT
 
 CHECKPOINT_EVERY = 1000
@@ -151,11 +153,14 @@ class Auditor:
         self.checkpoint_every = checkpoint_every
         self.batch = batch
         self.checkpoints = checkpoint_table(recorder)
+        self.links = link_table(recorder)
+        self.receipts = receipt_table(recorder)
 
     def create_tables(self) -> None:
-        """Create the checkpoints table if missing: at migration, under the migration lock
-        (``eventshop.bootstrap.open_auditor``); nothing else here runs DDL."""
+        """Create the checkpoints and receipts tables if missing: at migration, under the
+        migration lock (``eventshop.bootstrap.open_auditor``); nothing else here runs DDL."""
         self.checkpoints.create_table()
+        self.receipts.create_table()
 
     def head(self) -> int:
         """The position of the last event in the log (0 when empty)."""
@@ -317,11 +322,14 @@ class Auditor:
     def export(self, after: int = 0, until: int | None = None) -> Iterator[str]:
         """The log as NDJSON lines, streamed: each event's item plus its exact stored bytes.
 
-        ``topic`` and ``state`` (base64) let :func:`.chain.read_export` rebuild the stored
-        events, so an export can be checked against a digest away from the database.
+        ``topic``, ``state`` (base64) and ``link`` let :func:`.chain.read_export_links`
+        rebuild the stored events and their links, so that an export can be verified
+        against receipts away from the database.
         """
-        for stored in self.stream(after, until):
-            record = export_record(self.item(stored), stored)
+        for _, stored, stored_link in self._rows(after, until):
+            if stored is None:
+                continue  # a link without its event: verify names it, the export cannot
+            record = export_record(self.item(stored), stored, stored_link)
             yield json.dumps(to_jsonable_python(record), separators=(",", ":")) + "\n"
 
     # --- tamper evidence ------------------------------------------------------------
@@ -351,39 +359,77 @@ class Auditor:
         self.checkpoints.save(new)
         return self.checkpoints.last()
 
-    def verify(self, digest: str | None = None, upto: int | None = None) -> Verification:
-        """Recompute the chain from position 1 and compare it with every kept checkpoint
-        up to ``upto`` and, if given, with ``digest`` (the head at ``upto``).
+    def verify(
+        self,
+        keys: Mapping[str, Ed25519PublicKey],
+        digest: str | None = None,
+        upto: int | None = None,
+        after: int = 0,
+        receipts: Sequence[Receipt] | None = None,
+    ) -> Verification:
+        """Recompute every link up to ``upto`` and check it against the stored links, the
+        receipts (the store's, or those given) signed by ``keys``, and ``digest`` (the head
+        at ``upto``). See :mod:`.verification`; it writes nothing."""
+        *_, result = self.verify_steps(keys, digest, upto, after, receipts)
+        assert isinstance(result, Verification)
+        return result
 
-        Reads the log once, in batches. When everything matches, new checkpoints are
-        kept for the events past the last one.
-        """
-        # Past the head is allowed: a digest kept before events were cut off the end
-        # must then fail to match, not be refused.
-        upto = self.head() if upto is None else upto
-        if upto < 0:
+    def verify_steps(
+        self,
+        keys: Mapping[str, Ed25519PublicKey],
+        digest: str | None = None,
+        upto: int | None = None,
+        after: int = 0,
+        receipts: Sequence[Receipt] | None = None,
+    ) -> Iterator[Progress | Verification]:
+        """:meth:`verify` step by step: progress every few thousand events, then the result."""
+        if upto is not None and upto < 0:
             raise InvalidValue("upto", "upto must not be negative")
-        given = digest_bytes(digest) if digest is not None else None
-        expected = self._expected(upto, given)
-        pending = next(expected, None)
-        last_kept = self.checkpoints.last()
-        kept_to = last_kept.position if last_kept else 0
-        head, count, last_good, compared = GENESIS, 0, 0, 0
-        new: list[Checkpoint] = []
-        for stored in self.stream(0, upto):
-            while pending is not None and pending.position < stored.id:
-                if mismatch := compare(pending, count, head, last_good, compared, upto):
-                    return mismatch
-                last_good, compared, pending = pending.position, compared + 1, next(expected, None)
-            head, count = chain_link(head, stored), count + 1
-            if count % self.checkpoint_every == 0 and stored.id > kept_to:
-                new.append(Checkpoint(stored.id, count, head))
-        while pending is not None:
-            if mismatch := compare(pending, count, head, last_good, compared, upto):
-                return mismatch
-            last_good, compared, pending = pending.position, compared + 1, next(expected, None)
-        self.checkpoints.save(new)
-        return Verification(True, upto, count, head.hex(), compared, last_good=last_good)
+        if after < 0:
+            raise InvalidValue("from", "from must not be negative")
+        given = (self.head() if upto is None else upto, digest_bytes(digest)) if digest else None
+        # From the stored link at or before ``after``, taken as given.
+        begin = (self.links.at_or_before(after) if after else None) or (0, GENESIS)
+        anchors = list(receipts) if receipts is not None else self.all_receipts()
+        anchors = [r for r in anchors if upto is None or r.position <= upto]
+        rows = self._rows(begin[0], upto)
+        yield from check(rows, anchors, keys, start=begin, digest=given, every=self.batch)
+
+    def _rows(self, after: int, upto: int | None) -> Iterator[tuple[int, Any, bytes | None]]:
+        def links() -> Iterator[tuple[int, bytes]]:
+            start = after
+            while batch := self.links.between(start, upto, self.batch):
+                yield from batch
+                if len(batch) < self.batch:
+                    return
+                start = batch[-1][0]
+
+        return merged(self.stream(after, upto), links())
+
+    # --- receipts and links ---------------------------------------------------------
+
+    def issue_receipt(self, signer: Signer) -> Receipt | None:
+        """Sign the last link now (None if the log is empty); an existing receipt at that
+        position is kept and returned instead."""
+        last = self.links.last()
+        if last is None:
+            return None
+        return self.receipts.add(signer.sign(*last))
+
+    def all_receipts(self) -> list[Receipt]:
+        found: list[Receipt] = []
+        while batch := self.receipts.after(found[-1].position if found else 0, 1000):
+            found.extend(batch)
+        return found
+
+    def link_existing(self) -> LinkReport | None:
+        """Write the links of the events past the last link, once (``links.py``)."""
+        last = self.links.last()
+        if (last[0] if last else 0) >= self.head():
+            return None
+        return link_existing(
+            self.stream(last[0] if last else 0), self.links, self.checkpoints, self.batch
+        )
 
     # --- helpers -------------------------------------------------------------------
 
@@ -412,12 +458,3 @@ class Auditor:
         if not 0 <= upto <= head:
             raise InvalidValue("upto", f"upto must be between 0 and the log's head, {head}")
         return upto
-
-    def _expected(self, upto: int, given: bytes | None) -> Iterator[Checkpoint]:
-        after = 0
-        while batch := self.checkpoints.between(after, upto, 1000):
-            yield from batch
-            after = batch[-1].position
-        if given is not None:
-            # The given digest names no count: only its head matters.
-            yield Checkpoint(upto, ANY_COUNT, given)

@@ -1,66 +1,34 @@
-"""The tamper evidence of the log: a SHA-256 hash chain over its stored events.
+"""The tamper evidence of the log: the SHA-256 hash chain over its stored events.
 
-Link *n* hashes link *n-1* with the event's position, aggregate id, version, topic and
-stored state bytes (variable-length fields length-prefixed, so no two events hash alike
-by shifting bytes between fields). Changing a byte, deleting, inserting or moving an
-event changes every head from there on; positions that legitimately skip (PostgreSQL
-sequences do after a failed write) are harmless because the chain covers whichever
-positions exist.
+The chain's links are defined in ``eventstore/links.py`` (the write side stores one
+with every event); here is the chain head over a run of events, the values an auditor
+keeps (:class:`Checkpoint`, :class:`Digest`), and how an export carries each event's
+exact stored bytes and link so that it can be checked away from the store.
 
-Pure: no database here. The values a chain yields (:class:`Checkpoint`, :class:`Digest`,
-:class:`Verification`), how a recomputed head is compared with a recorded one, and how
-an export is read back into stored events, so that it can be checked away from the store.
+Pure: no database here.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from uuid import UUID
 
 from eventsourcing.persistence import Notification
 
 from domain.errors import InvalidValue
+from eventstore.links import GENESIS, link
 
-GENESIS = bytes(32)
-"""The head of the chain over no events."""
-# The given digest of a verification names a head, not how many events it covers.
-ANY_COUNT = -1
-
-_U32, _U64, _VERSION_TOPIC = struct.Struct(">I"), struct.Struct(">Q"), struct.Struct(">QI")
+__all__ = ["GENESIS", "Checkpoint", "Digest", "chain_head", "chain_link", "read_export"]
 
 
 def chain_link(previous: bytes, event: Notification) -> bytes:
     """The next head of the chain: ``previous`` extended by one stored event."""
-    oid = event.originator_id
-    oid_bytes = oid.bytes if isinstance(oid, UUID) else str(oid).encode()
-    topic = _encoded_topic(event.topic)
-    state = event.state
-    return hashlib.sha256(
-        b"".join(
-            (
-                previous,
-                _U64.pack(event.id),
-                _U32.pack(len(oid_bytes)),
-                oid_bytes,
-                _VERSION_TOPIC.pack(event.originator_version, len(topic)),
-                topic,
-                _U32.pack(len(state)),
-                state,
-            )
-        )
-    ).digest()
-
-
-@lru_cache(maxsize=1024)
-def _encoded_topic(topic: str) -> bytes:
-    # A log has few distinct topics; encoding each once saves time on every link.
-    return topic.encode()
+    return link(
+        previous, event.id, event.originator_id, event.originator_version, event.topic, event.state
+    )
 
 
 def chain_head(events: Iterable[Notification]) -> tuple[int, bytes]:
@@ -89,24 +57,6 @@ class Digest:
     head: str
 
 
-@dataclass(frozen=True)
-class Verification:
-    """The outcome of recomputing the chain against the checkpoints and a given digest.
-
-    ``first_bad`` is the first position whose recorded head no longer matches: the
-    change lies after ``last_good`` and at or before ``first_bad``.
-    """
-
-    ok: bool
-    upto: int
-    events: int
-    head: str
-    compared: int
-    first_bad: int | None = None
-    last_good: int = 0
-    detail: str = "the log matches every checkpoint"
-
-
 def digest_bytes(digest: str) -> bytes:
     """The head a hex digest names; InvalidValue unless it is 64 hexadecimal digits."""
     try:
@@ -118,48 +68,45 @@ def digest_bytes(digest: str) -> bytes:
     return value
 
 
-def compare(
-    expected: Checkpoint, count: int, head: bytes, last_good: int, compared: int, upto: int
-) -> Verification | None:
-    """None when the chain recomputed up to ``expected.position`` (``count`` events, ending
-    in ``head``) matches what was recorded there; else the failed verification."""
-    if head == expected.head and expected.events in (count, ANY_COUNT):
-        return None
-    if expected.events not in (count, ANY_COUNT):
-        what = f"{count} events up to it where {expected.events} were recorded: events were"
-        detail = f"{what} deleted or inserted"
-    else:
-        detail = "an event was changed, deleted, inserted or moved"
-    return Verification(
-        False,
-        upto,
-        count,
-        head.hex(),
-        compared + 1,
-        first_bad=expected.position,
-        last_good=last_good,
-        detail=(
-            f"the log differs at or before position {expected.position}"
-            f" (after position {last_good}): {detail}"
-        ),
-    )
-
-
-def export_record(item: dict[str, object], stored: Notification) -> dict[str, object]:
-    """One line of an export: the event as auditors see it, plus its exact stored bytes."""
-    return {**item, "topic": stored.topic, "state": base64.b64encode(stored.state).decode()}
+def export_record(
+    item: dict[str, object], stored: Notification, stored_link: bytes | None
+) -> dict[str, object]:
+    """One line of an export: the event as auditors see it, plus its exact stored bytes
+    and the link stored with it (null if it has none)."""
+    return {
+        **item,
+        "topic": stored.topic,
+        "state": base64.b64encode(stored.state).decode(),
+        "link": stored_link.hex() if stored_link is not None else None,
+    }
 
 
 def read_export(lines: Iterable[str | bytes]) -> Iterator[Notification]:
     """The stored events an export holds, exactly as they were stored."""
-    for line in lines:
+    for _, stored, _ in read_export_links(lines):
+        yield stored
+
+
+def read_export_links(
+    lines: Iterable[str | bytes],
+) -> Iterator[tuple[int, Notification, bytes | None]]:
+    """Each event of an export with its position and the link exported with it."""
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        record = json.loads(line)
-        yield Notification(
-            id=record["position"],
-            originator_id=UUID(record["aggregate_id"]),
-            originator_version=record["version"],
-            topic=record["topic"],
-            state=base64.b64decode(record["state"]),
-        )
+        try:
+            record = json.loads(line)
+            stored = Notification(
+                id=int(record["position"]),
+                originator_id=UUID(record["aggregate_id"]),
+                originator_version=int(record["version"]),
+                topic=str(record["topic"]),
+                state=base64.b64decode(record["state"]),
+            )
+            exported = record.get("link")
+            stored_link = bytes.fromhex(exported) if exported is not None else None
+        except (ValueError, KeyError, TypeError) as error:
+            raise InvalidValue(
+                "export", f"line {number} is not an exported event: {error}"
+            ) from None
+        yield stored.id, stored, stored_link

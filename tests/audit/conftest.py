@@ -10,18 +10,21 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import psycopg
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from psycopg import sql
 
 from commands.service import Shop
 from domain.values import Address
 from eventshop.bootstrap import open_auditor
 from eventstore.causes import caused_by
+from eventstore.links import LINKS_TABLE, link
 from eventstore.url import StoreURL
 from projections.audit.auditor import Auditor
+from projections.audit.receipts import Signer, trusted
 from tests.conftest import open_shop
 
 ADDRESS = Address("Ada Lovelace", "12 Analytical Row", "London", "N1 7AA", "GB")
@@ -93,13 +96,17 @@ class Tamper:
             self.schema = recorder.datastore.schema
 
     def _run(self, statement: str, *params: Any) -> list[Any]:
-        """Run one statement; ``{t}`` is the events table and ``{p}`` its position column."""
+        """Run one statement; ``{t}`` is the events table and ``{p}`` its position column,
+        ``{l}`` the links table."""
         if self.sqlite:
             with sqlite3.connect(self.url.removeprefix("sqlite:///")) as conn:
-                return conn.execute(statement.format(t=self.table, p="rowid"), params).fetchall()
+                query = statement.format(t=self.table, p="rowid", l=LINKS_TABLE)
+                return conn.execute(query, params).fetchall()
         with psycopg.connect(StoreURL.parse(self.url).dsn(), autocommit=True) as conn:
             query = sql.SQL(statement.replace("%", "%%").replace("?", "%s")).format(
-                t=sql.Identifier(self.schema, self.table), p=sql.Identifier("notification_id")
+                t=sql.Identifier(self.schema, self.table),
+                p=sql.Identifier("notification_id"),
+                l=sql.Identifier(self.schema, LINKS_TABLE),
             )
             cursor = conn.execute(query, params)
             return cursor.fetchall() if cursor.description else []
@@ -118,6 +125,52 @@ class Tamper:
     def delete(self, position: int) -> None:
         self._run("DELETE FROM {t} WHERE {p} = ?", position)
 
+    def set_topic(self, position: int) -> None:
+        self._run("UPDATE {t} SET topic = topic || 'x' WHERE {p} = ?", position)
+
+    def set_version(self, position: int) -> None:
+        self._run(
+            "UPDATE {t} SET originator_version = originator_version + 100 WHERE {p} = ?", position
+        )
+
+    def set_aggregate(self, position: int) -> None:
+        other = uuid4()
+        self._run(
+            "UPDATE {t} SET originator_id = ? WHERE {p} = ?",
+            other.hex if self.sqlite else other,
+            position,
+        )
+
+    def insert_copy(self, position: int) -> int:
+        """Insert a copy of the event at ``position`` (as a later version) at the end."""
+        self._run(
+            "INSERT INTO {t} (originator_id, originator_version, topic, state)"
+            " SELECT originator_id, originator_version + 1000, topic, state FROM {t}"
+            " WHERE {p} = ?",
+            position,
+        )
+        return int(self._run("SELECT max({p}) FROM {t}")[0][0])
+
+    def delete_link(self, position: int) -> None:
+        self._run("DELETE FROM {l} WHERE position = ?", position)
+
+    def relink(self, auditor: Auditor, after: int) -> None:
+        """Recompute every link after ``after`` over the events as they are now, as an
+        attacker with the database can."""
+        previous = auditor.links.at_or_before(after)
+        head = previous[1] if previous else bytes(32)
+        self._run("DELETE FROM {l} WHERE position > ?", after)
+        for event in auditor.stream(after):
+            head = link(
+                head,
+                event.id,
+                event.originator_id,
+                event.originator_version,
+                event.topic,
+                event.state,
+            )
+            self._run("INSERT INTO {l} (position, link) VALUES (?, ?)", event.id, head)
+
     def swap(self, first: int, second: int) -> None:
         """Exchange the log positions of two events (through a free position)."""
         spare = 10**9
@@ -129,3 +182,36 @@ class Tamper:
 @pytest.fixture
 def tamper(shop: Shop, audit_url: str) -> Tamper:
     return Tamper(shop, audit_url)
+
+
+SIGNER = Signer(Ed25519PrivateKey.generate())
+KEYS: dict[str, Ed25519PublicKey] = trusted([SIGNER.public])
+
+
+def contents(url: str) -> dict[str, list[Any]]:
+    """Every row of every table of the store, to show that something wrote nothing."""
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            names = [
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            ]
+            return {n: sorted(map(repr, conn.execute(f'SELECT * FROM "{n}"'))) for n in names}
+    store = StoreURL.parse(url)
+    with psycopg.connect(store.dsn()) as conn:
+        names = [
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = %s", (store.schema,)
+            )
+        ]
+        return {
+            n: sorted(
+                map(
+                    repr,
+                    conn.execute(
+                        sql.SQL("SELECT * FROM {}").format(sql.Identifier(store.schema, n))
+                    ),
+                )
+            )
+            for n in names
+        }

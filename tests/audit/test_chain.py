@@ -1,171 +1,170 @@
-"""Tamper evidence: any change to the stored log is found by verify and moves the digest."""
+"""Tamper evidence: every event's link, the receipts that anchor them, and verify.
+
+Each test runs on SQLite and PostgreSQL (``audit_url``); tampering is plain SQL on the
+database, as an attacker with access to it would do.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from commands.service import Shop
 from domain.errors import InvalidValue
-from eventshop.bootstrap import open_auditor
+from eventshop.bootstrap import link_log
 from projections.audit.auditor import Auditor
-from projections.audit.chain import GENESIS, chain_head, read_export
-from tests.audit.conftest import History, Tamper
+from projections.audit.chain import GENESIS, chain_head
+from projections.audit.receipts import Receipt, Signer
+from tests.audit.conftest import KEYS, SIGNER, History, Tamper, contents
+from tests.conftest import settings_for
 
 
-def kept(auditor: Auditor) -> tuple[str, int]:
-    """Record checkpoints and take a digest of the whole log, as an auditor would."""
-    assert auditor.verify().ok
-    digest = auditor.digest()
-    return digest.head, digest.upto
+def test_a_log_no_receipt_covers_is_unanchored_not_ok(auditor: Auditor, history: History) -> None:
+    result = auditor.verify(KEYS)
+    assert (result.status, result.events, result.upto, result.verified_upto) == (
+        "unanchored",
+        19,
+        19,
+        0,
+    )
+    assert not result.ok and result.exit_code == 3
 
 
-def test_an_untouched_log_verifies_and_keeps_checkpoints(
+def test_a_receipt_verifies_up_to_it_and_verify_writes_nothing(
+    shop: Shop, auditor: Auditor, history: History, audit_url: str
+) -> None:
+    receipt = auditor.issue_receipt(SIGNER)
+    assert receipt is not None and receipt.position == 19
+    before = contents(audit_url)
+    result = auditor.verify(KEYS)
+    assert (result.status, result.verified_upto, result.anchors) == ("verified", 19, 1)
+    assert contents(audit_url) == before
+    shop.receive_stock("TEA-1", 1)
+    later = auditor.verify(KEYS)
+    assert (later.status, later.verified_upto, later.upto) == ("unanchored", 19, 20)
+
+
+def _flip(tamper: Tamper, position: int) -> None:
+    tamper.flip_byte(position, len(tamper.state(position)) // 2)
+
+
+TAMPERING: dict[str, Callable[[Tamper, int], None]] = {
+    "state": _flip,
+    "topic": Tamper.set_topic,
+    "version": Tamper.set_version,
+    "aggregate": Tamper.set_aggregate,
+    "delete": Tamper.delete,
+    "swap": lambda tamper, position: tamper.swap(position, position + 1),
+}
+
+
+@pytest.mark.parametrize(
+    ("how", "position"),
+    [
+        ("state", 1),
+        ("state", 10),
+        ("state", 19),
+        ("topic", 1),
+        ("version", 10),
+        ("aggregate", 19),
+        ("delete", 10),
+        ("delete", 19),
+        ("swap", 1),
+        ("swap", 18),
+    ],
+)
+def test_verify_names_the_exact_position(
+    auditor: Auditor, history: History, tamper: Tamper, how: str, position: int
+) -> None:
+    auditor.issue_receipt(SIGNER)
+    TAMPERING[how](tamper, position)
+    result = auditor.verify(KEYS)
+    assert (result.status, result.position, result.exit_code) == ("tampered", position, 1)
+
+
+def test_an_inserted_event_is_named(auditor: Auditor, history: History, tamper: Tamper) -> None:
+    inserted = tamper.insert_copy(4)
+    result = auditor.verify(KEYS)
+    assert (result.status, result.position) == ("tampered", inserted)
+    assert "no link" in result.detail
+
+
+def test_a_rewritten_and_relinked_log_is_caught_by_the_receipt(
+    shop: Shop, auditor: Auditor, history: History, tamper: Tamper
+) -> None:
+    auditor.issue_receipt(SIGNER)  # at 19
+    for _ in range(3):
+        shop.receive_stock("TEA-1", 1)
+    auditor.issue_receipt(SIGNER)  # at 22
+    _flip(tamper, 20)
+    tamper.relink(auditor, 19)
+    result = auditor.verify(KEYS)
+    # Every link matches its event again: only the receipt after the change can tell.
+    assert (result.status, result.position, result.after) == ("tampered", 22, 19)
+    _flip(tamper, 5)
+    tamper.relink(auditor, 0)
+    result = auditor.verify(KEYS)
+    assert (result.status, result.position, result.after) == ("tampered", 19, 0)
+
+
+def test_the_newest_event_deleted_with_its_link_is_caught_by_its_receipt(
+    auditor: Auditor, history: History, tamper: Tamper
+) -> None:
+    auditor.issue_receipt(SIGNER)
+    tamper.delete(19)
+    tamper.delete_link(19)
+    result = auditor.verify(KEYS)
+    assert (result.status, result.position) == ("tampered", 19)
+
+
+def test_a_receipt_another_key_signed_or_altered_proves_nothing(
     auditor: Auditor, history: History
 ) -> None:
-    result = auditor.verify()
-    assert result.ok and result.first_bad is None
-    assert result.events == auditor.head() == 19
-    assert auditor.checkpoints.last() is not None
-    # Checkpoints every 4 events: positions 4, 8, 12, 16; verifying again compares them.
-    again = auditor.verify()
-    assert again.ok and again.compared == 4 and again.last_good == 16
+    genuine = auditor.issue_receipt(SIGNER)
+    assert genuine is not None
+    forged = Signer(Ed25519PrivateKey.generate()).sign(19, genuine.link)
+    result = auditor.verify(KEYS, receipts=[forged])
+    assert (result.status, result.position, result.exit_code) == ("bad receipt", 19, 4)
+    altered = Receipt(18, genuine.link, genuine.time, genuine.key_id, genuine.signature)
+    assert auditor.verify(KEYS, receipts=[altered]).status == "bad receipt"
+    assert auditor.verify(KEYS, receipts=[genuine]).status == "verified"
+
+
+def test_a_digest_anchors_like_a_receipt(auditor: Auditor, history: History) -> None:
+    digest = auditor.digest(upto=12)
+    result = auditor.verify(KEYS, digest.head, upto=12)
+    assert (result.status, result.verified_upto, result.events) == ("verified", 12, 12)
+    other = auditor.digest(upto=11).head
+    assert auditor.verify(KEYS, other, upto=12).status == "tampered"
+    with pytest.raises(InvalidValue) as bad_digest:
+        auditor.verify(KEYS, "not-hex", upto=3)
+    assert bad_digest.value.field == "digest"
 
 
 def test_the_digest_is_the_chain_over_the_stored_events(auditor: Auditor, history: History) -> None:
     count, head = chain_head(auditor.stream())
     assert auditor.digest().head == head.hex() and count == 19
+    assert auditor.links.last() == (19, head)
     assert auditor.digest(upto=0).head == GENESIS.hex()
-    assert auditor.digest(upto=5).head != auditor.digest(upto=6).head
-    assert auditor.verify(auditor.digest(upto=7).head, upto=7).ok
-
-
-def test_checkpoint_extends_incrementally_like_a_full_verify(shop: Shop, history: History) -> None:
-    incremental = open_auditor(shop, checkpoint_every=4)
-    first = incremental.checkpoint()
-    assert first is not None and first.position == 16
-    shop.receive_stock("TEA-1", 1)
-    shop.receive_stock("TEA-1", 1)
-    latest = incremental.checkpoint()
-    assert latest is not None and latest.position == 20 and latest.events == 20
-    _, head = chain_head(incremental.stream(0, 20))
-    assert latest.head == head
-    assert incremental.verify().ok
-
-
-@pytest.mark.parametrize("where", ["first", "middle", "last"])
-@pytest.mark.parametrize("position", [1, 10, 16])
-def test_changing_any_byte_of_a_stored_event_is_found(
-    auditor: Auditor, history: History, tamper: Tamper, position: int, where: str
-) -> None:
-    digest, upto = kept(auditor)
-    size = len(tamper.state(position))
-    tamper.flip_byte(position, {"first": 0, "middle": size // 2, "last": size - 1}[where])
-
-    result = auditor.verify()
-    assert not result.ok
-    # The change lies after the last good checkpoint and at or before the first bad one.
-    assert result.first_bad == min(p for p in (4, 8, 12, 16) if p >= position)
-    assert result.last_good < position
-    assert auditor.digest(upto).head != digest
-    against_digest = auditor.verify(digest, upto)
-    assert not against_digest.ok
-
-
-def test_a_change_after_the_last_checkpoint_is_found_by_the_digest(
-    auditor: Auditor, history: History, tamper: Tamper
-) -> None:
-    digest, upto = kept(auditor)
-    tamper.flip_byte(18, 5)
-    assert auditor.verify().ok  # no checkpoint covers position 18 yet
-    result = auditor.verify(digest, upto)
-    assert not result.ok and result.first_bad == upto and result.last_good == 16
-
-
-def test_with_a_checkpoint_per_event_verify_names_the_exact_position(
-    shop: Shop, history: History, tamper: Tamper
-) -> None:
-    exact = open_auditor(shop, checkpoint_every=1)
-    assert exact.verify().ok
-    tamper.flip_byte(11, 3)
-    result = exact.verify()
-    assert (result.ok, result.first_bad, result.last_good) == (False, 11, 10)
-
-
-def test_deleting_an_event_is_found(auditor: Auditor, history: History, tamper: Tamper) -> None:
-    digest, upto = kept(auditor)
-    tamper.delete(6)
-    result = auditor.verify()
-    assert (result.ok, result.first_bad, result.last_good) == (False, 8, 4)
-    assert "deleted or inserted" in result.detail
-    assert auditor.digest(upto).head != digest
-    assert not auditor.verify(digest, upto).ok
-
-
-def test_deleting_the_event_a_checkpoint_sits_on_is_found(
-    auditor: Auditor, history: History, tamper: Tamper
-) -> None:
-    kept(auditor)
-    tamper.delete(8)
-    result = auditor.verify()
-    assert (result.ok, result.first_bad) == (False, 8)
-
-
-def test_deleting_the_last_event_is_found_by_the_digest(
-    auditor: Auditor, history: History, tamper: Tamper
-) -> None:
-    digest, upto = kept(auditor)
-    tamper.delete(19)
-    assert auditor.head() == 18
-    assert auditor.verify().ok  # every checkpoint still holds: only the digest can tell
-    result = auditor.verify(digest, upto)
-    assert (result.ok, result.first_bad, result.last_good) == (False, 19, 16)
-
-
-@pytest.mark.parametrize(("first", "second"), [(5, 6), (2, 17), (15, 16)])
-def test_swapping_two_events_is_found(
-    auditor: Auditor, history: History, tamper: Tamper, first: int, second: int
-) -> None:
-    digest, upto = kept(auditor)
-    tamper.swap(first, second)
-    assert auditor.head() == upto  # the same positions, in another order
-    result = auditor.verify()
-    assert not result.ok and result.last_good < first <= (result.first_bad or 0)
-    assert auditor.digest(upto).head != digest
-    assert not auditor.verify(digest, upto).ok
-
-
-def test_swapping_the_contents_of_two_events_is_found(
-    auditor: Auditor, history: History, tamper: Tamper
-) -> None:
-    digest, upto = kept(auditor)
-    first, second = tamper.state(9), tamper.state(10)
-    tamper.set_state(9, second)
-    tamper.set_state(10, first)
-    assert not auditor.verify().ok
-    assert auditor.digest(upto).head != digest
-
-
-def test_a_failed_verify_keeps_no_new_checkpoints(
-    shop: Shop, history: History, tamper: Tamper
-) -> None:
-    auditor = open_auditor(shop, checkpoint_every=4)
-    assert auditor.verify(upto=8).ok
-    tamper.flip_byte(3, 0)
-    assert not auditor.verify().ok
-    last = auditor.checkpoints.last()
-    assert last is not None and last.position == 8
-
-
-def test_an_export_verifies_offline_against_the_digest(auditor: Auditor, history: History) -> None:
-    digest = auditor.digest()
-    count, head = chain_head(read_export(auditor.export()))
-    assert (count, head.hex()) == (digest.events, digest.head)
-
-
-def test_a_malformed_digest_or_position_is_refused(auditor: Auditor, history: History) -> None:
-    with pytest.raises(InvalidValue) as bad_digest:
-        auditor.verify("not-hex", upto=3)
-    assert bad_digest.value.field == "digest"
     with pytest.raises(InvalidValue) as beyond:
         auditor.digest(upto=auditor.head() + 1)
     assert beyond.value.field == "upto"
+
+
+def test_a_log_written_before_links_is_linked_once_from_its_checkpoints(
+    shop: Shop, auditor: Auditor, history: History, tamper: Tamper, audit_url: str
+) -> None:
+    assert auditor.checkpoint() is not None  # heads at 4, 8, 12, 16, as workers kept them
+    tamper._run("DELETE FROM {l}")  # as before links existed
+    _flip(tamper, 10)  # changed then: the checkpoint at 12 no longer matches
+    report = link_log(settings_for(audit_url))
+    assert report is not None
+    assert (report.first, report.last, report.events) == (1, 19, 19)
+    assert (report.anchored_upto, report.checkpoints, report.mismatch_at) == (8, 2, 12)
+    assert "positions 9-19 were linked as found" in report.detail
+    assert link_log(settings_for(audit_url)) is None  # once
+    assert auditor.verify(KEYS).status == "unanchored"
+    shop.receive_stock("TEA-1", 1)  # the writer chains on from the migrated links
+    assert auditor.verify(KEYS).upto == 20

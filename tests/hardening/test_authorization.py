@@ -172,6 +172,10 @@ TABLE = [
     Row("GET", "/api/audit/export", only(200, "auditor")),
     Row("GET", "/api/audit/digest", only(200, "auditor")),
     Row("GET", "/api/audit/live", only(200, "auditor"), streams=True, params={"after": "0"}),
+    Row("GET", "/api/audit/verify", only(200, "auditor"), params={"upto": "3"}),
+    Row("GET", "/api/audit/receipts", only(200, "auditor")),
+    Row("POST", "/api/audit/receipts", only(201, "auditor")),
+    Row("GET", "/api/audit/public-key", only(200, *SIGNED_IN)),
 ]
 
 CELLS = [
