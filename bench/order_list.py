@@ -66,6 +66,7 @@ COLUMNS = (
     "version",
     "placed_at",
     "updated_at",
+    "payment_due_at",
 )
 _CITIES = [("Berlin", "10115", "DE"), ("Paris", "75001", "FR"), ("Madrid", "28001", "ES")]
 
@@ -113,6 +114,7 @@ def rows(size: int, seed: int = 1) -> Iterator[tuple[Any, ...]]:
             VERSION_OF[status],
             stamp(at),
             stamp(at + timedelta(hours=VERSION_OF[status] - 1)),
+            stamp(at + timedelta(minutes=30)),
         )
 
 

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import append_growth, history_length, order_list, write_path
+from bench import append_growth, history_length, order_list, write_path, write_report
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -41,7 +41,7 @@ class Benchmark:
 
 
 BENCHMARKS = (
-    Benchmark("p1", write_path.run, write_path.report, write_path.QUICK),
+    Benchmark("p1", write_path.run, write_report.report, write_path.QUICK),
     Benchmark("history", history_length.run, history_length.report, history_length.QUICK),
     Benchmark("orders", order_list.run, order_list.report, order_list.QUICK),
     Benchmark("append", append_growth.run, append_growth.report, append_growth.QUICK),
@@ -120,7 +120,7 @@ def summary(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         )
 
     if p1 := results.get("p1"):
-        for row in write_path.summary_rows(p1):
+        for row in write_report.summary_rows(p1):
             name = row["scenario"]
             unit = {"flash": "checkouts/s", "appends": "appends/s"}.get(name, "req/s")
             figures = (
@@ -238,7 +238,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(2, 2, figsize=(12, 9))
     p1_ax, p3a_ax, p3b_ax, append_ax = axes.flat
     if p1 := results.get("p1"):
-        rows = write_path.summary_rows(p1)
+        rows = write_report.summary_rows(p1)
         bars = p1_ax.bar(
             [row["label"].replace(", ", "\n", 1) for row in rows],
             [row["ratio"] for row in rows],

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,14 +70,26 @@ class Aggregates:
     def begin(self) -> None:
         """A command's attempt starts on this thread."""
         self._local.used = []
+        self._local.cached = []
         self._local.flight = None
 
     def confirmed(self, timeout: float) -> bool:
-        """Whether every queued save this attempt decided after has committed (waiting
-        for them, up to ``timeout`` seconds in all): if not, its decision may rest on a
-        state that never was."""
+        """Whether the state this attempt decided on was the log's: every queued save it
+        decided after has committed (waiting for them, up to ``timeout`` seconds each),
+        and no other process wrote an aggregate it took from the cache as it was. A save
+        needs none of this (its version check says so); a refusal does: it writes
+        nothing, so nothing else would catch a decision taken on a stale copy."""
         flights: list[_Flight] = getattr(self._local, "used", [])
-        return all(f.settled.wait(timeout) and f.ok for f in flights)
+        if not all(f.settled.wait(timeout) and f.ok for f in flights):
+            return False
+        cached: list[tuple[UUID, int]] = getattr(self._local, "cached", [])
+        stale = [
+            aggregate_id
+            for aggregate_id, version in cached
+            if next(iter(self.repository.event_store.get(aggregate_id, gt=version, limit=1)), None)
+        ]
+        self._forget(stale)
+        return not stale
 
     def load(self, aggregate_id: UUID) -> Aggregate:
         """The aggregate, a copy of its own (``AggregateNotFoundError`` if none)."""
@@ -97,6 +109,7 @@ class Aggregates:
             return self._get(aggregate_id)  # read from the log, and cached
         aggregate: Aggregate = deepcopy(cached)
         if trusted:
+            self._local.__dict__.setdefault("cached", []).append((aggregate_id, aggregate.version))
             return aggregate
         newer = self.repository.event_store.get(originator_id=aggregate_id, gt=aggregate.version)
         if project_aggregate(aggregate, newer) is None:
@@ -131,14 +144,17 @@ class Aggregates:
     def failed(self, aggregates: Mapping[UUID, Any]) -> None:
         """These aggregates' saves failed: forget what this process thought of them
         (a save decided after them fails too; the next command reads the log)."""
+        self._forget(aggregates)
+        self._settle(ok=False)
+
+    def _forget(self, aggregate_ids: Iterable[UUID]) -> None:
         cache = self.repository.cache
         with self._lock:
-            for aggregate_id in aggregates:
+            for aggregate_id in aggregate_ids:
                 self._ahead.pop(aggregate_id, None)
                 if cache is not None:
                     with contextlib.suppress(KeyError):
                         cache.get(aggregate_id, evict=True)
-        self._settle(ok=False)
 
     def _settle(self, ok: bool) -> None:
         flight: _Flight | None = getattr(self._local, "flight", None)

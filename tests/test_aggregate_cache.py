@@ -111,3 +111,19 @@ def test_a_cached_aggregate_is_never_changed_by_a_command_that_is_refused(
     assert shop.repository.cache is not None
     cached = shop.repository.cache.get(Stock.create_id("MUG-1"))
     assert (cached.on_hand, cached.version) == (2, 2)
+
+
+def test_a_refusal_decided_on_a_copy_another_process_made_stale_is_decided_again(
+    two_shops: tuple[Shop, Shop],
+) -> None:
+    first, second = two_shops
+    retries = Retries()
+    first.observers.append(retries)
+    first.add_product("MUG-1", "Mug", "9.99")
+    cart = first.open_cart(CUSTOMER).aggregate.id  # cached by the first: no lines
+    second.add_to_cart(cart, "MUG-1", 1)
+    # On its cached copy the cart has no such line (NotFound); nothing written would
+    # catch that, so the refusal is checked against the log, and the command runs again.
+    done = first.set_cart_quantity(cart, "MUG-1", 3)
+    assert [line.quantity for line in done.aggregate.lines.values()] == [3]
+    assert retries.count == 1
