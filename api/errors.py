@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 import uuid
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
+import eventsourcing.persistence as es
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -35,6 +38,7 @@ from domain.errors import (
     RuleBroken,
     StaleVersion,
 )
+from eventstore.database import is_transient
 
 log = logging.getLogger("eventshop.api")
 
@@ -181,6 +185,22 @@ def too_large(request: Request, max_bytes: int | None) -> JSONResponse:
     )
 
 
+async def unavailable(request: Request, error: Exception) -> JSONResponse:
+    """The database did not answer in time (down, unreachable, or busy past the waits of
+    the settings): 503, to be tried again; nothing the request did was acknowledged."""
+    if not is_transient(error):
+        return await unexpected_error(request, error)
+    log.warning("%s %s: the database did not answer: %s", request.method, request.url.path, error)
+    return problem(
+        request,
+        503,
+        "The database did not answer in time; try again shortly",
+        title="Database unavailable",
+        kind="database-unavailable",
+        headers={"Retry-After": "1"},
+    )
+
+
 async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
     request_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
     log.error(
@@ -206,6 +226,9 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, domain_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    database = (es.OperationalError, es.InterfaceError, psycopg.OperationalError, sqlite3.Error)
+    for failure in database:
+        app.add_exception_handler(failure, unavailable)
     app.add_exception_handler(Exception, unexpected_error)
 
 

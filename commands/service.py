@@ -25,13 +25,14 @@ from eventsourcing.application import (
 )
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import ApplicationRecorder, Mapper, RecordConflictError
-from eventsourcing.utils import Environment, EnvType, get_topic
+from eventsourcing.utils import Environment, EnvType
 
 from commands import idempotency, turns
 from commands.cache import CACHE_ENV, CACHE_SIZE, Aggregates
 from commands.group_commit import GroupCommitRecorder, when_queued
-from commands.idempotency import IdempotencyKeys, KeyStore, POPOKeyRecorder, SQLiteKeyRecorder
+from commands.idempotency import IdempotencyKeys, KeyStore, POPOKeyRecorder
 from commands.outcome import CommandObserver, Done, outcome_of
+from commands.recorders import RECORDER_TOPICS
 from domain.base import Expected, ShopAggregate
 from domain.cart import Cart
 from domain.errors import AlreadyExists, ConcurrencyConflict, DomainError, NotFound
@@ -75,14 +76,6 @@ def retry_on_conflict(
         return done
 
     return wrapper
-
-
-# The SQL stores' recorders (chosen the library's way), keeping idempotency keys with
-# the events; on PostgreSQL, writing concurrent saves in one transaction.
-RECORDER_TOPICS = {
-    "eventsourcing.sqlite": get_topic(SQLiteKeyRecorder),
-    "eventsourcing.postgres": get_topic(GroupCommitRecorder),
-}
 
 
 class Shop(Application[UUID]):

@@ -19,7 +19,7 @@ from commands.service import Shop
 from eventshop.processes import PROCESSES, open_processes
 from eventshop.settings import Settings
 from eventstore.database import migration_lock
-from eventstore.url import POSTGRES_OPTIONS
+from eventstore.url import POSTGRES_OPTIONS, StoreURL
 from projections import MODELS, ReadSide, build_read_side
 from projections.audit import receipts
 from projections.audit.auditor import BATCH, CHECKPOINT_EVERY, Auditor
@@ -48,7 +48,7 @@ def open_unlinked_shop(settings: Settings) -> Shop:
 
 
 def _open_shop(settings: Settings, link: bool, library_env: dict[str, str]) -> Shop:
-    store = settings.database_url
+    store = store_of(settings)
     # Many processes may start at once (serve --workers N): one creates the tables.
     with migration_lock(store):
         store.prepare()
@@ -119,17 +119,31 @@ def trusted_keys(settings: Settings, *given: str) -> dict[str, Ed25519PublicKey]
     return receipts.trusted([*listed, *([own.public_key()] if own else [])])
 
 
+def store_of(settings: Settings) -> StoreURL:
+    """The store ``settings`` name, with the waits of the settings as its options, for
+    every process and connection pool opened on it (options written in the URL win):
+    how long to wait to connect, for a pooled connection and for a lock, and how long
+    a statement may run (eventstore/postgres.py)."""
+    store = settings.database_url
+    if not store.is_postgres:
+        return store
+    wait = str(settings.database_wait_seconds)
+    waits = {
+        "connect_timeout": wait,
+        "lock_timeout": wait,
+        "statement_timeout": str(settings.database_statement_seconds),
+    }
+    return store.with_options(**{k: v for k, v in waits.items() if store.option(k) is None})
+
+
 def pool_env(settings: Settings) -> dict[str, str]:
-    """The library's connection settings from ours; options written in the URL win."""
+    """The write side's pool size from ours; options written in the URL win."""
     store = settings.database_url
     if not store.is_postgres:
         return {}
     env = {
         "POSTGRES_POOL_SIZE": str(settings.database_pool_size),
         "POSTGRES_MAX_OVERFLOW": str(settings.database_max_overflow),
-        # The library waits this long to connect and to check a connection out of the pool.
-        "POSTGRES_CONNECT_TIMEOUT": str(settings.database_wait_seconds),
-        "POSTGRES_LOCK_TIMEOUT": str(settings.database_wait_seconds),
     }
     for option, name in POSTGRES_OPTIONS.items():
         if store.option(option) is not None:
@@ -152,7 +166,7 @@ def open_read_side(
     ``shop`` is needed only on ``memory://``, whose log lives in that object alone.
     """
     return build_read_side(
-        settings.database_url,
+        store_of(settings),
         log=shop.recorder if shop is not None else None,
         prefix=prefix,
         batch_size=batch_size,

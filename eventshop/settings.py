@@ -34,10 +34,17 @@ class Settings(BaseSettings):
         default=20, ge=0, le=1000, description="connections opened past the pool under load"
     )
     database_wait_seconds: int = Field(
-        default=5,
+        default=2,
         gt=0,
         le=300,
-        description="longest wait for a connection, for the server to answer, or for a lock",
+        description="longest wait to connect, for a pooled connection, or for a lock; with"
+        " the database down, a request answers 503 after about this long",
+    )
+    database_statement_seconds: int = Field(
+        default=30,
+        gt=0,
+        le=3600,
+        description="longest any one SQL statement may run (PostgreSQL statement_timeout)",
     )
     command_wait_seconds: float = Field(
         default=10.0,

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 import eventsourcing.persistence as es
 import psycopg
+from psycopg_pool import PoolClosed, PoolTimeout, TooManyRequests
 
 from eventstore.url import StoreURL
 
@@ -46,3 +47,22 @@ def is_transient(error: BaseException) -> bool:
         message = str(error).lower()
         return "locked" in message or "busy" in message
     return False
+
+
+# Connection exceptions (class 08) and the server ending the session (admin shutdown,
+# crash shutdown, cannot connect now).
+_SESSION_ENDED = ("57P01", "57P02", "57P03")
+
+
+def is_disconnect(error: BaseException) -> bool:
+    """The connection broke (the server went away or ended the session): the same work on
+    another connection may well succeed at once. Not a wait that ran out (no connection
+    in time, a lock or statement timeout), which would only wait as long again, nor the
+    pool refusing (closed, too many waiting)."""
+    cause = error.__cause__ if isinstance(error, es.PersistenceError) else error
+    if isinstance(cause, PoolTimeout | PoolClosed | TooManyRequests) or not isinstance(
+        cause, psycopg.OperationalError | psycopg.InterfaceError
+    ):
+        return False
+    state = cause.sqlstate
+    return state is None or state.startswith("08") or state in _SESSION_ENDED

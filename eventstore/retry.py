@@ -1,6 +1,6 @@
 """How the shop tries again: its retry policies, on tenacity.
 
-Two kinds of failure are worth another attempt:
+Three kinds of failure are worth another attempt:
 
 * **A lost optimistic-concurrency race** (``RecordConflictError``, the write side): the
   command runs again from a fresh load, a bounded number of times, after a random wait
@@ -9,6 +9,9 @@ Two kinds of failure are worth another attempt:
 * **A database that was busy or unreachable** (:func:`eventstore.database.is_transient`,
   the read side): the work is tried again after a wait that doubles up to a cap, plus
   some jitter so that the workers of several processes do not all come back at once.
+* **A broken connection** (:func:`eventstore.database.is_disconnect`, a read of the
+  event store): tried again at once, on another connection, a few times; never a wait
+  that ran out, so that a call with the database down waits once, not ten times.
 
 Each policy is a ``tenacity.Retrying``: call it with the function to try,
 ``policy(fn, *args)``. It returns what ``fn`` returns; an error it does not retry, or
@@ -45,9 +48,9 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from eventstore.database import is_transient
+from eventstore.database import is_disconnect, is_transient
 
-__all__ = ["CONFLICT_ATTEMPTS", "Stopped", "on_conflict", "on_transient"]
+__all__ = ["CONFLICT_ATTEMPTS", "Stopped", "on_conflict", "on_disconnect", "on_transient"]
 
 CONFLICT_ATTEMPTS = 10
 """How many times a command runs before it gives up on a hot aggregate."""
@@ -120,6 +123,32 @@ def on_conflict(
         retry=retry_if_exception_type(RecordConflictError),
         stop=stop_after_attempt(attempts),
         wait=wait_random_exponential(multiplier=CONFLICT_WINDOW, max=CONFLICT_CAP),
+        before_sleep=lambda state: before_retry(),
+        sleep=_sleep,
+        reraise=True,
+    )
+
+
+RESUME_WITHIN = 2.0
+"""Seconds: the longest wait between tries of a loop that must resume by itself after
+a database outage (a read model's worker, the live feed), so that it is back within
+about this long of the database; a few cheap failed connects a second meanwhile."""
+
+DISCONNECT_ATTEMPTS = 3
+"""Runs of a read whose connection keeps breaking: the first retry gets a connection
+made after the break (see ``before_retry``); a third failure is no passing break."""
+
+
+def on_disconnect(
+    *, attempts: int = DISCONNECT_ATTEMPTS, before_retry: Callable[[], None] = lambda: None
+) -> Retrying:
+    """Run again at once after the connection broke, up to ``attempts`` runs in all;
+    anything else (a wait that ran out among them) is raised as it is. ``before_retry``
+    is called before each new run (the recorder drops its pool's other connections,
+    which broke with it)."""
+    return _Retrying(
+        retry=retry_if_exception(is_disconnect),
+        stop=stop_after_attempt(attempts),
         before_sleep=lambda state: before_retry(),
         sleep=_sleep,
         reraise=True,

@@ -25,7 +25,10 @@ POSTGRES_OPTIONS = {
     "max_overflow": "POSTGRES_MAX_OVERFLOW",
     "lock_timeout": "POSTGRES_LOCK_TIMEOUT",
     "connect_timeout": "POSTGRES_CONNECT_TIMEOUT",
+    "statement_timeout": "POSTGRES_STATEMENT_TIMEOUT",
 }
+# The library's PostgreSQL persistence, with its waits bounded (eventstore/postgres.py).
+POSTGRES_MODULE = "eventstore.postgres:Factory"
 
 Kind = Literal["memory", "sqlite", "postgres"]
 
@@ -119,7 +122,7 @@ class StoreURL:
         if self.kind == "sqlite":
             return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": self.path}
         env = {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "PERSISTENCE_MODULE": POSTGRES_MODULE,
             "POSTGRES_DBNAME": self.dbname,
             "POSTGRES_HOST": self.host,
             "POSTGRES_PORT": str(self.port),

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 from eventsourcing.utils import Environment
 
 from eventstore.database import advisory_key, migration_lock
 from eventstore.log import LOG_NAME, events_table
 from eventstore.log import mapper as log_mapper
+from eventstore.postgres import Factory, LogRecorder
 from eventstore.url import StoreURL
 from projections.engine import parking
 from projections.engine.base import ReadModel
@@ -317,11 +317,11 @@ class _Where:
 
 def _in_postgres(store: StoreURL, names: dict[str, str]) -> _Where:
     env = {**store.library_env(), **_pool_settings(len(names))}
-    datastore = PostgresFactory(Environment(env=env)).datastore
+    datastore = Factory(Environment(env=env)).datastore
     schema = datastore.schema
     return _Where(
         datastore,
-        PostgresApplicationRecorder(datastore, events_table_name=events_table(store)),
+        LogRecorder(datastore, events_table_name=events_table(store)),
         PostgresReadModelRecorder,
         AdvisoryLocks(store.dsn(), {m: advisory_key(schema, n) for m, n in names.items()}),
         AdvisoryLocks(

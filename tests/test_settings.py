@@ -120,14 +120,19 @@ def test_the_composition_root_opens_both_sides_from_one_settings_object(sqlite_u
 def test_pool_and_waits_come_from_the_settings_unless_the_url_names_them() -> None:
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
-        database_url="postgresql://shop@db:5432/orders?pool_size=3",
+        database_url="postgresql://shop@db:5432/orders?pool_size=3&lock_timeout=9",
         database_max_overflow=7,
         database_wait_seconds=2,
+        database_statement_seconds=20,
     )
     env = bootstrap.pool_env(settings)
     assert "POSTGRES_POOL_SIZE" not in env  # the URL's pool_size=3 stands
     assert env["POSTGRES_MAX_OVERFLOW"] == "7"
-    assert env["POSTGRES_CONNECT_TIMEOUT"] == env["POSTGRES_LOCK_TIMEOUT"] == "2"
+    # Both sides, and every worker process, open the store with the waits as its options.
+    waits = bootstrap.store_of(settings).library_env()
+    assert waits["POSTGRES_CONNECT_TIMEOUT"] == "2"
+    assert waits["POSTGRES_LOCK_TIMEOUT"] == "9"  # the URL's
+    assert waits["POSTGRES_STATEMENT_TIMEOUT"] == "20"
     assert bootstrap.pool_env(Settings(_env_file=None, database_url="memory://")) == {}  # type: ignore[call-arg]
 
 
@@ -156,4 +161,26 @@ def test_a_command_waits_for_its_turn_as_long_as_the_settings_say(sqlite_url: st
         holder.join(10)
         assert shop.receive_stock("MUG-1", 1).aggregate.on_hand == 1
     finally:
+        shop.close()
+
+
+def test_the_waits_reach_every_connection_of_both_sides(pg_reused_url: str) -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        database_url=pg_reused_url,
+        database_wait_seconds=3,
+        database_statement_seconds=7,
+    )
+    shop = bootstrap.open_shop(settings)
+    read_side = bootstrap.open_read_side(settings, shop)
+    try:
+        for datastore in (shop.recorder.datastore, read_side.orders.view.datastore):  # type: ignore[attr-defined]
+            pool = datastore.pool
+            assert pool.timeout == pool.reconnect_timeout == 3
+            with datastore.get_connection() as conn:
+                shown = conn.execute("SHOW statement_timeout").fetchone()
+                assert shown == {"statement_timeout": "7s"}
+                assert conn.info.get_parameters()["connect_timeout"] == "3"
+    finally:
+        read_side.close()
         shop.close()

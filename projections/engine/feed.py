@@ -200,7 +200,7 @@ class LiveFeed:
         restarts = retry.on_transient(
             "live feed failed, restarting",
             first=0.5,
-            cap=10.0,
+            cap=retry.RESUME_WITHIN,
             stop=self._stopping,
             retry_if=lambda error: isinstance(error, Exception),
             before_retry=lambda error: self._detach_all(),

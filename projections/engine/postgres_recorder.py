@@ -11,13 +11,15 @@ from typing import Any
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 
 from eventstore.database import advisory_key
+from eventstore.postgres import BoundedTracking
 from projections.engine.tables import ReadModelStore, quote
 
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
-class PostgresReadModelRecorder(ReadModelStore, PostgresTrackingRecorder):
-    """A read model in PostgreSQL, in the schema of the event store."""
+class PostgresReadModelRecorder(BoundedTracking, ReadModelStore, PostgresTrackingRecorder):
+    """A read model in PostgreSQL, in the schema of the event store (its reads of its
+    position wait for the database once: eventstore/postgres.py)."""
 
     dialect = "postgres"
     renames_indexes = True

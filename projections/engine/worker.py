@@ -175,7 +175,7 @@ class Worker:
         rounds = retry.on_transient(
             f"projection {self.name}",
             first=0.5,
-            cap=10.0,
+            cap=retry.RESUME_WITHIN,
             stop=self._stopping,
             retry_if=transient,
             before_retry=lambda error: self._set_state(State.RETRYING),
