@@ -36,6 +36,7 @@ from eventshop.settings import Settings
 from projections import ReadSide
 from projections.audit.issuer import ReceiptIssuer
 from projections.audit.receipts import Signer
+from projections.engine.waits import PositionWaits
 
 DESCRIPTION = """\
 The back end of an online shop, event-sourced: every command appends events to an
@@ -113,6 +114,7 @@ def create_app(
     app.state.shop = the_shop
     app.state.settings = settings
     app.state.read_side = the_read_side
+    app.state.position_waits = PositionWaits(the_read_side.runner, limit=settings.read_waiters)
     app.state.auditor = auditor
     app.state.receipts = issuer
     app.state.trusted_keys = trusted_keys(settings)

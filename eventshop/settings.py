@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     read_wait_seconds: float = Field(
         default=5.0, gt=0, le=60, description="how long a query waits for `min_position`"
     )
+    read_waiters: int = Field(
+        default=200,
+        ge=0,
+        le=100_000,
+        description="most queries waiting for `min_position` at once in a process; past it,"
+        " 503 at once",
+    )
     audit_signing_key: SecretStr | None = Field(
         default=None,
         description="Ed25519 private key signing audit receipts (PEM or base64, or a file of"

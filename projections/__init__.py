@@ -17,6 +17,9 @@ Interface for the API and the CLI
     ``eventshop worker`` processes have written.
     ``wait_for(name_or_None, position, timeout=5.0) -> bool``: read-your-writes; True
     once that read model (``None``/``"all"``: every one) has applied log ``position``.
+    The same wait for an asyncio server, holding no thread while it waits:
+    ``await PositionWaits(read_side.runner, limit=N).wait(name, position, timeout)``
+    (``projections.engine.waits``; ``TooManyWaiters`` once ``N`` coroutines wait).
     ``position(name) -> int``: how far a read model has got (``X-Projection-Position``;
     read it before the query, and the answer is at least that fresh).
     ``status() -> list[dict]``: per read model ``name``, ``state`` (``live``,

@@ -148,17 +148,22 @@ class Worker:
                 self._rate.popleft()
             return sum(n for _, n in self._rate) / 5.0
 
-    def wait(self, position: int, deadline: float) -> bool | None:
-        """Block until this process has applied ``position``: True; False at the deadline;
-        None when this process does not feed the read model (then ask the database)."""
+    def expect(self, position: int) -> None:
+        """A reader waits for ``position``: the live loop, which may be holding noted
+        batches back, looks now (without blocking the caller)."""
         with self._progress:
             if position > self._awaited:
                 self._awaited = position
-                # The live loop may be holding noted batches back: have it look now.
                 tap = self._tap
                 if tap is not None and position > self.position:
                     self._hurry.set()
                     tap.wake()
+
+    def wait(self, position: int, deadline: float) -> bool | None:
+        """Block until this process has applied ``position``: True; False at the deadline;
+        None when this process does not feed the read model (then ask the database)."""
+        self.expect(position)
+        with self._progress:
             while self.position < position:
                 if not self.owned:
                     return None
