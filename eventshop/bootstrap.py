@@ -100,12 +100,18 @@ def signing_key(settings: Settings, *, create: bool = True) -> Ed25519PrivateKey
         if not create:
             return None
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Written whole under another name, then linked into place (which fails if the
+        # name exists): processes starting together keep the first one's key, and none
+        # reads a key file half written.
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        with open(os.open(draft, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600), "w") as file:
+            file.write(receipts.private_pem(Ed25519PrivateKey.generate()))
         try:
-            # Exclusively: processes starting together keep the first one's key.
-            with open(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600), "w") as file:
-                file.write(receipts.private_pem(Ed25519PrivateKey.generate()))
+            os.link(draft, path)
         except FileExistsError:
             pass
+        finally:
+            draft.unlink()
     return receipts.private_key(str(path))
 
 

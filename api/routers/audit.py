@@ -301,7 +301,7 @@ def receipts(
     "/receipts",
     response_model=ReceiptView,
     status_code=201,
-    responses=problem_responses(401, 403, 409),
+    responses=problem_responses(401, 403, 409, 422),
 )
 def issue_receipt(issuer: IssuerDep) -> Any:
     """Sign a receipt of the log's last event now (the one kept there, if already signed)."""
