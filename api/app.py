@@ -21,6 +21,7 @@ from api.routers import (
     carts,
     customers,
     health,
+    integration,
     metrics,
     orders,
     products,
@@ -134,6 +135,7 @@ def create_app(
         reports,
         audit,
         projections,
+        integration,
     )
     for module in routers:
         app.include_router(module.router)

@@ -145,6 +145,31 @@ def worker(
         raise typer.Exit(1)
 
 
+@app.command()
+def publisher() -> None:
+    """Publish the integration events to NATS JetStream (EVENTSHOP_NATS_URL) until
+    stopped (SIGTERM or Ctrl-C): stream EVENTSHOP, subjects eventshop.<type>.
+
+    Run several for failover: one publishes at a time, another takes over when it dies.
+    `eventshop worker` does the same when EVENTSHOP_NATS_URL is set.
+    """
+    settings = Settings()
+    configure_logging(settings.log_level)
+    if not settings.nats_url:
+        raise typer.BadParameter("set EVENTSHOP_NATS_URL (e.g. nats://127.0.0.1:4222)")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    # The write side first: it creates the log's tables if this is a fresh database.
+    open_shop(settings).close()
+    the_publisher = bootstrap.open_publisher(settings)
+    try:
+        the_publisher.start()
+        stop.wait()
+    finally:
+        the_publisher.close()
+
+
 def _beat(shop: Shop, alive: Path) -> None:
     """Touch ``alive`` if the event store answers: what the worker's healthcheck reads."""
     try:

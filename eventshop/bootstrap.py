@@ -12,6 +12,7 @@ import os
 import threading
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -25,6 +26,8 @@ from projections.audit import receipts
 from projections.audit.auditor import BATCH, CHECKPOINT_EVERY, Auditor
 from projections.audit.links import LinkReport
 from projections.engine.base import ReadModel
+from projections.integration.events import Thresholds
+from projections.integration.jetstream import Publisher, PublisherState, Target
 
 READ_MODELS: tuple[type[ReadModel], ...] = (*MODELS, *PROCESSES)
 """The shop's read models and its process managers' timers, all fed from the log."""
@@ -193,34 +196,56 @@ def open_auditor(
 
 
 def migrate(settings: Settings) -> LinkReport | None:
-    """Create every table: the event store's, the read models' and the audit log's; link
-    the events of a log written before hash links (what was linked, if anything)."""
+    """Create every table: the event store's, the read models', the JetStream
+    publisher's and the audit log's; link the events of a log written before hash
+    links (what was linked, if anything)."""
     # Each step takes the migration lock itself; holding it here as well would wait
     # forever on PostgreSQL (a session advisory lock, asked for on a second connection).
     shop = open_unlinked_shop(settings)
     try:
         open_read_side(settings, shop).close()
+        open_read_side(settings, shop, models=(PublisherState,)).close()
         open_auditor(shop)
     finally:
         shop.close()
     return link_log(settings)
 
 
+def open_publisher(
+    settings: Settings, *, target: Target | None = None, **options: Any
+) -> Publisher:
+    """The JetStream publisher of the integration events (``settings.nats_url``, or
+    ``target``) on the store of ``settings``; nothing runs until ``start()``."""
+    if target is None:
+        if not settings.nats_url:
+            raise ValueError("no NATS server to publish to: set EVENTSHOP_NATS_URL")
+        target = Target(settings.nats_url, source=settings.event_source)
+    thresholds = Thresholds(settings.stock_low_threshold, settings.stock_low_thresholds)
+    state = open_read_side(settings, models=(PublisherState,))
+    return Publisher(state, target, thresholds, **options)
+
+
 def run_worker(settings: Settings, shop: Shop, stop_event: threading.Event) -> None:
     """The body of ``eventshop worker`` until ``stop_event`` is set: feed every read
     model and the process managers' timers (each where this process gets its lock),
-    and fire the due timers through ``shop``."""
+    fire the due timers through ``shop``, and publish the integration events to NATS
+    JetStream when ``settings.nats_url`` is set (one publisher at a time)."""
     if settings.database_url.is_memory:
         raise ValueError("a worker needs a shared store: sqlite:// or postgresql://, not memory://")
     read_side = open_read_side(settings, shop)
     processes = open_processes(settings.database_url, shop, read_side)
+    publisher = open_publisher(settings) if settings.nats_url else None
     try:
         read_side.start()
         processes.start()
+        if publisher is not None:
+            publisher.start()
         logging.getLogger("eventshop.projections").info(
             "projection worker %s running", read_side.runner.worker_id
         )
         stop_event.wait()
     finally:
+        if publisher is not None:
+            publisher.close()
         processes.stop()
         read_side.close()

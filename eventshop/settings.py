@@ -95,6 +95,21 @@ class Settings(BaseSettings):
     audit_receipt_seconds: float = Field(
         default=60.0, gt=0, description="... or this long after the last one, if events came"
     )
+    nats_url: str | None = Field(
+        default=None,
+        description="NATS server (JetStream) the integration events are published to, e.g."
+        " nats://127.0.0.1:4222; none: `eventshop worker` publishes nothing",
+    )
+    event_source: str = Field(
+        default="/eventshop", min_length=1, description="the CloudEvents `source` of every event"
+    )
+    stock_low_threshold: int = Field(
+        default=5, ge=0, description="stock.low when a SKU's available units fall below this"
+    )
+    stock_low_thresholds: dict[str, int] = Field(
+        default_factory=dict,
+        description='per-SKU thresholds, as JSON: {"MUG-1": 20}',
+    )
 
     @model_validator(mode="after")
     def _password_apart(self) -> Any:

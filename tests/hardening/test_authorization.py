@@ -97,6 +97,7 @@ TABLE = [
     Row("GET", "/health/ready", everyone()),
     Row("GET", "/metrics", everyone()),
     Row("GET", "/openapi.json", everyone()),
+    Row("GET", "/api/integration/schemas", everyone()),
     Row("GET", "/docs", everyone()),
     Row("GET", "/docs/oauth2-redirect", everyone()),
     Row("GET", "/redoc", everyone()),

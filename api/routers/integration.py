@@ -1,0 +1,20 @@
+"""The integration events' contract: one JSON Schema per CloudEvent type (no token
+needed: it is public, like the events' shape in the repository)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from projections.integration.events import schemas
+
+router = APIRouter(prefix="/api/integration", tags=["integration"])
+
+
+@router.get("/schemas")
+def integration_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schema of each integration event type (the whole CloudEvent), by type,
+    e.g. ``eventshop.order.placed``; each schema's ``$id`` is the events' ``dataschema``
+    and its ``examples`` show one event."""
+    return schemas()
