@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from commands.service import Shop
 from eventshop.processes import PROCESSES, open_processes
 from eventshop.settings import Settings
+from eventshop.webhooks import open_webhooks
 from eventstore.database import migration_lock
 from eventstore.url import POSTGRES_OPTIONS, StoreURL
 from projections import MODELS, ReadSide, build_read_side
@@ -193,7 +194,9 @@ def migrate(settings: Settings) -> LinkReport | None:
     # forever on PostgreSQL (a session advisory lock, asked for on a second connection).
     shop = open_unlinked_shop(settings)
     try:
-        open_read_side(settings, shop).close()
+        read_side = open_read_side(settings, shop)
+        open_webhooks(settings, read_side).close()
+        read_side.close()
         open_auditor(shop)
     finally:
         shop.close()
@@ -203,18 +206,21 @@ def migrate(settings: Settings) -> LinkReport | None:
 def run_worker(settings: Settings, shop: Shop, stop_event: threading.Event) -> None:
     """The body of ``eventshop worker`` until ``stop_event`` is set: feed every read
     model and the process managers' timers (each where this process gets its lock),
-    and fire the due timers through ``shop``."""
+    fire the due timers through ``shop``, and deliver webhooks."""
     if settings.database_url.is_memory:
         raise ValueError("a worker needs a shared store: sqlite:// or postgresql://, not memory://")
     read_side = open_read_side(settings, shop)
     processes = open_processes(settings.database_url, shop, read_side)
+    webhooks = open_webhooks(settings, read_side)
     try:
         read_side.start()
         processes.start()
+        webhooks.start()
         logging.getLogger("eventshop.projections").info(
             "projection worker %s running", read_side.runner.worker_id
         )
         stop_event.wait()
     finally:
+        webhooks.close()
         processes.stop()
         read_side.close()
