@@ -4,19 +4,25 @@ loopback address, which checks every signature with the ``standardwebhooks`` lib
 from __future__ import annotations
 
 import json
+import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from standardwebhooks import Webhook
 
+from eventshop import bootstrap
 from eventshop.webhooks import open_webhooks
 from projections.engine.tables import LostOwnership
 from projections.webhooks.integration import TOPICS, TYPES
+from tests.conftest import settings_for
 from tests.hardening.conftest import ALICE, STAFF, World
+from tests.projections.support import ADDRESS
 from tests.webhooks.conftest import (
     ADMIN,
     ATTEMPTS,
+    FAST,
     Receiver,
     caught_up,
     deliveries,
@@ -165,3 +171,29 @@ def test_an_unsubscribed_url_gets_nothing_more(client: TestClient, receiver: Rec
     assert len(receiver.requests) == 1
     body = json.loads(receiver.requests[0].body)
     assert body["sequence"] > subscription["position"]
+
+
+def test_eventshop_worker_delivers(sqlite_url: str, tmp_path: Path, receiver: Receiver) -> None:
+    """The worker's body (``eventshop worker``) runs the deliverer too."""
+    settings = settings_for(sqlite_url, var_dir=tmp_path, **FAST)
+    with bootstrap.open_shop(settings) as shop:
+        read_side = bootstrap.open_read_side(settings, shop)
+        webhooks = open_webhooks(settings, read_side)
+        _, secret = webhooks.subscribe(receiver.url, [PLACED])
+        webhooks.close()
+        read_side.close()
+        stop = threading.Event()
+        worker = threading.Thread(target=bootstrap.run_worker, args=(settings, shop, stop))
+        worker.start()
+        try:
+            shop.add_product("MUG-1", "Mug", "5.00")
+            shop.receive_stock("MUG-1", 1)
+            cart = shop.open_cart("ann").aggregate.id
+            shop.add_to_cart(cart, "MUG-1", 1)
+            order = shop.check_out(cart, ADDRESS, "ann@example.com").aggregate
+            wait_until(lambda: len(receiver.accepted) == 1)
+        finally:
+            stop.set()
+            worker.join()
+    (event,) = events(receiver, secret)
+    assert (event["type"], event["subject"]) == (PLACED, str(order.id))

@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from projections.webhooks.sender import DeliveryFailed, Message, Sender
 from projections.webhooks.targets import AllowList, NotAllowed
 from tests.api.conftest import reads_own_writes
+from tests.conftest import settings_for
 from tests.hardening.conftest import World, make_app
 from tests.webhooks.conftest import (
     ADMIN,
@@ -57,6 +59,20 @@ def test_a_url_outside_the_allow_list_is_refused(url: str) -> None:
     with pytest.raises(Exception, match="webhook URL") as refused:
         allow.check_url(url)
     assert getattr(refused.value, "field", None) == "url"
+
+
+def test_the_allow_list_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    variable = "EVENTSHOP_WEBHOOK_ALLOWED_HOSTS"
+    monkeypatch.setenv(variable, "hooks.example.org, *.Example.net,10.0.0.0/8,::1")
+    assert settings_for("memory://").webhook_allowed_hosts == [
+        "hooks.example.org",
+        "*.example.net",
+        "10.0.0.0/8",
+        "::1/128",
+    ]
+    monkeypatch.setenv(variable, "hooks.example.org,not a host")
+    with pytest.raises(ValidationError, match="not a host name"):
+        settings_for("memory://")
 
 
 def test_names_domains_addresses_and_networks_are_allowed() -> None:
