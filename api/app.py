@@ -28,12 +28,14 @@ from api.routers import (
     projections,
     reports,
     stock,
+    webhooks,
 )
 from commands import idempotency
 from commands.service import Shop
 from eventshop.bootstrap import open_auditor, open_read_side, open_shop, signing_key, trusted_keys
 from eventshop.processes import open_processes
 from eventshop.settings import Settings
+from eventshop.webhooks import open_webhooks
 from projections import ReadSide
 from projections.audit.issuer import ReceiptIssuer
 from projections.audit.receipts import Signer
@@ -81,6 +83,7 @@ def create_app(
     issuer = ReceiptIssuer(
         auditor, Signer(key), settings.audit_receipt_events, settings.audit_receipt_seconds
     )
+    the_webhooks = open_webhooks(settings, the_read_side)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -89,11 +92,13 @@ def create_app(
             the_read_side.start()
             processes = open_processes(settings.database_url, the_shop, the_read_side)
             processes.start()
+            the_webhooks.start()
         the_shop.observers.append(issuer)
         issuer.start()
         try:
             yield
         finally:
+            the_webhooks.close()
             issuer.close()
             the_shop.observers.remove(issuer)
             if processes is not None:
@@ -119,6 +124,7 @@ def create_app(
     app.state.auditor = auditor
     app.state.receipts = issuer
     app.state.trusted_keys = trusted_keys(settings)
+    app.state.webhooks = the_webhooks
     errors.install(app)
     request_metrics = observability.install(app, the_shop)
     # The one middleware of ours (request id, body limit, metrics, access log): added
@@ -136,6 +142,7 @@ def create_app(
         audit,
         projections,
         integration,
+        webhooks,
     )
     for module in routers:
         app.include_router(module.router)

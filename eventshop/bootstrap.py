@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from commands.service import Shop
 from eventshop.processes import PROCESSES, open_processes
 from eventshop.settings import Settings
+from eventshop.webhooks import open_webhooks
 from eventstore.database import migration_lock
 from eventstore.url import POSTGRES_OPTIONS, StoreURL
 from projections import MODELS, ReadSide, build_read_side
@@ -203,8 +204,10 @@ def migrate(settings: Settings) -> LinkReport | None:
     # forever on PostgreSQL (a session advisory lock, asked for on a second connection).
     shop = open_unlinked_shop(settings)
     try:
-        open_read_side(settings, shop).close()
         open_read_side(settings, shop, models=(PublisherState,)).close()
+        read_side = open_read_side(settings, shop)
+        open_webhooks(settings, read_side).close()
+        read_side.close()
         open_auditor(shop)
     finally:
         shop.close()
@@ -228,16 +231,18 @@ def open_publisher(
 def run_worker(settings: Settings, shop: Shop, stop_event: threading.Event) -> None:
     """The body of ``eventshop worker`` until ``stop_event`` is set: feed every read
     model and the process managers' timers (each where this process gets its lock),
-    fire the due timers through ``shop``, and publish the integration events to NATS
-    JetStream when ``settings.nats_url`` is set (one publisher at a time)."""
+    fire the due timers through ``shop``, deliver webhooks, and publish the integration
+    events to NATS JetStream when ``settings.nats_url`` is set (one publisher at a time)."""
     if settings.database_url.is_memory:
         raise ValueError("a worker needs a shared store: sqlite:// or postgresql://, not memory://")
     read_side = open_read_side(settings, shop)
     processes = open_processes(settings.database_url, shop, read_side)
     publisher = open_publisher(settings) if settings.nats_url else None
+    webhooks = open_webhooks(settings, read_side)
     try:
         read_side.start()
         processes.start()
+        webhooks.start()
         if publisher is not None:
             publisher.start()
         logging.getLogger("eventshop.projections").info(
@@ -247,5 +252,6 @@ def run_worker(settings: Settings, shop: Shop, stop_event: threading.Event) -> N
     finally:
         if publisher is not None:
             publisher.close()
+        webhooks.close()
         processes.stop()
         read_side.close()

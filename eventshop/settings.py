@@ -7,13 +7,25 @@ import secrets
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, PlainValidator, SecretStr, model_validator
+from pydantic import BeforeValidator, Field, PlainValidator, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from domain.values import DEFAULT_CURRENCY
 from eventstore.url import DEFAULT_URL, StoreURL, store_url
+from projections.webhooks.targets import parse_entry
 
 DatabaseURL = Annotated[StoreURL, NoDecode, PlainValidator(store_url)]
+
+
+def _hosts(value: object) -> list[str]:
+    """A comma-separated list (or a list) of allow-list entries, each checked."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ValueError("must be a comma-separated list of hosts, addresses or networks")
+    return [parse_entry(str(item)) for item in items if str(item).strip()]
+
+
+AllowedHosts = Annotated[list[str], NoDecode, BeforeValidator(_hosts)]
 
 
 class Settings(BaseSettings):
@@ -109,6 +121,26 @@ class Settings(BaseSettings):
     stock_low_thresholds: dict[str, int] = Field(
         default_factory=dict,
         description='per-SKU thresholds, as JSON: {"MUG-1": 20}',
+    )
+    webhook_allowed_hosts: AllowedHosts = Field(
+        default_factory=list,
+        description="where webhooks may be sent, comma-separated: host names, *.domain,"
+        " addresses, networks (CIDR); none: no webhook can be subscribed",
+    )
+    webhook_attempts: int = Field(
+        default=8, ge=1, le=100, description="attempts of a webhook delivery before it is parked"
+    )
+    webhook_first_wait_seconds: float = Field(
+        default=1.0, gt=0, le=3600, description="wait before a webhook's second attempt (doubles)"
+    )
+    webhook_max_wait_seconds: float = Field(
+        default=600.0, gt=0, le=86400, description="longest wait between two webhook attempts"
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="to connect, send, and for the answer"
+    )
+    webhook_poll_seconds: float = Field(
+        default=0.5, gt=0, le=60, description="how often a caught-up webhook looks for events"
     )
 
     @model_validator(mode="after")

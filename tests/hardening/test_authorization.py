@@ -28,6 +28,7 @@ from starlette.types import Message
 from api.auth import Principal
 from projections.engine import parking
 from projections.engine.parking import ParkedEvent
+from projections.webhooks import Delivery
 from tests.api.conftest import Headers, bearer, reads_own_writes
 from tests.hardening.conftest import (
     ADMIN,
@@ -86,6 +87,15 @@ class Row:
 
 def _new_product(t: dict[str, Any]) -> dict[str, Any]:
     return {"sku": f"NEW-{uuid.uuid4().hex[:8].upper()}", "name": "New", "price": "1.00"}
+
+
+# Port 9 (discard): nothing listens, and deliveries are parked at the first attempt.
+WEBHOOK = {"url": "http://127.0.0.1:9/hooks", "event_types": ["eventshop.order.paid"]}
+WEBHOOK_SETTINGS: dict[str, Any] = {
+    "webhook_allowed_hosts": ["127.0.0.1"],
+    "webhook_attempts": 1,
+    "webhook_poll_seconds": 5.0,
+}
 
 
 def _payment(t: dict[str, Any]) -> dict[str, Any]:
@@ -177,6 +187,17 @@ TABLE = [
     Row("GET", "/api/audit/receipts", only(200, "auditor")),
     Row("POST", "/api/audit/receipts", only(201, "auditor")),
     Row("GET", "/api/audit/public-key", only(200, *SIGNED_IN)),
+    Row("POST", "/api/webhooks", only(201, "admin"), body=lambda t: WEBHOOK),
+    Row("GET", "/api/webhooks", only(200, "admin")),
+    Row("GET", "/api/webhooks/{webhook}", only(200, "admin"), "webhook"),
+    Row("DELETE", "/api/webhooks/{webhook}", only(204, "admin"), "webhook"),
+    Row("GET", "/api/webhooks/{webhook}/deliveries", only(200, "admin"), "webhook"),
+    Row(
+        "POST",
+        "/api/webhooks/{webhook}/deliveries/{delivery}/redeliver",
+        only(202, "admin"),
+        "delivery",
+    ),
 ]
 
 CELLS = [
@@ -188,7 +209,7 @@ CELLS = [
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
     folder: Path = tmp_path_factory.mktemp("matrix")
-    the_app = make_app(f"sqlite:///{folder / 'shop.db'}", folder)
+    the_app = make_app(f"sqlite:///{folder / 'shop.db'}", folder, **WEBHOOK_SETTINGS)
     yield the_app
     the_app.state.shop.close()
 
@@ -216,6 +237,8 @@ def build(world: World, target: str) -> dict[str, Any]:
         return {"name": "customers"}
     if target == "parked":
         return park(world)
+    if target in ("webhook", "delivery"):
+        return webhook(world, delivered=target == "delivery")
     if target == "customer":
         world.order("placed")
         return {"customer": "alice"}
@@ -235,6 +258,18 @@ def park(world: World) -> dict[str, Any]:
     with sales.view.writing() as cursor:
         parking.write(sales.view, cursor, "sales", [ParkedEvent.of(event, "parked by a test")])
     return {"name": "sales", "position": position}
+
+
+def webhook(world: World, delivered: bool) -> dict[str, Any]:
+    """A fresh subscription (and a parked delivery of it, recorded by hand)."""
+    webhooks = world.client.app.state.webhooks  # type: ignore[attr-defined]
+    subscription, _ = webhooks.subscribe(WEBHOOK["url"], WEBHOOK["event_types"])
+    target = {"webhook": subscription.id}
+    if delivered:
+        delivery = Delivery(str(uuid.uuid4()), 1, "eventshop.order.paid", "parked", 1)
+        webhooks.store.note(subscription.id, subscription.position, delivery)
+        target["delivery"] = delivery.id
+    return target
 
 
 def first_status(app: FastAPI, method: str, path: str, query: str, headers: Headers) -> int:
@@ -314,7 +349,9 @@ def test_the_matrix_covers_every_route(app: FastAPI) -> None:
             row.method,
             row.path.replace("{cart}", "{cart_id}")
             .replace("{order}", "{order_id}")
-            .replace("{customer}", "{customer_id}"),
+            .replace("{customer}", "{customer_id}")
+            .replace("{webhook}", "{subscription_id}")
+            .replace("{delivery}", "{delivery_id}"),
         )
         for row in TABLE
     }
