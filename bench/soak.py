@@ -4,7 +4,7 @@
 the shop on it (read models fed in the server's process) and, in each cycle:
 
 1. drives mixed traffic from client threads (products, receipts, carts, items,
-   checkouts, payments, shipments, deliveries, cancellations; ``bench/survival.py``),
+   checkouts, payments, shipments, deliveries, cancellations; ``bench/traffic.py``),
    each command with an Idempotency-Key that is also its request id, every
    acknowledged answer recorded with its key and position. The concurrent saves are
    written in shared transactions (group commit), so the kill lands in those;
@@ -33,15 +33,14 @@ import signal
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import database, free_port, opened, settings_for
 from bench.survival import (
-    Ledger,
     Processes,
-    Traffic,
     check_ledger,
     check_log,
     check_read_models,
@@ -49,7 +48,10 @@ from bench.survival import (
     running,
     server_env,
 )
+from bench.traffic import Ledger, Traffic
+from commands.service import Shop
 from eventshop import bootstrap
+from projections import ReadSide
 
 # Seconds of traffic before the kill, drawn at random; and after the restart, before
 # the traffic stops for the checks (the retried commands and a few new ones).
@@ -57,18 +59,7 @@ KILL_AFTER = (0.5, 1.5)
 AFTER_RESTART = 0.3
 STAFF = 3
 CUSTOMERS = 5
-# Every command the soak acknowledges is of one of these kinds.
-KINDS = (
-    "product",
-    "receipt",
-    "cart",
-    "item",
-    "checkout",
-    "payment",
-    "shipment",
-    "delivery",
-    "cancellation",
-)
+MAX_COMMANDS = 5_000
 
 
 @dataclass(frozen=True)
@@ -92,7 +83,7 @@ class Cycle:
         return (
             f"cycle {self.number:>2}/{cycles}: SIGKILL after {self.killed_after:.2f}s"
             f" ({self.acked_at_kill} acked by then); {self.acked} acked in all,"
-            f" {self.retried} retries after broken connections, {self.refused} refused (409);"
+            f" {self.retried} retries after broken connections, {self.refused} refused;"
             f" log {self.events} events; {found}; {self.seconds:.1f}s"
         )
 
@@ -104,7 +95,7 @@ def soak(
     *,
     staff: int = STAFF,
     customers: int = CUSTOMERS,
-    max_commands: int = 5_000,
+    max_commands: int = MAX_COMMANDS,
     seed: int | None = None,
     echo: Callable[[str], None] = print,
 ) -> tuple[list[Cycle], Ledger]:
@@ -138,11 +129,7 @@ def soak(
                 time.sleep(AFTER_RESTART)
             failure, events, verified = None, 0, ""
             try:
-                check_ledger(ledger)
-                events = check_log(shop, ledger)
-                # The rebuild needs tables of its own each time, else it resumes the last.
-                check_read_models(shop, read_side, url, prefix=f"rb{number}_")
-                verified = check_verify(shop_env)
+                events, verified = checked(shop, read_side, url, ledger, shop_env, number)
             except AssertionError as error:
                 failure = f"FAILED: {error}"
             cycle = Cycle(
@@ -165,21 +152,36 @@ def soak(
     return done, ledger
 
 
+def checked(
+    shop: Shop, read_side: ReadSide, url: str, ledger: Ledger, env: dict[str, str], number: int
+) -> tuple[int, str]:
+    """The checks after cycle ``number`` (AssertionError if one fails): how many events the
+    log holds, and what audit verify said."""
+    check_ledger(ledger)
+    events = check_log(shop, ledger)
+    # The rebuild needs tables of its own each time, else it resumes the last one.
+    check_read_models(shop, read_side, url, prefix=f"rb{number}_")
+    return events, check_verify(env)
+
+
 def summary(cycles: list[Cycle], wanted: int, ledger: Ledger, seconds: float) -> str:
     failed = [cycle for cycle in cycles if cycle.failure]
     kinds = ledger.kinds()
-    mix = ", ".join(f"{kinds[kind]} {kind}" for kind in KINDS)
-    head = (
-        f"FAILED at cycle {failed[0].number} of {wanted}"
-        if failed
-        else f"OK: {wanted} cycles, {wanted} SIGKILLs"
-    )
+    mix = ", ".join(f"{kinds[kind]} {kind}" for kind in Traffic.KINDS)
+    counted = Counter(f"{kind} {status}" for kind, status, _ in ledger.refused)
+    refused = ", ".join(f"{n} {what}" for what, n in counted.most_common()) or "none"
+    if failed:
+        head = f"FAILED at cycle {failed[0].number} of {wanted} (checks passed after the others)"
+    else:
+        head = (
+            f"OK: {len(cycles)} cycles, {len(cycles)} SIGKILLs; after each one every"
+            " acknowledged command was in the log once, the read models equalled a rebuild"
+            " and audit verify passed"
+        )
     return (
-        f"{head}: {len(ledger.acks)} commands acknowledged ({mix}),"
-        f" {len(ledger.refused)} refused (409), {ledger.connection_errors} retries after"
-        f" broken connections; every acknowledged command in the log once, read models equal"
-        f" to a rebuild and audit verify OK after {len(cycles) - len(failed)} cycle(s);"
-        f" {seconds:.0f}s"
+        f"{head}. {len(ledger.acks)} commands acknowledged ({mix});"
+        f" {len(ledger.refused)} refused ({refused});"
+        f" {ledger.connection_errors} retries after broken connections; {seconds:.0f}s"
     )
 
 
@@ -189,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--staff", type=int, default=STAFF, help="staff client threads")
     parser.add_argument("--customers", type=int, default=CUSTOMERS, help="customer threads")
     parser.add_argument(
-        "--max-commands", type=int, default=5_000, help="commands sent per cycle, at most"
+        "--max-commands", type=int, default=MAX_COMMANDS, help="commands sent per cycle, at most"
     )
     parser.add_argument("--seed", type=int, help="of the kill moments")
     args = parser.parse_args(argv)

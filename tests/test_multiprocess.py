@@ -32,18 +32,16 @@ from bench.common import SECRET, free_port, opened
 from bench.survival import (
     EVENTSHOP,
     START_TIMEOUT,
-    Ledger,
     Processes,
-    Traffic,
     answered,
     check_ledger,
     check_log,
     check_read_models,
-    http_client,
     running,
     server_env,
     wait_until,
 )
+from bench.traffic import Ledger, Traffic, http_client
 from cli.main import WORKER_ALIVE_FILE
 from eventstore.url import StoreURL
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench import soak
+from bench.traffic import Traffic
 
 CYCLES = 3
 
@@ -34,4 +35,4 @@ def test_acknowledged_commands_survive_sigkills_under_mixed_load(
     assert all(c.retried for c in cycles), cycles
     # Mixed: every kind of command the issue names was acknowledged.
     kinds = ledger.kinds()
-    assert all(kinds[kind] for kind in soak.KINDS if kind != "delivery"), kinds
+    assert all(kinds[kind] for kind in Traffic.KINDS if kind != "delivery"), kinds
