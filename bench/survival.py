@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 from typer.testing import CliRunner
 
+from api.auth import mint
 from bench.common import SECRET, dumps, rebuilt
 from bench.traffic import Ledger, http_client
 from cli.main import app as cli
@@ -201,13 +202,19 @@ def check_read_models(shop: Shop, read_side: ReadSide, url: str, prefix: str = "
     )
 
 
-def check_verify(env: dict[str, str]) -> str:
-    """``eventshop audit verify`` exits 0 on the store ``env`` names; its output.
+def check_verify(base_url: str, env: dict[str, str], head: int) -> str:
+    """The server signs a receipt of the log's end (``POST /api/audit/receipts``), then
+    ``eventshop audit verify`` on the store ``env`` names exits 0, *verified*: every
+    event's hash link recomputed from position 1 matches, and every receipt (the server's
+    periodic ones and this one) verifies. Its output.
 
     The CLI's own command, run in this process: a process of its own would add seconds
-    of start-up to every check. It recomputes the hash chain from position 1 and compares
-    it with the checkpoints kept so far (and keeps new ones).
+    of start-up to every check.
     """
+    with http_client(base_url, mint(SECRET, "auditor-1", ["auditor"])) as http:
+        response = http.post("/api/audit/receipts")
+    assert response.status_code == 201, f"receipt: {response.status_code} {response.text}"
+    assert response.json()["position"] == head, f"receipt at {response.json()}, head {head}"
     result = CliRunner().invoke(cli, ["audit", "verify"], env=env)
     output = " ".join(result.output.split())
     assert result.exit_code == 0, f"audit verify exited {result.exit_code}: {output}"
