@@ -48,8 +48,8 @@ test: $(TEST_STAMP)  ## lint, type check, then the whole test suite (needs Postg
 test-quick: $(TEST_STAMP)  ## the tests that need no PostgreSQL and are not slow
 	$(VENV)/bin/pytest -q -m "not postgres and not slow"
 
-soak: $(TEST_STAMP)  ## the slower runs: 20 SIGKILLs of the server during group commits, deeper fuzzing
-	EVENTSHOP_KILL_ROUNDS=20 $(VENV)/bin/pytest -q -n0 tests/test_kill_during_batch.py
+soak: $(TEST_STAMP)  ## the slower runs: 20 cycles of SIGKILL under mixed load, restart and checks; deeper fuzzing
+	$(PY) -m bench.soak --cycles 20
 	EVENTSHOP_FUZZ_EXAMPLES=200 $(VENV)/bin/pytest -q tests/hardening/test_fuzz.py
 
 lint: $(TEST_STAMP)

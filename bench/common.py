@@ -1,6 +1,7 @@
-"""What the benchmarks share: a throw-away PostgreSQL database, a Shop on it, the API
-served by uvicorn in a process of its own, bulk appends of domain-made events, and
-latency statistics."""
+"""What the benchmarks share: a throw-away PostgreSQL database, a Shop and its read side
+on it, read models dumped and rebuilt from scratch (to compare them), the API served by
+uvicorn in a process of its own, bulk appends of domain-made events, and latency
+statistics."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from commands.service import Shop
 from eventshop import bootstrap
 from eventshop.settings import Settings
 from eventstore.url import StoreURL
+from projections import ReadSide
 
 ADMIN_URL = os.environ.get(
     "EVENTSHOP_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -99,6 +101,39 @@ def settings_for(url: str) -> Settings:
 def open_shop(url: str, **env: str) -> Shop:
     """A Shop on ``url`` opened by the composition root, as the API opens it."""
     return bootstrap.open_shop(settings_for(url), **env)
+
+
+@contextlib.contextmanager
+def opened(url: str, **options: Any) -> Iterator[tuple[Shop, ReadSide]]:
+    """A shop and its read side (not started) on ``url``, both closed afterwards."""
+    StoreURL.parse(url).prepare()
+    shop = open_shop(url, POSTGRES_POOL_SIZE="2")
+    read_side = bootstrap.open_read_side(settings_for(url), shop, **options)
+    try:
+        yield shop, read_side
+    finally:
+        read_side.close()
+        shop.close()
+
+
+def dumps(read_side: ReadSide) -> dict[str, Any]:
+    """Every row of every read model."""
+    return {name: read_side.projection(name).dump() for name in read_side.names}
+
+
+def rebuilt(shop: Shop, url: str, prefix: str = "rb_", batch_size: int = 7) -> dict[str, Any]:
+    """The read models built from scratch from the whole log, in tables of their own next
+    to the live ones (``prefix``: a prefix used before continues where it stopped)."""
+    read_side = bootstrap.open_read_side(
+        settings_for(url), shop, prefix=prefix, batch_size=batch_size
+    )
+    try:
+        read_side.start()
+        if not read_side.wait_for(None, shop.head(), timeout=60):
+            raise AssertionError(f"the rebuild {prefix!r} did not reach the head in 60 s")
+        return dumps(read_side)
+    finally:
+        read_side.close()
 
 
 def bulk_append(shop: Shop, events: Iterable[DomainEventProtocol[Any]], chunk: int = CHUNK) -> int:

@@ -15,14 +15,16 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+# Re-exported: the benchmarks and the soak (bench/) open, dump and rebuild read models too.
+from bench.common import dumps as dumps
+from bench.common import opened as opened
+from bench.common import rebuilt as rebuilt
 from commands.service import Shop
 from domain.errors import DomainError
 from domain.order import CANCELLED
 from domain.values import Address
-from eventshop.bootstrap import open_read_side
-from eventstore.url import StoreURL
 from projections import ReadSide
-from tests.conftest import SchemaPool, open_shop, settings_for
+from tests.conftest import SchemaPool
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDRESS = Address(name="Ada", line1="1 Main St", city="Berlin", postal_code="10115", country="DE")
@@ -45,35 +47,6 @@ def fresh_store(kind: str, schemas: SchemaPool | None) -> Iterator[str]:
         yield url
     finally:
         schemas.give_back(url, "a hypothesis example")
-
-
-@contextlib.contextmanager
-def opened(url: str, **options: Any) -> Iterator[tuple[Shop, ReadSide]]:
-    """A shop and its read side (not started), both closed afterwards."""
-    StoreURL.parse(url).prepare()
-    shop = open_shop(url, POSTGRES_POOL_SIZE="2")
-    read_side = open_read_side(settings_for(url), shop, **options)
-    try:
-        yield shop, read_side
-    finally:
-        read_side.close()
-        shop.close()
-
-
-def dumps(read_side: ReadSide) -> dict[str, Any]:
-    """Every row of every read model."""
-    return {name: read_side.projection(name).dump() for name in read_side.names}
-
-
-def rebuilt(shop: Shop, url: str, prefix: str = "rb_", batch_size: int = 7) -> dict[str, Any]:
-    """The read models built from scratch from the whole log, next to the live ones."""
-    read_side = open_read_side(settings_for(url), shop, prefix=prefix, batch_size=batch_size)
-    try:
-        read_side.start()
-        assert read_side.wait_for(None, shop.head(), timeout=60)
-        return dumps(read_side)
-    finally:
-        read_side.close()
 
 
 def event_count(shop: Shop) -> int:
