@@ -28,6 +28,7 @@ from eventshop import bootstrap
 from eventshop.settings import Settings
 from eventstore.url import StoreURL
 from projections import ReadSide
+from projections.engine.base import ReadModel
 
 ADMIN_URL = os.environ.get(
     "EVENTSHOP_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -121,11 +122,17 @@ def dumps(read_side: ReadSide) -> dict[str, Any]:
     return {name: read_side.projection(name).dump() for name in read_side.names}
 
 
-def rebuilt(shop: Shop, url: str, prefix: str = "rb_", batch_size: int = 7) -> dict[str, Any]:
+def rebuilt(
+    shop: Shop,
+    url: str,
+    prefix: str = "rb_",
+    batch_size: int = 7,
+    models: Sequence[type[ReadModel]] = bootstrap.READ_MODELS,
+) -> dict[str, Any]:
     """The read models built from scratch from the whole log, in tables of their own next
     to the live ones (``prefix``: a prefix used before continues where it stopped)."""
     read_side = bootstrap.open_read_side(
-        settings_for(url), shop, prefix=prefix, batch_size=batch_size
+        settings_for(url), shop, prefix=prefix, batch_size=batch_size, models=models
     )
     try:
         read_side.start()

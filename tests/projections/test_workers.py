@@ -8,6 +8,7 @@ from collections import Counter
 import psycopg
 
 from eventstore.url import StoreURL
+from projections import MODELS
 from tests.projections.support import (
     World,
     applied,
@@ -32,7 +33,9 @@ def held_advisory_locks(url: str) -> int:
 
 
 def test_two_workers_never_both_apply_an_event_and_one_takes_over(pg_url: str) -> None:
-    with opened(pg_url) as (shop, read_side):  # this process only reads, like the API
+    # This process only reads, like the API; the workers (``python -m projections``) feed
+    # the shop's read models, not the process managers' timers.
+    with opened(pg_url, models=MODELS) as (shop, read_side):
         world = World(shop)
         world.seed(30)
         workers = {name: spawn_worker(pg_url, "--worker-id", name) for name in ("A", "B")}
@@ -65,7 +68,7 @@ def test_two_workers_never_both_apply_an_event_and_one_takes_over(pg_url: str) -
                 "the survivor's heartbeat on every read model",
             )
             assert set(applied(read_side).values()) == {event_count(shop)}
-            assert dumps(read_side) == rebuilt(shop, pg_url)
+            assert dumps(read_side) == rebuilt(shop, pg_url, models=MODELS)
         finally:
             for process in workers.values():
                 stop_worker(process)
