@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from commands.service import Shop
 from eventshop.processes import PROCESSES, open_processes
 from eventshop.settings import Settings
-from eventshop.webhooks import open_webhooks
+from eventshop.webhooks import open_webhooks, stock_thresholds
 from eventstore.database import migration_lock
 from eventstore.url import POSTGRES_OPTIONS, StoreURL
 from projections import MODELS, ReadSide, build_read_side
@@ -27,7 +27,6 @@ from projections.audit import receipts
 from projections.audit.auditor import BATCH, CHECKPOINT_EVERY, Auditor
 from projections.audit.links import LinkReport
 from projections.engine.base import ReadModel
-from projections.integration.events import Thresholds
 from projections.integration.jetstream import Publisher, PublisherState, Target
 
 READ_MODELS: tuple[type[ReadModel], ...] = (*MODELS, *PROCESSES)
@@ -223,9 +222,8 @@ def open_publisher(
         if not settings.nats_url:
             raise ValueError("no NATS server to publish to: set EVENTSHOP_NATS_URL")
         target = Target(settings.nats_url, source=settings.event_source)
-    thresholds = Thresholds(settings.stock_low_threshold, settings.stock_low_thresholds)
     state = open_read_side(settings, models=(PublisherState,))
-    return Publisher(state, target, thresholds, **options)
+    return Publisher(state, target, stock_thresholds(settings), **options)
 
 
 def run_worker(settings: Settings, shop: Shop, stop_event: threading.Event) -> None:

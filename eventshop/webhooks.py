@@ -12,6 +12,7 @@ from eventstore.database import advisory_key, migration_lock
 from eventstore.url import StoreURL
 from projections import ReadSide
 from projections.engine.locks import AdvisoryLocks, FileLocks, LockKeeper
+from projections.integration.events import Thresholds
 from projections.webhooks import Webhooks
 from projections.webhooks.delivery import LOCK, Deliverer, Policy
 from projections.webhooks.sender import Sender
@@ -40,8 +41,15 @@ def open_webhooks(settings: Settings, read_side: ReadSide) -> Webhooks:
         Sender(allow, settings.webhook_timeout_seconds),
         _locks(settings.database_url),
         policy,
+        thresholds=stock_thresholds(settings),
+        event_source=settings.event_source,
     )
     return Webhooks(store, source, allow, deliverer)
+
+
+def stock_thresholds(settings: Settings) -> Thresholds:
+    """When a SKU is low on stock: the same for webhooks as for the JetStream publisher."""
+    return Thresholds(settings.stock_low_threshold, settings.stock_low_thresholds)
 
 
 def _locks(store: StoreURL) -> LockKeeper:

@@ -11,8 +11,8 @@ from pydantic import BaseModel, Field
 from api.auth import Principal
 from api.deps import Page, require
 from api.errors import problem_responses
+from projections.integration.events import EVENT_TYPES
 from projections.webhooks import Webhooks
-from projections.webhooks.integration import TYPES
 
 router = APIRouter(prefix="/api/webhooks", tags=["integration"])
 Admin = Annotated[Principal, Depends(require("admin"))]
@@ -22,9 +22,12 @@ SubscriptionId = Annotated[
 ]
 DeliveryId = Annotated[
     str,
-    Path(pattern=r"^[0-9a-f-]{36}$", description="the delivery's `webhook-id`"),
+    Path(
+        pattern=r"^[0-9a-f-]{36}(/[0-9]+)?$",
+        description="the delivery's `webhook-id`: the CloudEvent's id, `<aggregate id>/<version>`",
+    ),
 ]
-EventType = Literal[TYPES]  # type: ignore[valid-type]
+EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
 
 
 def get_webhooks(request: Request) -> Webhooks:
@@ -39,7 +42,7 @@ class NewSubscription(BaseModel):
         max_length=2048,
         description="http(s) URL on a host EVENTSHOP_WEBHOOK_ALLOWED_HOSTS allows",
     )
-    event_types: list[EventType] = Field(min_length=1, max_length=len(TYPES))
+    event_types: list[EventType] = Field(min_length=1, max_length=len(EVENT_TYPES))
     secret: str | None = Field(
         default=None,
         max_length=200,
@@ -51,7 +54,12 @@ class SubscriptionView(BaseModel):
     id: str
     url: str
     event_types: list[str]
-    position: int = Field(description="the last log position delivered (or passed) to it")
+    position: int = Field(
+        description="how far its deliveries have read the log (an event delivered, or passed)"
+    )
+    starts_after: int = Field(
+        description="the log's head when it was made: nothing at or before it is sent"
+    )
     created_at: str
     created_by: str | None
 
@@ -72,7 +80,9 @@ class SubscriptionPage(BaseModel):
 
 
 class DeliveryView(BaseModel):
-    id: str = Field(description="the `webhook-id` header: the same on every attempt")
+    id: str = Field(
+        description="the `webhook-id` header, the CloudEvent's `id`: the same on every attempt"
+    )
     position: int = Field(description="the event's position in the log")
     type: str
     status: Literal["delivered", "failing", "parked", "pending"]
@@ -153,7 +163,8 @@ def list_deliveries(
 
 
 @router.post(
-    "/{subscription_id}/deliveries/{delivery_id}/redeliver",
+    # The id holds a slash (``<aggregate id>/<version>``): a path of its own.
+    "/{subscription_id}/deliveries/{delivery_id:path}/redeliver",
     status_code=202,
     response_model=DeliveryView,
     summary="Send a parked (or delivered) delivery again, before the subscription's next"

@@ -48,6 +48,8 @@ TYPES = (
     "stock.low",
     "stock.depleted",
 )
+EVENT_TYPES = tuple(TYPE_PREFIX + name for name in TYPES)
+"""Every CloudEvent ``type``, e.g. ``eventshop.order.placed`` (what a webhook subscribes to)."""
 
 
 def dataschema(name: str) -> str:

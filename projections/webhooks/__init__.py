@@ -3,10 +3,11 @@
 ``Webhooks`` is what the API (admin only) and the composition root use: subscribe,
 list, unsubscribe, list a subscription's deliveries, ask for one again; ``start()``
 delivers in threads of this process (``delivery.py``), ``stop()`` stops. What is sent
-comes from ONE function, ``integration.integration_events`` (the seam with the shop's
-integration-event contract); where it may be sent, from the operator's allow-list
+is the shop's one integration-event contract (``projections/integration``: the same
+CloudEvents as on NATS JetStream); where it may be sent, from the operator's allow-list
 (``targets.py``); each request is signed per the Standard Webhooks specification
-(``sender.py``); positions and outcomes are kept like a read model's (``store.py``).
+(``sender.py``); positions, translator state and outcomes are kept like a read model's
+(``store.py``).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from domain.errors import InvalidValue
 from projections.engine.base import stamp
 from projections.engine.feed import Source
 from projections.engine.pagination import Keyset
+from projections.integration.events import EVENT_TYPES
 from projections.webhooks.delivery import Deliverer
-from projections.webhooks.integration import TYPES
 from projections.webhooks.store import Delivery, Status, Subscription, WebhookStore
 from projections.webhooks.targets import AllowList
 
@@ -53,20 +54,26 @@ class Webhooks:
     ) -> tuple[Subscription, str]:
         """Subscribe ``url`` to these integration event types from the next event of the
         log on; the subscription and its secret (``secret``, or a new one). 422 for a
-        URL the allow-list refuses, an unknown type, or a malformed secret."""
+        URL the allow-list refuses, an unknown type, or a malformed secret.
+
+        Its position starts at 0: the deliverer derives its translator's state from the
+        log up to the head of now, sending nothing of it (``starts_after``)."""
         target = self.allow.check_url(url)
         types = tuple(dict.fromkeys(event_types))
-        if not types or any(t not in TYPES for t in types):
-            raise InvalidValue("event_types", f"event_types must be some of {', '.join(TYPES)}")
+        if not types or any(t not in EVENT_TYPES for t in types):
+            raise InvalidValue(
+                "event_types", f"event_types must be some of {', '.join(EVENT_TYPES)}"
+            )
         secret = _checked_secret(secret) if secret is not None else _new_secret()
         subscription = Subscription(
             id=str(uuid.uuid4()),
             url=target.url,
             event_types=types,
             secret=secret,
-            position=self.source.head(),
+            position=0,
             created_at=stamp(datetime.now(UTC)),
             created_by=by,
+            starts_after=self.source.head(),
         )
         self.store.add(subscription)
         return subscription, secret

@@ -1,5 +1,10 @@
 """The deliverer: follows the log for every webhook subscription, like a read model.
 
+What it sends is the shop's integration-event contract (``projections/integration``):
+each subscription has its own :class:`Translator`, whose state is stored with the
+subscription's position (``store.py``), so a receiver gets the very CloudEvents the
+JetStream publisher sends, byte for byte.
+
 One process at a time delivers (the engine's locks: a PostgreSQL advisory lock, or a
 lock file next to a SQLite database; another process takes over when it dies). In it,
 each subscription has a thread of its own, so that a receiver being retried holds up
@@ -11,22 +16,21 @@ A failed attempt (no answer, a non-2xx answer, a redirect, a target the allow-li
 refuses) is tried again after a wait that doubles, with jitter (``eventstore/retry.py``);
 after ``attempts`` the delivery is *parked* and the subscription goes on with the next
 event. A parked (or delivered) delivery asked to be sent again is sent before any new
-event, rebuilt from the log with the same ``webhook-id``.
+event, with the same ``webhook-id`` and the body it was first sent with.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from eventstore.retry import Stopped, on_transient
 from projections.engine.feed import Source
 from projections.engine.locks import LockKeeper
 from projections.engine.tables import LostOwnership
-from projections.webhooks.integration import TOPICS, integration_events
+from projections.integration.events import DEFAULT_SOURCE, TOPICS, Thresholds, Translator
 from projections.webhooks.sender import DeliveryFailed, Message, Sender
 from projections.webhooks.store import (
     DELIVERED,
@@ -68,17 +72,22 @@ class Deliverer:
         locks: LockKeeper,
         policy: Policy,
         *,
-        events: Callable[[Any, int], list[dict[str, Any]]] = integration_events,
+        thresholds: Thresholds | None = None,
+        event_source: str = DEFAULT_SOURCE,
     ) -> None:
         self.store = store
         self.source = source
         self.sender = sender
         self.locks = locks
         self.policy = policy
-        self.events = events
+        self.thresholds = thresholds or Thresholds()
+        self.event_source = event_source
+        """The CloudEvents ``source`` (the publisher's, so both channels send the same)."""
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._followers: dict[str, tuple[threading.Thread, threading.Event]] = {}
+        self._translators: dict[str, tuple[int, Translator]] = {}
+        """Each subscription's translator, at the position it was stored with."""
 
     # --- control -------------------------------------------------------------------------
 
@@ -126,6 +135,7 @@ class Deliverer:
         for sid in ids:
             thread, _ = self._followers.pop(sid)
             thread.join(timeout)
+            self._translators.pop(sid, None)
 
     def _follow(self, subscription_id: str, stop: threading.Event) -> None:
         while not (stop.is_set() or self._stopping.is_set()):
@@ -156,26 +166,40 @@ class Deliverer:
         head = self.source.head()
         if head <= position:
             return 0
+        translator = self._translator(subscription)
         notifications = self.source.read(position, self.policy.batch, stop=head, topics=TOPICS)
         for notification in notifications:
-            event = self.source.mapper.to_domain_event(notification)
-            wanted = [
-                Message.of(e)
-                for e in self.events(event, notification.id)
-                if e["type"] in subscription.event_types
-            ]
-            for i, message in enumerate(wanted):
-                outcome = self._send(subscription, position, message, stop)
-                if i < len(wanted) - 1:
-                    self.store.note(subscription_id, position, outcome)
-                else:
-                    self.store.advance(subscription_id, position, notification.id, outcome)
-                    position = notification.id
-        # Read up to the head: the events up to it that were not wanted are passed too.
+            domain_event = self.source.mapper.to_domain_event(notification)
+            # Every event goes through the translator, sent or not: its state must be
+            # the state at the position stored with it.
+            event = translator.translate(notification.id, domain_event)
+            if (
+                event is None
+                or notification.id <= subscription.starts_after
+                or event.type not in subscription.event_types
+            ):
+                continue
+            outcome = self._send(subscription, position, Message.of(event, self.event_source), stop)
+            self.store.advance(
+                subscription_id, position, notification.id, outcome, translator.changes()
+            )
+            position = notification.id
+        # Read up to the head: the events up to it that were not sent are passed too.
         through = head if len(notifications) < self.policy.batch else notifications[-1].id
         if through > position:
-            self.store.advance(subscription_id, position, through)
+            self.store.advance(subscription_id, position, through, None, translator.changes())
+            position = through
+        self._translators[subscription_id] = (position, translator)
         return len(notifications)
+
+    def _translator(self, subscription: Subscription) -> Translator:
+        """The subscription's translator at its stored position: the one kept from the
+        last round if it got there, else the stored state (a failed round, whose
+        translator may be ahead of what was stored, is never reused)."""
+        kept = self._translators.pop(subscription.id, None)
+        if kept is not None and kept[0] == subscription.position:
+            return kept[1]
+        return self.store.translator(subscription.id, self.thresholds)
 
     def _send(
         self, subscription: Subscription, position: int, message: Message, stop: threading.Event
@@ -222,7 +246,13 @@ class Deliverer:
             )
             return _outcome(message, PARKED, earlier + tries, error)
         return Delivery(
-            message.id, message.position, message.type, DELIVERED, earlier + tries, status
+            message.id,
+            message.position,
+            message.type,
+            DELIVERED,
+            earlier + tries,
+            status,
+            body=message.body,
         )
 
     def _known(self, subscription_id: str, delivery_id: str) -> Delivery | None:
@@ -234,35 +264,25 @@ class Deliverer:
     def _redeliver(
         self, subscription: Subscription, delivery: Delivery, stop: threading.Event
     ) -> None:
-        message = self._message(delivery)
-        if message is None:
-            gone = Delivery(
-                delivery.id,
-                delivery.position,
-                delivery.type,
-                PARKED,
-                delivery.attempts,
-                None,
-                "its event no longer maps to this delivery: not sent",
+        if delivery.body is None:
+            gone = replace(
+                delivery, status=PARKED, last_error="its body was not kept: not sent again"
             )
             self.store.note(subscription.id, subscription.position, gone)
             return
+        message = Message(delivery.id, delivery.type, delivery.position, delivery.body)
         outcome = self._send(subscription, subscription.position, message, stop)
         self.store.note(subscription.id, subscription.position, outcome)
-
-    def _message(self, delivery: Delivery) -> Message | None:
-        """A delivery's message again, from its event in the log."""
-        found = self.source.read(delivery.position - 1, 1, stop=delivery.position)
-        if not found:
-            return None
-        event = self.source.mapper.to_domain_event(found[0])
-        for candidate in self.events(event, delivery.position):
-            if candidate["id"] == delivery.id and candidate["type"] == delivery.type:
-                return Message.of(candidate)
-        return None
 
 
 def _outcome(message: Message, status: Any, attempts: int, error: DeliveryFailed) -> Delivery:
     return Delivery(
-        message.id, message.position, message.type, status, attempts, error.status, error.detail
+        message.id,
+        message.position,
+        message.type,
+        status,
+        attempts,
+        error.status,
+        error.detail,
+        body=message.body,
     )

@@ -3,14 +3,13 @@ to the address the allow-list checked, without following redirects."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 from standardwebhooks import Webhook
 
+from projections.integration.events import IntegrationEvent
 from projections.webhooks.targets import AllowList, NotAllowed
 
 CONTENT_TYPE = "application/cloudevents+json"
@@ -37,9 +36,9 @@ class Message:
     body: str
 
     @classmethod
-    def of(cls, event: dict[str, Any]) -> Message:
-        body = json.dumps(event, separators=(",", ":"), sort_keys=True)
-        return cls(event["id"], event["type"], int(event["sequence"]), body)
+    def of(cls, event: IntegrationEvent, source: str) -> Message:
+        """The CloudEvent, byte for byte as the JetStream publisher sends it."""
+        return cls(event.id, event.type, event.position, event.encode(source).decode())
 
 
 class Sender:

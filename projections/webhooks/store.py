@@ -1,12 +1,20 @@
 """Webhook subscriptions and their deliveries, in the read side's database.
 
-A subscription's row holds its position in the log, like a read model's tracking row:
-each delivery's outcome (delivered, or parked) and the position past its event are
-written in ONE transaction, *fenced* (the row is locked and must still hold the
-position the delivery started from, else :class:`LostOwnership`), so a position is
-never moved twice nor skipped, whatever crashes or second deliverer there is. The HTTP
-request itself comes before that transaction: a crash between the two sends the event
-again, with the same ``webhook-id`` (at least once, which receivers de-duplicate).
+A subscription's row holds its position in the log, like a read model's tracking row,
+and beside it what its integration-event translator knows at that position (SKUs'
+available units, open orders' currencies: ``webhook_stock``, ``webhook_orders``). Each
+delivery's outcome (delivered, or parked), the position past its event and the
+translator's changes up to it are written in ONE transaction, *fenced* (the row is
+locked and must still hold the position the delivery started from, else
+:class:`LostOwnership`), so a position is never moved twice nor skipped and the state
+always matches it, whatever crashes or second deliverer there is. The HTTP request
+itself comes before that transaction: a crash between the two sends the event again,
+with the same ``webhook-id`` (at least once, which receivers de-duplicate).
+
+A subscription starts at position 0 with an empty translator and sends nothing up to
+``starts_after`` (the log's head when it was made): the translator's state is derived
+from the log once, like any read model's, instead of guessed. Each delivery keeps the
+body it sent, so that a redelivery sends the same bytes.
 
 These are operational tables, not derived from the log: no rebuild touches them.
 """
@@ -25,9 +33,15 @@ from projections.engine.base import stamp
 from projections.engine.pagination import Keyset
 from projections.engine.parking import describe
 from projections.engine.tables import LostOwnership, ReadModelStore, Tx
+from projections.integration.events import StockLevel, Thresholds, Translator
 
 SUBSCRIPTIONS = "webhook_subscriptions"
 DELIVERIES = "webhook_deliveries"
+STOCK = "webhook_stock"
+ORDERS = "webhook_orders"
+
+Changes = tuple[dict[str, StockLevel | None], dict[str, str | None]]
+"""What a translator's state changed by (``Translator.changes()``), to store."""
 
 Status = Literal["delivered", "failing", "parked", "pending"]
 DELIVERED: Status = "delivered"
@@ -55,8 +69,11 @@ class Subscription:
     event_types: tuple[str, ...]
     secret: str
     position: int
+    """How far the subscription has read the log (delivered, or passed)."""
     created_at: str
     created_by: str | None = None
+    starts_after: int = 0
+    """Nothing at or before this position is sent: the log's head when it was made."""
 
     def as_dict(self) -> dict[str, Any]:
         """What the API shows: everything but the secret."""
@@ -65,6 +82,7 @@ class Subscription:
             "url": self.url,
             "event_types": list(self.event_types),
             "position": self.position,
+            "starts_after": self.starts_after,
             "created_at": self.created_at,
             "created_by": self.created_by,
         }
@@ -84,6 +102,8 @@ class Delivery:
     """The receiver's last HTTP status (None: no answer)."""
     last_error: str | None = None
     updated_at: str = field(default_factory=lambda: stamp(datetime.now(UTC)))
+    body: str | None = field(default=None, repr=False)
+    """The request's body as first sent (None: not known), sent again as it was."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -110,6 +130,8 @@ class WebhookStore:
         self._tables = {
             "subs": view.qualify(SUBSCRIPTIONS),
             "deliveries": view.qualify(DELIVERIES),
+            "stock": view.qualify(STOCK),
+            "orders": view.qualify(ORDERS),
             "p": "",
         }
 
@@ -117,36 +139,69 @@ class WebhookStore:
         return self.view.compile_sql(template, self._tables)
 
     def create_tables(self) -> None:
-        with self._writing() as tx:
+        with self.view.writing() as cursor:
+            tx = Tx(cursor, self.sql)
             tx.execute(
                 "CREATE TABLE IF NOT EXISTS {subs} (id TEXT PRIMARY KEY, url TEXT NOT NULL,"
                 " event_types TEXT NOT NULL, secret TEXT NOT NULL, position BIGINT NOT NULL,"
-                " created_at TEXT NOT NULL, created_by TEXT)"
+                " created_at TEXT NOT NULL, created_by TEXT,"
+                " starts_after BIGINT NOT NULL DEFAULT 0)"
             )
             tx.execute(
                 "CREATE TABLE IF NOT EXISTS {deliveries} (subscription_id TEXT NOT NULL,"
                 " id TEXT NOT NULL, position BIGINT NOT NULL, type TEXT NOT NULL,"
                 " status TEXT NOT NULL, attempts INTEGER NOT NULL, last_status INTEGER,"
-                " last_error TEXT, updated_at TEXT NOT NULL, PRIMARY KEY (subscription_id, id))"
+                " last_error TEXT, updated_at TEXT NOT NULL, body TEXT,"
+                " PRIMARY KEY (subscription_id, id))"
             )
             tx.execute(
                 'CREATE INDEX IF NOT EXISTS "webhook_deliveries_in_order" ON {deliveries}'
                 " (subscription_id, position, id)"
             )
+            tx.execute(
+                "CREATE TABLE IF NOT EXISTS {stock} (subscription_id TEXT NOT NULL,"
+                " stock_id TEXT NOT NULL, sku TEXT NOT NULL, available INTEGER NOT NULL,"
+                " PRIMARY KEY (subscription_id, stock_id))"
+            )
+            tx.execute(
+                "CREATE TABLE IF NOT EXISTS {orders} (subscription_id TEXT NOT NULL,"
+                " order_id TEXT NOT NULL, currency TEXT NOT NULL,"
+                " PRIMARY KEY (subscription_id, order_id))"
+            )
+            self._upgrade(cursor, tx)
+
+    def _upgrade(self, cursor: Any, tx: Tx) -> None:
+        """Tables made before the translator's state was kept (no ``starts_after``, no
+        ``body``): their subscriptions derive it from the start of the log, sending
+        nothing they had not reached."""
+
+        def columns(table: str) -> set[str]:
+            cursor.execute(self.sql(f"SELECT * FROM {{{table}}} WHERE 1 = 0"))
+            # The library wraps sqlite3's cursor, without its description.
+            described = getattr(cursor, "sqlite_cursor", cursor).description
+            return {column[0] for column in described}
+
+        if "starts_after" not in columns("subs"):
+            tx.execute("ALTER TABLE {subs} ADD COLUMN starts_after BIGINT NOT NULL DEFAULT 0")
+            tx.execute("UPDATE {subs} SET starts_after = position, position = 0")
+        if "body" not in columns("deliveries"):
+            tx.execute("ALTER TABLE {deliveries} ADD COLUMN body TEXT")
 
     # --- subscriptions -----------------------------------------------------------------
 
     def add(self, subscription: Subscription) -> None:
         with self._writing() as tx:
             tx.execute(
-                "INSERT INTO {subs} (id, url, event_types, secret, position, created_at,"
-                " created_by) VALUES (:id, :url, :types, :secret, :position, :at, :by)",
+                "INSERT INTO {subs} (id, url, event_types, secret, position, starts_after,"
+                " created_at, created_by) VALUES (:id, :url, :types, :secret, :position,"
+                " :starts_after, :at, :by)",
                 {
                     "id": subscription.id,
                     "url": subscription.url,
                     "types": json.dumps(list(subscription.event_types)),
                     "secret": subscription.secret,
                     "position": subscription.position,
+                    "starts_after": subscription.starts_after,
                     "at": subscription.created_at,
                     "by": subscription.created_by,
                 },
@@ -185,21 +240,30 @@ class WebhookStore:
             params = {"id": subscription_id}
             if tx.execute("SELECT id FROM {subs} WHERE id = :id", params).row() is None:
                 raise SubscriptionNotFound(f"there is no webhook subscription {subscription_id!r}")
-            tx.execute("DELETE FROM {deliveries} WHERE subscription_id = :id", params)
+            for table in ("deliveries", "stock", "orders"):
+                tx.execute(f"DELETE FROM {{{table}}} WHERE subscription_id = :id", params)
             tx.execute("DELETE FROM {subs} WHERE id = :id", params)
 
     # --- the position, fenced ------------------------------------------------------------
 
     def advance(
-        self, subscription_id: str, expected: int, to: int, delivery: Delivery | None = None
+        self,
+        subscription_id: str,
+        expected: int,
+        to: int,
+        delivery: Delivery | None = None,
+        changes: Changes | None = None,
     ) -> None:
-        """Move the subscription from position ``expected`` to ``to`` and record the
-        delivery's outcome, in one transaction; ``LostOwnership`` if the position is no
-        longer ``expected`` (another deliverer moved it, or the subscription is gone)."""
+        """Move the subscription from position ``expected`` to ``to``, record the
+        delivery's outcome and its translator's ``changes`` up to ``to``, in one
+        transaction; ``LostOwnership`` if the position is no longer ``expected``
+        (another deliverer moved it, or the subscription is gone)."""
         with self._writing() as tx:
             self._fence(tx, subscription_id, expected)
             if delivery is not None:
                 self._record(tx, subscription_id, delivery)
+            if changes is not None:
+                self._store_state(tx, subscription_id, changes)
             if to != expected:
                 tx.execute(
                     "UPDATE {subs} SET position = :to WHERE id = :id",
@@ -225,17 +289,60 @@ class WebhookStore:
             )
 
     def _record(self, tx: Tx, subscription_id: str, delivery: Delivery) -> None:
-        row = {**delivery.as_dict(), "subscription_id": subscription_id}
+        row = {**delivery.as_dict(), "subscription_id": subscription_id, "body": delivery.body}
         row["last_error"] = None if delivery.last_error is None else describe(delivery.last_error)
+        # The body stays as first recorded: every attempt of a delivery sends the same.
         tx.execute(
-            f"INSERT INTO {{deliveries}} (subscription_id, {_DELIVERY_COLUMNS}) VALUES"
+            f"INSERT INTO {{deliveries}} (subscription_id, {_DELIVERY_COLUMNS}, body) VALUES"
             " (:subscription_id, :id, :position, :type, :status, :attempts, :last_status,"
-            " :last_error, :updated_at) ON CONFLICT (subscription_id, id) DO UPDATE SET"
+            " :last_error, :updated_at, :body) ON CONFLICT (subscription_id, id) DO UPDATE SET"
             " status = excluded.status, attempts = excluded.attempts,"
             " last_status = excluded.last_status, last_error = excluded.last_error,"
             " updated_at = excluded.updated_at",
             row,
         )
+
+    # --- the translator's state ------------------------------------------------------------
+
+    def translator(self, subscription_id: str, thresholds: Thresholds) -> Translator:
+        """A translator with what the subscription's stored at its position."""
+        params = {"sub": subscription_id}
+        with self._reading() as tx:
+            stocks = tx.execute("SELECT * FROM {stock} WHERE subscription_id = :sub", params).rows()
+            orders = tx.execute(
+                "SELECT * FROM {orders} WHERE subscription_id = :sub", params
+            ).rows()
+        return Translator(
+            thresholds,
+            {r["stock_id"]: StockLevel(r["sku"], int(r["available"])) for r in stocks},
+            {r["order_id"]: r["currency"] for r in orders},
+        )
+
+    def _store_state(self, tx: Tx, subscription_id: str, changes: Changes) -> None:
+        stocks, orders = changes
+        sub = {"sub": subscription_id}
+        tx.executemany(
+            "INSERT INTO {stock} (subscription_id, stock_id, sku, available)"
+            " VALUES (:sub, :id, :sku, :available) ON CONFLICT (subscription_id, stock_id)"
+            " DO UPDATE SET available = excluded.available",
+            [
+                {**sub, "id": key, "sku": level.sku, "available": level.available}
+                for key, level in stocks.items()
+                if level is not None
+            ],
+        )
+        tx.executemany(
+            "INSERT INTO {orders} (subscription_id, order_id, currency)"
+            " VALUES (:sub, :id, :currency) ON CONFLICT (subscription_id, order_id)"
+            " DO UPDATE SET currency = excluded.currency",
+            [{**sub, "id": k, "currency": c} for k, c in orders.items() if c is not None],
+        )
+        for table, forgotten in (("stock", stocks), ("orders", orders)):
+            key = "stock_id" if table == "stock" else "order_id"
+            tx.executemany(
+                f"DELETE FROM {{{table}}} WHERE subscription_id = :sub AND {key} = :id",
+                [{**sub, "id": k} for k, v in forgotten.items() if v is None],
+            )
 
     # --- deliveries ----------------------------------------------------------------------
 
@@ -295,10 +402,10 @@ class WebhookStore:
         return self.delivery(subscription_id, delivery_id)
 
     def pending(self, subscription_id: str) -> list[Delivery]:
-        """The deliveries asked to be sent again, in log order."""
+        """The deliveries asked to be sent again, in log order, with their bodies."""
         with self._reading() as tx:
             rows = tx.execute(
-                f"SELECT {_DELIVERY_COLUMNS} FROM {{deliveries}}"
+                f"SELECT {_DELIVERY_COLUMNS}, body FROM {{deliveries}}"
                 " WHERE subscription_id = :sub AND status = :pending ORDER BY position, id",
                 {"sub": subscription_id, "pending": PENDING},
             ).rows()
@@ -337,6 +444,7 @@ def _subscription(row: dict[str, Any]) -> Subscription:
         position=int(row["position"]),
         created_at=row["created_at"],
         created_by=row["created_by"],
+        starts_after=int(row["starts_after"]),
     )
 
 
@@ -350,6 +458,7 @@ def _delivery(row: dict[str, Any]) -> Delivery:
         last_status=None if row["last_status"] is None else int(row["last_status"]),
         last_error=row["last_error"],
         updated_at=row["updated_at"],
+        body=row.get("body"),
     )
 
 

@@ -11,10 +11,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from standardwebhooks import Webhook
 
+from projections.engine.feed import Source
+from projections.integration.events import TOPICS, Translator, schemas
 from tests.api.conftest import bearer, reads_own_writes
 from tests.hardening.conftest import make_app
 
@@ -133,3 +137,23 @@ def caught_up(client: TestClient, subscription: dict[str, Any]) -> bool:
     """Whether the subscription has passed every event of the log."""
     response = client.get(f"/api/webhooks/{subscription['id']}", headers=ADMIN)
     return bool(response.json()["lag"] == 0)
+
+
+def events(receiver: Receiver, secret: str) -> list[dict[str, Any]]:
+    """Every accepted request's CloudEvent, once its signature is verified and it is
+    valid against its type's JSON Schema."""
+    received = [Webhook(secret).verify(r.body, r.headers) for r in receiver.accepted]
+    for event in received:
+        jsonschema_rs.validate(schemas()[event["type"]], event)
+    return received
+
+
+def contract(source: Source, after: int = 0) -> list[dict[str, Any]]:
+    """The CloudEvents of the whole log after position ``after``, as the contract gives
+    them to the JetStream publisher (default thresholds and source)."""
+    translator = Translator()
+    found = (
+        translator.translate(n.id, source.mapper.to_domain_event(n))
+        for n in source.read(0, 10**6, topics=TOPICS)
+    )
+    return [e.cloudevent() for e in found if e is not None and e.position > after]
