@@ -5,13 +5,13 @@ and every CloudEvent against the contract's JSON Schemas."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from standardwebhooks import Webhook
 
 from eventshop import bootstrap
 from eventshop.webhooks import open_webhooks
@@ -188,3 +188,37 @@ def test_eventshop_worker_delivers(sqlite_url: str, tmp_path: Path, receiver: Re
             worker.join()
     (event,) = events(receiver, secret)
     assert (event["type"], event["subject"]) == (PLACED, str(order.id))
+
+
+def test_tables_made_before_the_translator_state_are_upgraded(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """A subscription stored without translator state derives it from the start of the
+    log, sending nothing it had reached; deliveries get a column for their body."""
+    settings = settings_for(sqlite_url, var_dir=tmp_path, **FAST)
+    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as db:
+        db.execute(
+            "CREATE TABLE webhook_subscriptions (id TEXT PRIMARY KEY, url TEXT NOT NULL,"
+            " event_types TEXT NOT NULL, secret TEXT NOT NULL, position BIGINT NOT NULL,"
+            " created_at TEXT NOT NULL, created_by TEXT)"
+        )
+        db.execute(
+            "CREATE TABLE webhook_deliveries (subscription_id TEXT NOT NULL, id TEXT NOT NULL,"
+            " position BIGINT NOT NULL, type TEXT NOT NULL, status TEXT NOT NULL,"
+            " attempts INTEGER NOT NULL, last_status INTEGER, last_error TEXT,"
+            " updated_at TEXT NOT NULL, PRIMARY KEY (subscription_id, id))"
+        )
+        db.execute(
+            "INSERT INTO webhook_subscriptions VALUES ('s-1', 'http://127.0.0.1/', '[]',"
+            " 'whsec_x', 7, '2026-11-29T12:00:00Z', NULL)"
+        )
+    with bootstrap.open_shop(settings) as shop:
+        read_side = bootstrap.open_read_side(settings, shop)
+        webhooks = open_webhooks(settings, read_side)
+        try:
+            upgraded = webhooks.store.get("s-1")
+            assert (upgraded.position, upgraded.starts_after) == (0, 7)
+            assert webhooks.store.pending("s-1") == []  # the body column is there
+        finally:
+            webhooks.close()
+            read_side.close()
