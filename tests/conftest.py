@@ -494,7 +494,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Mark ``postgres`` every test that needs the server (``-m "not postgres"`` runs the
     rest), and ``slow`` those listed in SLOW. A test that reaches PostgreSQL some other
     way is listed in POSTGRES_BY_HAND (and pg_url / pg_reused_url fail a test that uses
-    them unmarked)."""
+    them unmarked). The slow tests run first: started last, one of them would keep one
+    pytest-xdist worker busy for up to a minute while the other has nothing left to do."""
     modules: dict[str, Any] = {}
     for item in items:
         if _listed(item, POSTGRES_BY_HAND) or uses_postgres(item):
@@ -503,6 +504,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.slow)
         if isinstance(item, pytest.Function):
             modules[item.nodeid.partition("::")[0]] = item.module
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable
     # A renamed test would drop out of the lists unseen: say so when its module is here.
     for listing in (POSTGRES_BY_HAND, SLOW):
         for path, names in listing.items():
