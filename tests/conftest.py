@@ -145,6 +145,37 @@ WHERE c.relnamespace = (SELECT oid FROM ns)
 ORDER BY 1, 2
 """
 
+# A cheap stand-in for the shape, read after each test: DDL that changes what _SHAPE
+# reads writes a new version of a catalog row (a new xmin) or makes a new one (a new
+# oid). Functions count by oid and signature only: every process that opens the store
+# replaces the event store's insert function (a new row, the same oid and signature),
+# and the shape leaves the bodies out too. The same fingerprint as after the last check
+# of the shape: the shape is unchanged; another one: the shape itself is read.
+_FINGERPRINT = """
+WITH ns AS (SELECT oid FROM pg_namespace WHERE nspname = %(schema)s),
+rel AS (SELECT oid, xmin FROM pg_class WHERE relnamespace = (SELECT oid FROM ns))
+SELECT md5(string_agg(row, ',' ORDER BY row)) FROM (
+    SELECT 'c' || oid::text || ':' || xmin::text FROM rel
+    UNION ALL
+    SELECT 'a' || a.attrelid::text || '.' || a.attnum || ':' || a.xmin::text
+    FROM pg_attribute a JOIN rel ON rel.oid = a.attrelid
+    UNION ALL
+    SELECT 'd' || d.oid::text || ':' || d.xmin::text
+    FROM pg_attrdef d JOIN rel ON rel.oid = d.adrelid
+    UNION ALL
+    SELECT 'k' || oid::text || ':' || xmin::text
+    FROM pg_constraint WHERE connamespace = (SELECT oid FROM ns)
+    UNION ALL
+    SELECT 'f' || oid::regprocedure::text FROM pg_proc WHERE pronamespace = (SELECT oid FROM ns)
+    UNION ALL
+    SELECT 't' || oid::text || ':' || xmin::text
+    FROM pg_type WHERE typnamespace = (SELECT oid FROM ns)
+    UNION ALL
+    SELECT 'g' || t.oid::text || ':' || t.xmin::text
+    FROM pg_trigger t JOIN rel ON rel.oid = t.tgrelid
+) AS rows (row)
+"""
+
 # Other sessions on the test database that could still act on a schema: in a
 # transaction or a query, or holding an advisory lock (a read model's feeder).
 _BUSY = """
@@ -158,6 +189,12 @@ WHERE datname = current_database() AND pid <> pg_backend_pid()
 
 def schema_shape(conn: psycopg.Connection, schema: str) -> list[tuple[str, str]]:
     return [(kind, text) for kind, text in conn.execute(_SHAPE, {"schema": schema})]
+
+
+def schema_fingerprint(conn: psycopg.Connection, schema: str) -> str:
+    row = conn.execute(_FINGERPRINT, {"schema": schema}).fetchone()
+    assert row is not None
+    return str(row[0])
 
 
 def _relations(conn: psycopg.Connection, schema: str, kinds: str) -> list[tuple[str, str]]:
@@ -212,26 +249,33 @@ def restore_baseline(conn: psycopg.Connection, schema: str, baseline: Baseline) 
     and any table added later), the baseline's rows put back, and every sequence (the
     event store's notification ids, identity columns) set back to where it stood."""
     tables = [sql.Identifier(schema, name) for name, _ in _relations(conn, schema, "rp")]
-    with conn.transaction():
-        conn.execute("SET LOCAL lock_timeout = '5s'")
-        try:
-            # DELETE, not TRUNCATE: on tables this small, ten times faster (no new files).
-            with conn.transaction():
-                for table in tables:
-                    conn.execute(sql.SQL("DELETE FROM {}").format(table))
-        except psycopg.errors.ForeignKeyViolation:
-            conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(sql.SQL(", ").join(tables)))
-        for name in baseline.tables:
-            conn.execute(
-                sql.SQL("INSERT INTO {} SELECT * FROM {}").format(
-                    sql.Identifier(schema, name), sql.Identifier(baseline.copy, name)
-                )
-            )
-        for name, last, called in baseline.sequences:
-            conn.execute(
-                "SELECT setval(%s::regclass, %s, %s)",
-                (sql.Identifier(schema, name).as_string(conn), last, called),
-            )
+    refill = [
+        sql.SQL("INSERT INTO {} SELECT * FROM {}").format(
+            sql.Identifier(schema, name), sql.Identifier(baseline.copy, name)
+        )
+        for name in baseline.tables
+    ] + [
+        sql.SQL("SELECT setval({}::regclass, {}, {})").format(
+            sql.Literal(sql.Identifier(schema, name).as_string(conn)),
+            sql.Literal(last),
+            sql.Literal(called),
+        )
+        for name, last, called in baseline.sequences
+    ]
+    # DELETE, not TRUNCATE: on tables this small, ten times faster (no new files).
+    empty = [sql.SQL("DELETE FROM {}").format(table) for table in tables]
+    try:
+        _run_as_one(conn, [*empty, *refill])
+    except psycopg.errors.ForeignKeyViolation:
+        truncate = sql.SQL("TRUNCATE {} CASCADE").format(sql.SQL(", ").join(tables))
+        _run_as_one(conn, [truncate, *refill])
+
+
+def _run_as_one(conn: psycopg.Connection, statements: list[sql.Composed]) -> None:
+    """Run ``statements`` in one round trip: sent together without parameters (the simple
+    query protocol), they are one transaction, applied all or not at all."""
+    lock_timeout = sql.SQL("SELECT set_config('lock_timeout', '5s', true)")
+    conn.execute(sql.SQL("; ").join([lock_timeout, *statements]), prepare=False)
 
 
 _DROP = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW", "S": "SEQUENCE"}
@@ -265,16 +309,27 @@ class SchemaPool:
     database: str
     idle: list[str] = field(default_factory=list)
     shapes: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    fingerprints: dict[str, str] = field(default_factory=dict)
     baselines: dict[str, Baseline] = field(default_factory=dict)
     made: int = 0
     reused: int = 0
     dropped: list[str] = field(default_factory=list)
+    _conn: psycopg.Connection | None = None
 
     def url(self, schema: str) -> str:
         return f"{self.database}?schema={schema}"
 
     def _connect(self) -> psycopg.Connection:
-        return psycopg.connect(StoreURL.parse(self.database).dsn(), autocommit=True)
+        """The pool's own connection, kept between tests (a new one for each test cost
+        as much as the rest of putting a schema back); again if it broke."""
+        if self._conn is not None and not (self._conn.closed or self._conn.broken):
+            return self._conn
+        self._conn = psycopg.connect(StoreURL.parse(self.database).dsn(), autocommit=True)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
 
     def take(self) -> str:
         if self.idle:
@@ -282,41 +337,51 @@ class SchemaPool:
             return self.url(self.idle.pop())
         schema = f"r_{uuid.uuid4().hex[:12]}"
         bootstrap.migrate(settings_for(self.url(schema)))
-        with self._connect() as conn:
-            self.shapes[schema] = schema_shape(conn, schema)
-            self.baselines[schema] = save_baseline(conn, schema)
+        conn = self._connect()
+        self.shapes[schema] = schema_shape(conn, schema)
+        self.fingerprints[schema] = schema_fingerprint(conn, schema)
+        self.baselines[schema] = save_baseline(conn, schema)
         self.made += 1
         return self.url(schema)
 
     def give_back(self, url: str, test: str) -> None:
         """Empty the schema for the next test, or drop it if it cannot be trusted."""
         schema = StoreURL.parse(url).schema
-        with self._connect() as conn:
+        conn = self._connect()
+        try:
+            why = self._unfit(conn, schema)
+        except psycopg.OperationalError:
+            # The kept connection died with the test (a test that ends every session):
+            # once more on a new one.
+            conn.close()
+            conn = self._connect()
             try:
                 why = self._unfit(conn, schema)
             except psycopg.Error as error:
                 why = f"could not be restored ({error})"
-            if why is None:
-                try:
-                    restore_baseline(conn, schema, self.baselines[schema])
-                except psycopg.Error as error:
-                    why = f"could not be emptied ({error})"
-            if why is None:
-                self.idle.append(schema)
-                return
-            self.dropped.append(f"{test}: {why}"[:400])
-            del self.shapes[schema]
-            copy = self.baselines.pop(schema).copy
+        except psycopg.Error as error:
+            why = f"could not be restored ({error})"
+        if why is None:
             try:
-                with conn.transaction():
-                    conn.execute("SET LOCAL lock_timeout = '5s'")
-                    conn.execute(
-                        sql.SQL("DROP SCHEMA IF EXISTS {}, {} CASCADE").format(
-                            sql.Identifier(schema), sql.Identifier(copy)
-                        )
+                restore_baseline(conn, schema, self.baselines[schema])
+            except psycopg.Error as error:
+                why = f"could not be emptied ({error})"
+        if why is None:
+            self.idle.append(schema)
+            return
+        self.dropped.append(f"{test}: {why}"[:400])
+        del self.shapes[schema], self.fingerprints[schema]
+        copy = self.baselines.pop(schema).copy
+        try:
+            with conn.transaction():
+                conn.execute("SET LOCAL lock_timeout = '5s'")
+                conn.execute(
+                    sql.SQL("DROP SCHEMA IF EXISTS {}, {} CASCADE").format(
+                        sql.Identifier(schema), sql.Identifier(copy)
                     )
-            except psycopg.Error:
-                pass  # still in use: left to the DROP DATABASE at the end of the run
+                )
+        except psycopg.Error:
+            pass  # still in use: left to the DROP DATABASE at the end of the run
 
     def _unfit(self, conn: psycopg.Connection, schema: str) -> str | None:
         deadline = time.monotonic() + 5
@@ -324,6 +389,9 @@ class SchemaPool:
             if time.monotonic() > deadline:
                 return f"still in use by {busy}"
             time.sleep(0.05)
+        fingerprint = schema_fingerprint(conn, schema)
+        if fingerprint == self.fingerprints[schema]:
+            return None
         expected = self.shapes[schema]
         shape = schema_shape(conn, schema)
         if shape != expected:
@@ -334,14 +402,16 @@ class SchemaPool:
         if shape != expected:
             changed = sorted(set(shape) ^ set(expected))
             return f"its shape changed: {changed[:5]}"
+        self.fingerprints[schema] = schema_fingerprint(conn, schema)
         return None
 
 
 @pytest.fixture(scope="session")
-def pg_schemas(pg_database: str, request: pytest.FixtureRequest) -> SchemaPool:
+def pg_schemas(pg_database: str, request: pytest.FixtureRequest) -> Iterator[SchemaPool]:
     pool = SchemaPool(pg_database)
     request.config._eventshop_schema_pool = pool  # type: ignore[attr-defined]
-    return pool
+    yield pool
+    pool.close()
 
 
 @pytest.fixture
@@ -494,7 +564,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Mark ``postgres`` every test that needs the server (``-m "not postgres"`` runs the
     rest), and ``slow`` those listed in SLOW. A test that reaches PostgreSQL some other
     way is listed in POSTGRES_BY_HAND (and pg_url / pg_reused_url fail a test that uses
-    them unmarked)."""
+    them unmarked). The slow tests run first: started last, one of them would keep one
+    pytest-xdist worker busy for up to a minute while the other has nothing left to do."""
     modules: dict[str, Any] = {}
     for item in items:
         if _listed(item, POSTGRES_BY_HAND) or uses_postgres(item):
@@ -503,6 +574,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.slow)
         if isinstance(item, pytest.Function):
             modules[item.nodeid.partition("::")[0]] = item.module
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable
     # A renamed test would drop out of the lists unseen: say so when its module is here.
     for listing in (POSTGRES_BY_HAND, SLOW):
         for path, names in listing.items():

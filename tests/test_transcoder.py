@@ -94,7 +94,9 @@ documents = st.recursive(
 )
 
 
-@settings(max_examples=400, deadline=None)
+# 200 random documents a run: the edge documents below are checked one by one, and every
+# event the suite stores (the v1 fixture's among them) is read through this transcoder.
+@settings(max_examples=200, deadline=None)
 @given(documents)
 def test_any_document_reads_the_same(document: Any) -> None:
     library, shop = both()

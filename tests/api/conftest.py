@@ -1,7 +1,10 @@
 """The API under test: the real app on a real store (SQLite file or PostgreSQL schema).
 
-Every API test runs once on each store. Requests go through FastAPI's TestClient, so
-they pass the same middleware, auth and error mapping as in production.
+Every API test runs once on each store, but those marked ``@on_sqlite``: what the HTTP
+layer decides before the store is asked (validation of bodies, paths, queries and
+headers, tokens and roles, routes, limits) is the same on every store. Requests go
+through FastAPI's TestClient, so they pass the same middleware, auth and error mapping
+as in production.
 """
 
 from __future__ import annotations
@@ -47,6 +50,10 @@ AUDITOR = bearer("auditor", sub="audit-1")
 def database_url(request: pytest.FixtureRequest) -> str:
     fixture = "sqlite_url" if request.param == "sqlite" else "pg_reused_url"
     return str(request.getfixturevalue(fixture))
+
+
+on_sqlite = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+"""For a test of what the HTTP layer decides before the store is asked: on SQLite only."""
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from commands.service import Shop
 from domain.values import MAX_QUANTITY
-from tests.api.conftest import ADDRESS, ALICE, AUDITOR, BOB, STAFF, fields_of, problem_of
+from tests.api.conftest import ADDRESS, ALICE, AUDITOR, BOB, STAFF, fields_of, on_sqlite, problem_of
 
 AddProduct = Callable[..., dict[str, Any]]
 CartWith = Callable[..., str]
@@ -38,12 +38,14 @@ def test_a_cart_opens_without_a_body_too(client: TestClient) -> None:
     assert client.post("/api/carts", headers=ALICE).status_code == 201
 
 
+@on_sqlite
 def test_opening_a_cart_takes_no_fields(client: TestClient, shop: Shop) -> None:
     response = client.post("/api/carts", json={"customer_id": "bob"}, headers=ALICE)
     assert fields_of(problem_of(response, 422)) == {"customer_id"}
     assert shop.head() == 0
 
 
+@on_sqlite
 def test_only_customers_open_carts(client: TestClient) -> None:
     problem_of(client.post("/api/carts", json={}, headers=STAFF), 403)
     problem_of(client.post("/api/carts", json={}), 401)
@@ -73,6 +75,7 @@ def test_items_are_added_at_the_catalogue_price(
     assert response.headers["ETag"] == '"3"'
 
 
+@on_sqlite
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -123,6 +126,7 @@ def test_an_unknown_cart_is_not_found(client: TestClient, add_product: AddProduc
     problem_of(response, 404)
 
 
+@on_sqlite
 def test_a_cart_id_must_be_a_uuid(client: TestClient) -> None:
     response = client.get("/api/carts/42", headers=ALICE)
     assert fields_of(problem_of(response, 422)) == {"cart_id"}
@@ -174,6 +178,7 @@ def test_the_owner_reads_the_cart(
     assert "position" not in body
 
 
+@on_sqlite
 def test_reading_a_cart_needs_a_token(client: TestClient, cart_with: CartWith) -> None:
     problem_of(client.get(f"/api/carts/{cart_with({})}"), 401)
 
@@ -213,6 +218,7 @@ def test_setting_the_quantity_of_a_missing_line_is_not_found(
     problem_of(response, 404)
 
 
+@on_sqlite
 @pytest.mark.parametrize("body", [{"quantity": -1}, {"quantity": "2"}, {}])
 def test_a_bad_quantity_is_invalid(
     client: TestClient, add_product: AddProduct, cart_with: CartWith, body: dict[str, Any]
@@ -331,6 +337,7 @@ def test_an_empty_cart_is_not_checked_out(
     assert shop.head() == head
 
 
+@on_sqlite
 @pytest.mark.parametrize(
     ("change", "field"),
     [

@@ -17,6 +17,7 @@ from tests.api.conftest import (
     Headers,
     bearer,
     fields_of,
+    on_sqlite,
     problem_of,
 )
 
@@ -141,6 +142,7 @@ def test_staff_auditors_and_admins_read_every_customer(
     assert client.get("/api/customers/bob", headers=reader).json()["orders"] == 1
 
 
+@on_sqlite
 def test_customers_need_a_token(client: TestClient) -> None:
     problem_of(client.get("/api/customers"), 401)
     problem_of(client.get("/api/customers/alice"), 401)

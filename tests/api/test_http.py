@@ -9,16 +9,18 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from commands.service import Shop
-from tests.api.conftest import STAFF, problem_of
+from tests.api.conftest import STAFF, on_sqlite, problem_of
 
 PRODUCT = {"sku": "MUG", "name": "Mug", "price": "1.00"}
 
 
+@on_sqlite
 def test_an_unknown_route_is_a_problem(client: TestClient) -> None:
     problem = problem_of(client.get("/api/nothing-here", headers=STAFF), 404)
     assert problem["instance"] == "/api/nothing-here"
 
 
+@on_sqlite
 def test_a_method_the_route_lacks_is_not_allowed(client: TestClient) -> None:
     response = client.delete("/api/products/MUG", headers=STAFF)
     problem_of(response, 405)
@@ -26,6 +28,7 @@ def test_a_method_the_route_lacks_is_not_allowed(client: TestClient) -> None:
     assert "DELETE" not in response.headers["Allow"]
 
 
+@on_sqlite
 def test_every_response_carries_a_request_id(client: TestClient) -> None:
     for response in (
         client.get("/health/live"),
@@ -37,6 +40,7 @@ def test_every_response_carries_a_request_id(client: TestClient) -> None:
     assert first.headers["X-Request-ID"] != second.headers["X-Request-ID"]
 
 
+@on_sqlite
 def test_a_clients_request_id_is_echoed_if_sane(client: TestClient) -> None:
     sane = client.get("/health/live", headers={"X-Request-ID": "trace-1.2:3"})
     assert sane.headers["X-Request-ID"] == "trace-1.2:3"
@@ -44,6 +48,7 @@ def test_a_clients_request_id_is_echoed_if_sane(client: TestClient) -> None:
     assert len(insane.headers["X-Request-ID"]) == 32
 
 
+@on_sqlite
 def test_a_declared_body_over_the_limit_is_too_large(
     client: TestClient, app: FastAPI, shop: Shop
 ) -> None:
@@ -59,6 +64,7 @@ def test_a_declared_body_over_the_limit_is_too_large(
     assert shop.head() == 0
 
 
+@on_sqlite
 def test_a_streamed_body_over_the_limit_is_too_large(
     client: TestClient, app: FastAPI, shop: Shop
 ) -> None:
@@ -78,6 +84,7 @@ def test_a_streamed_body_over_the_limit_is_too_large(
     assert shop.head() == 0
 
 
+@on_sqlite
 def test_a_body_just_under_the_limit_is_read(client: TestClient, app: FastAPI) -> None:
     limit = app.state.settings.max_body_bytes
     body = b'{"sku": "MUG", "name": "Mug", "price": "1.00"}'
@@ -88,6 +95,7 @@ def test_a_body_just_under_the_limit_is_read(client: TestClient, app: FastAPI) -
     assert response.status_code == 201, response.text
 
 
+@on_sqlite
 def test_an_unexpected_error_is_a_500_that_tells_nothing_of_the_internals(
     app: FastAPI, shop: Shop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -105,6 +113,7 @@ def test_an_unexpected_error_is_a_500_that_tells_nothing_of_the_internals(
     assert response.headers["X-Request-ID"] == "req-500"
 
 
+@on_sqlite
 def test_liveness(client: TestClient) -> None:
     response = client.get("/health/live")
     assert (response.status_code, response.json()["status"]) == (200, "live")
@@ -120,6 +129,7 @@ def test_readiness_follows_the_store(client: TestClient, shop: Shop) -> None:
     assert "store" in problem["detail"]
 
 
+@on_sqlite
 def test_the_openapi_document_describes_bodies_and_problems(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     checkout = schema["paths"]["/api/carts/{cart_id}/checkout"]["post"]
@@ -137,6 +147,7 @@ def test_the_openapi_document_describes_bodies_and_problems(client: TestClient) 
     assert any(p["name"] == "if-match" for p in checkout["parameters"])
 
 
+@on_sqlite
 def test_every_command_of_the_contract_is_routed(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     routed = {(method.upper(), path) for path, ops in paths.items() for method in ops}
@@ -163,6 +174,7 @@ def test_every_command_of_the_contract_is_routed(client: TestClient) -> None:
     }
 
 
+@on_sqlite
 def test_the_docs_page_is_served(client: TestClient) -> None:
     response = client.get("/docs")
     assert response.status_code == 200

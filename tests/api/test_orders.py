@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from commands.service import Shop
-from tests.api.conftest import ADDRESS, ALICE, AUDITOR, BOB, STAFF, bearer, problem_of
+from tests.api.conftest import ADDRESS, ALICE, AUDITOR, BOB, STAFF, bearer, on_sqlite, problem_of
 
 NO_SUCH_ORDER = "00000000-0000-4000-8000-000000000000"
 PAY = {"amount": "25.00", "reference": "PSP-1"}
@@ -147,6 +147,7 @@ def test_a_payment_must_match_the_total(
     assert shop.head() == head
 
 
+@on_sqlite
 @pytest.mark.parametrize(
     "body",
     [
@@ -196,6 +197,7 @@ def test_an_unpaid_order_is_not_shipped(
     assert stock_of(client, "MUG-RED") == (10, 2, 8)
 
 
+@on_sqlite
 def test_a_shipment_names_carrier_and_tracking(
     client: TestClient, placed_order: dict[str, Any]
 ) -> None:
@@ -212,6 +214,7 @@ def test_an_unshipped_order_is_not_delivered(
     problem_of(response, 409)
 
 
+@on_sqlite
 def test_delivery_takes_no_fields(client: TestClient, placed_order: dict[str, Any]) -> None:
     response = client.post(
         f"/api/orders/{placed_order['id']}/delivery", json={"when": "now"}, headers=STAFF
@@ -258,11 +261,13 @@ def test_a_shipped_order_is_not_cancelled(
     assert shop.head() == head
 
 
+@on_sqlite
 def test_a_cancellation_needs_a_reason(client: TestClient, placed_order: dict[str, Any]) -> None:
     response = client.post(f"/api/orders/{placed_order['id']}/cancellation", json={}, headers=ALICE)
     assert {e["field"] for e in problem_of(response, 422)["errors"]} == {"reason"}
 
 
+@on_sqlite
 def test_auditors_change_nothing(client: TestClient, placed_order: dict[str, Any]) -> None:
     url = f"/api/orders/{placed_order['id']}"
     problem_of(client.post(f"{url}/payment", json=PAY, headers=AUDITOR), 403)

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from commands.service import Shop
 from domain.values import MAX_PRICE
-from tests.api.conftest import ALICE, AUDITOR, STAFF, bearer, fields_of, problem_of
+from tests.api.conftest import ALICE, AUDITOR, STAFF, bearer, fields_of, on_sqlite, problem_of
 
 AddProduct = Callable[..., dict[str, Any]]
 
@@ -53,6 +53,7 @@ def test_a_second_product_with_one_sku_is_refused(
     assert shop.head() == head
 
 
+@on_sqlite
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -80,11 +81,13 @@ def test_a_bad_field_is_named(
     assert shop.head() == 0
 
 
+@on_sqlite
 def test_every_bad_field_is_named_at_once(client: TestClient) -> None:
     response = client.post("/api/products", json={"sku": "x", "price": 1.5}, headers=STAFF)
     assert fields_of(problem_of(response, 422)) == {"sku", "name", "price"}
 
 
+@on_sqlite
 def test_a_blank_name_is_refused_by_the_domain_with_its_field(client: TestClient) -> None:
     response = client.post(
         "/api/products", json={"sku": "MUG", "name": "   ", "price": "1.00"}, headers=STAFF
@@ -92,6 +95,7 @@ def test_a_blank_name_is_refused_by_the_domain_with_its_field(client: TestClient
     assert fields_of(problem_of(response, 422)) == {"name"}
 
 
+@on_sqlite
 def test_malformed_json_is_a_bad_request(client: TestClient) -> None:
     response = client.post(
         "/api/products",
@@ -102,11 +106,13 @@ def test_malformed_json_is_a_bad_request(client: TestClient) -> None:
     assert problem["type"].endswith("/malformed-json")
 
 
+@on_sqlite
 def test_a_body_that_is_not_an_object_is_invalid(client: TestClient) -> None:
     response = client.post("/api/products", json=["MUG"], headers=STAFF)
     problem_of(response, 422)
 
 
+@on_sqlite
 @pytest.mark.parametrize(
     "headers",
     [
@@ -129,11 +135,13 @@ def test_a_missing_or_bad_token_is_unauthorized(
     assert shop.head() == 0
 
 
+@on_sqlite
 def test_an_expired_token_says_so(client: TestClient) -> None:
     response = client.get("/api/products/MUG", headers=bearer("staff", ttl=-60))
     assert "expired" in problem_of(response, 401)["detail"]
 
 
+@on_sqlite
 @pytest.mark.parametrize("who", [ALICE, AUDITOR], ids=["customer", "auditor"])
 def test_only_staff_adds_products(client: TestClient, shop: Shop, who: dict[str, str]) -> None:
     response = client.post(
@@ -154,6 +162,7 @@ def test_staff_renames_and_reprices(client: TestClient, add_product: AddProduct)
     assert response.headers["ETag"] == '"3"'
 
 
+@on_sqlite
 @pytest.mark.parametrize("if_match", ['"1"', "1", "*", '"3", "1"', 'W/"1", "1"'])
 def test_if_match_naming_the_current_version_lets_the_change_through(
     client: TestClient, add_product: AddProduct, if_match: str
@@ -181,6 +190,7 @@ def test_a_stale_if_match_is_a_failed_precondition(
 
 
 # "²" is a digit to str.isdigit(), not to int().
+@on_sqlite
 @pytest.mark.parametrize(
     "if_match", ['"abc"', '"1",', "W/", '"1', '*, "1"', '"²"'.encode("latin-1")]
 )
@@ -194,6 +204,7 @@ def test_a_malformed_if_match_is_a_bad_request(
     assert "If-Match" in problem_of(response, 400)["detail"]
 
 
+@on_sqlite
 def test_a_change_needs_something_to_change(client: TestClient, add_product: AddProduct) -> None:
     add_product("MUG-RED")
     response = client.patch("/api/products/MUG-RED", json={}, headers=STAFF)
@@ -205,6 +216,7 @@ def test_changing_an_unknown_product_is_not_found(client: TestClient) -> None:
     assert "NOPE" in problem_of(response, 404)["detail"]
 
 
+@on_sqlite
 def test_only_staff_changes_products(client: TestClient, add_product: AddProduct) -> None:
     add_product("MUG-RED")
     response = client.patch("/api/products/MUG-RED", json={"name": "x"}, headers=ALICE)
@@ -232,6 +244,7 @@ def test_anyone_with_a_token_reads_a_product(
     assert int(response.headers["X-Projection-Position"]) >= 2
 
 
+@on_sqlite
 def test_reading_needs_a_token(client: TestClient, add_product: AddProduct) -> None:
     add_product("MUG-RED")
     problem_of(client.get("/api/products/MUG-RED"), 401)
@@ -241,6 +254,7 @@ def test_an_unknown_product_is_not_found(client: TestClient) -> None:
     problem_of(client.get("/api/products/NOPE", headers=ALICE), 404)
 
 
+@on_sqlite
 def test_a_malformed_sku_in_the_path_is_invalid(client: TestClient) -> None:
     problem = problem_of(client.get("/api/products/not_a_sku", headers=ALICE), 422)
     assert fields_of(problem) == {"sku"}

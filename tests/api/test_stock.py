@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from commands.service import Shop
 from domain.values import MAX_QUANTITY
-from tests.api.conftest import ALICE, AUDITOR, STAFF, fields_of, problem_of
+from tests.api.conftest import ALICE, AUDITOR, STAFF, fields_of, on_sqlite, problem_of
 
 AddProduct = Callable[..., dict[str, Any]]
 
@@ -32,6 +32,7 @@ def test_staff_receives_goods(client: TestClient, shop: Shop, add_product: AddPr
     assert response.headers["ETag"] == '"2"'
 
 
+@on_sqlite
 @pytest.mark.parametrize("quantity", [0, -1, MAX_QUANTITY + 1, "3", 2.5, True, None])
 def test_a_received_quantity_must_be_a_bounded_whole_number(
     client: TestClient, shop: Shop, add_product: AddProduct, quantity: Any
@@ -50,6 +51,7 @@ def test_receiving_an_unknown_sku_is_not_found(client: TestClient) -> None:
     problem_of(response, 404)
 
 
+@on_sqlite
 def test_only_staff_receives_goods(client: TestClient, add_product: AddProduct) -> None:
     add_product("MUG-RED")
     response = client.post("/api/stock/MUG-RED/receipts", json={"quantity": 1}, headers=ALICE)
@@ -91,6 +93,7 @@ def test_on_hand_may_not_fall_below_what_is_reserved(
     assert shop.head() == head
 
 
+@on_sqlite
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -108,6 +111,7 @@ def test_a_bad_adjustment_names_its_field(
     assert fields_of(problem_of(response, 422)) == {field}
 
 
+@on_sqlite
 def test_only_staff_corrects_counts(client: TestClient, add_product: AddProduct) -> None:
     add_product("MUG-RED", units=5)
     response = client.post(
@@ -128,6 +132,7 @@ def test_staff_and_auditors_read_stock(
     assert "position" not in body
 
 
+@on_sqlite
 def test_customers_do_not_read_stock(client: TestClient, add_product: AddProduct) -> None:
     add_product("MUG-RED")
     problem_of(client.get("/api/stock/MUG-RED", headers=ALICE), 403)

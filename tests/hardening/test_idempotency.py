@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from commands.idempotency import IdempotencyKeyReused, IdempotencyKeys, idempotent
 from commands.service import Shop
 from eventstore.causes import caused_by
-from tests.api.conftest import fields_of, problem_of
+from tests.api.conftest import fields_of, on_sqlite, problem_of
 from tests.conftest import open_shop
 from tests.hardening.conftest import ALICE, BOB, CHECKOUT, STAFF, World, make_app
 
@@ -199,6 +199,7 @@ def test_a_refused_command_keeps_no_key(client: TestClient, world: World, shop: 
     assert shop.head() == head + 3
 
 
+@on_sqlite
 def test_a_malformed_key_is_refused(client: TestClient, shop: Shop) -> None:
     for bad in ("two words", "x" * 256, ""):
         problem = problem_of(client.post("/api/carts", json={}, headers=keyed(ALICE, bad)), 422)
@@ -206,6 +207,7 @@ def test_a_malformed_key_is_refused(client: TestClient, shop: Shop) -> None:
     assert shop.head() == 0
 
 
+@on_sqlite
 def test_a_key_on_a_safe_request_is_ignored(client: TestClient, world: World) -> None:
     sku = world.product()
     response = client.get(f"/api/products/{sku}", headers=keyed(STAFF, "two words"))

@@ -54,9 +54,12 @@ def answers(read_side: ReadSide, world: World) -> dict[str, Any]:
 
 
 @contextmanager
-def asking(ask: Callable[[], Any], check: Callable[[Any], None]) -> Iterator[dict[str, Any]]:
+def asking(
+    ask: Callable[[], Any], check: Callable[[Any], None], pause: float = 0.0
+) -> Iterator[dict[str, Any]]:
     """A thread asking in a loop until the block ends; every error and every failed check
-    is collected in ``seen["problems"]``; ``seen["asked"]`` counts the answers."""
+    is collected in ``seen["problems"]``; ``seen["asked"]`` counts the answers. Without a
+    ``pause`` between questions, as often as it can: for a swap, which takes a moment."""
     seen: dict[str, Any] = {"asked": 0, "problems": []}
     stopping = threading.Event()
 
@@ -67,6 +70,8 @@ def asking(ask: Callable[[], Any], check: Callable[[Any], None]) -> Iterator[dic
             except Exception as error:  # each one is a failure of the test
                 seen["problems"].append(repr(error))
             seen["asked"] += 1
+            if pause:
+                stopping.wait(pause)
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
@@ -234,7 +239,9 @@ def test_a_rebuild_killed_halfway_leaves_the_live_copy_serving_and_can_be_run_ag
             stderr=subprocess.PIPE,
         )
         try:
-            with asking(lambda: read_side.orders.list_orders(limit=500), same) as seen:
+            # No swap to catch here (the rebuild dies before it), only the live copy to
+            # keep answering: asking without a pause took a core from the rebuild.
+            with asking(lambda: read_side.orders.list_orders(limit=500), same, 0.01) as seen:
                 progress = until(
                     lambda: (
                         ((r := entry(read_side, "orders")["rebuild"]) and r["position"] > 0 and r)

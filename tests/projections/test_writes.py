@@ -394,7 +394,9 @@ SETTINGS: dict[str, Any] = {
 }
 
 
-@settings(max_examples=150, **SETTINGS)
+# Fewer examples on PostgreSQL: what it adds is the dialect, which every short sequence
+# (below) also meets, exhaustively; the merging of operations is the same on both.
+@settings(max_examples=100, **SETTINGS)
 @given(data=st.data())
 def test_one_write_gives_the_operations_one_by_one_on_sqlite(
     sqlite_tables: SQLite, data: st.DataObject
@@ -402,7 +404,7 @@ def test_one_write_gives_the_operations_one_by_one_on_sqlite(
     check_one_write_equals_one_by_one(sqlite_tables, data)
 
 
-@settings(max_examples=60, **SETTINGS)
+@settings(max_examples=30, **SETTINGS)
 @given(data=st.data())
 def test_one_write_gives_the_operations_one_by_one_on_postgres(
     postgres_tables: Postgres, data: st.DataObject
