@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
-from api import edge, errors, observability
+from api import console, edge, errors, observability
 from api.deps import (
     KEY_DESCRIPTION,
     KEY_SCHEMA,
@@ -147,6 +147,7 @@ def create_app(
     for module in routers:
         app.include_router(module.router)
     app.include_router(audit.public)
+    console.install(app)
     documented = _with_idempotency_key(_with_problem_media_type(app.openapi))
     app.openapi = documented  # type: ignore[method-assign]
     return app

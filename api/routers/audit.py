@@ -24,7 +24,10 @@ from sse_starlette import EventSourceResponse
 from api.deps import Instant, Page, principal, require
 from api.errors import problem_responses
 from api.text import SingleLine
-from domain.errors import InvalidValue, RuleBroken
+from api.views import SkuPath
+from domain.errors import InvalidValue, NotFound, RuleBroken
+from domain.product import Product
+from domain.stock import Stock
 from projections.audit.auditor import Auditor
 from projections.audit.issuer import ReceiptIssuer
 from projections.audit.receipts import key_id, public_pem
@@ -345,3 +348,18 @@ def verify(
             yield json.dumps({kind: to_jsonable_python(step)}) + "\n"
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")
+class SkuAggregates(BaseModel):
+    sku: str
+    product_id: UUID = Field(description="the id of the SKU's Product aggregate")
+    stock_id: UUID = Field(description="the id of the SKU's Stock aggregate")
+
+
+@router.get(
+    "/skus/{sku}", response_model=SkuAggregates, responses=problem_responses(401, 403, 404, 422)
+)
+def sku_aggregates(sku: SkuPath, auditor: AuditorDep) -> SkuAggregates:
+    """The ids of a SKU's Product and Stock aggregates, for their histories and states."""
+    found = SkuAggregates(sku=sku, product_id=Product.create_id(sku), stock_id=Stock.create_id(sku))
+    if not auditor.exists(found.product_id):
+        raise NotFound(f"Product {sku} does not exist")
+    return found

@@ -265,6 +265,10 @@ class Auditor:
             raise NotFound(f"Aggregate {aggregate_id} does not exist")
         return items
 
+    def exists(self, aggregate_id: UUID) -> bool:
+        """Whether the aggregate has any event in the log."""
+        return bool(aggregate_events(self.recorder, aggregate_id, 0, 1))
+
     def item(self, stored: Notification) -> Item:
         """A stored event as auditors see it: where, what, when, the data, and who."""
         qualname = stored.topic.partition(":")[2]

@@ -1,0 +1,138 @@
+// The console's shell: sign-in, the navigation by role, and the view named by the URL's
+// fragment (#/log, #/aggregate/<id>?version=3 …). Each view is a module with a render().
+import { api, session } from "./api.js";
+import { field, fill, h, problem } from "./dom.js";
+import * as aggregate from "./views/aggregate.js";
+import * as audit from "./views/audit.js";
+import * as log from "./views/log.js";
+import * as readModels from "./views/readmodels.js";
+import * as shop from "./views/shop.js";
+
+// Which roles each view is for. The API decides what is actually answered: a view opened
+// without them still asks, and shows the refusal.
+const VIEWS = {
+  log: { module: log, title: "Log", roles: ["auditor"] },
+  aggregate: { module: aggregate, title: "Aggregate", roles: ["auditor"] },
+  audit: { module: audit, title: "Audit", roles: ["auditor"] },
+  "read-models": { module: readModels, title: "Read models", roles: ["admin"] },
+  shop: { module: shop, title: "Shop", roles: ["staff", "auditor", "admin"] },
+};
+
+const main = document.getElementById("view");
+let leave = null; // what the current view must stop (a live tail, polling) when left
+
+function route() {
+  const [path, query = ""] = location.hash.replace(/^#\/?/, "").split("?");
+  const [name, ...rest] = path.split("/");
+  return { name, args: rest.map(decodeURIComponent), params: new URLSearchParams(query) };
+}
+
+function firstView() {
+  return Object.keys(VIEWS).find((name) => session.has(...VIEWS[name].roles));
+}
+
+function showChrome(signedIn) {
+  document.getElementById("nav").hidden = !signedIn;
+  document.getElementById("who").hidden = !signedIn;
+  if (!signedIn) return;
+  const claims = session.claims() || {};
+  document.getElementById("who-text").textContent =
+    `${claims.sub ?? "?"} (${session.roles().join(", ") || "no roles"})`;
+  for (const item of document.querySelectorAll("#nav li")) {
+    item.hidden = !session.has(...item.dataset.roles.split(" "));
+  }
+}
+
+function signInForm(message) {
+  const token = h("textarea", {
+    id: "token", name: "token", required: true, autocomplete: "off", spellcheck: "false",
+    "aria-describedby": "token-help",
+  });
+  const status = h("div", { "aria-live": "polite" }, message && h("p", { class: "notice" }, message));
+  const form = h(
+    "form",
+    {
+      "aria-labelledby": "sign-in-title",
+      onsubmit: async (event) => {
+        event.preventDefault();
+        session.signIn(token.value.trim());
+        try {
+          // Any valid token may read the catalogue: a cheap check that the server takes it.
+          await api("/api/products", { params: { limit: 1 } });
+        } catch (error) {
+          session.signOut();
+          fill(status, problem(error));
+          return;
+        }
+        location.hash = `#/${route().name && VIEWS[route().name] ? route().name : firstView() ?? "shop"}`;
+        render();
+      },
+    },
+    field("Bearer token", token),
+    h("button", { type: "submit" }, "Sign in"),
+  );
+  return [
+    h("h1", { id: "sign-in-title" }, "Sign in"),
+    h("p", { id: "token-help" },
+      "Paste a token from ", h("code", {}, "eventshop token --role auditor"),
+      " (or staff, admin), run where the server's key is. It is kept for this browser tab only."),
+    form,
+    status,
+  ];
+}
+
+async function render() {
+  if (leave) {
+    leave();
+    leave = null;
+  }
+  const signedIn = Boolean(session.token());
+  showChrome(signedIn);
+  if (!signedIn) {
+    fill(main, signInForm());
+    document.getElementById("token").focus();
+    return;
+  }
+  const { name, args, params } = route();
+  const view = VIEWS[name] ? name : firstView();
+  if (!VIEWS[name]) {
+    if (view) location.replace(`#/${view}`);
+    else fill(main, h("h1", {}, "Nothing to show"), h("p", { class: "notice" },
+      "Your roles may open none of the console's views: it is for auditors, staff and admins."));
+    return;
+  }
+  for (const link of document.querySelectorAll("#nav a")) {
+    if (link.getAttribute("href") === `#/${view}`) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  const { module, title, roles } = VIEWS[view];
+  document.title = `${title} · eventshop console`;
+  const heading = h("h1", { tabindex: "-1" }, title);
+  const body = h("div");
+  const warning = session.has(...roles)
+    ? null
+    : h("p", { class: "notice", id: "not-for-you" },
+        `This view is for ${roles.join(" or ")}; your token's roles (${session.roles().join(", ") || "none"})`
+        + " are not enough. The API's answers below say the same.");
+  fill(main, heading, warning, body);
+  heading.focus();
+  leave = module.render(body, { args, params }) || null;
+}
+
+function onSessionEnded(event) {
+  // A call answered 401 (the token expired, or the key changed): back to the sign-in.
+  if (event.reason?.status === 401) {
+    session.signOut();
+    showChrome(false);
+    fill(main, signInForm("Your session ended: the API no longer takes that token. Sign in again."));
+  }
+}
+
+document.getElementById("sign-out").addEventListener("click", () => {
+  session.signOut();
+  location.hash = "";
+  render();
+});
+window.addEventListener("hashchange", render);
+window.addEventListener("unhandledrejection", onSessionEnded);
+render();
