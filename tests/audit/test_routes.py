@@ -153,6 +153,21 @@ def test_unknown_aggregates_and_versions_are_not_found(
     problem(client.get("/api/audit/aggregates/not-a-uuid/events", headers=AUDITOR), 422)
 
 
+def test_a_skus_product_and_stock_are_found_by_the_sku(
+    client: TestClient, history: History
+) -> None:
+    found = client.get("/api/audit/skus/MUG-1", headers=AUDITOR)
+    assert found.status_code == 200, found.text
+    assert found.json() == {
+        "sku": "MUG-1",
+        "product_id": str(history.product_id),
+        "stock_id": str(history.stock_id),
+    }
+    problem(client.get("/api/audit/skus/NOPE-1", headers=AUDITOR), 404)
+    problem(client.get("/api/audit/skus/mug 1", headers=AUDITOR), 422)
+    problem(client.get("/api/audit/skus/MUG-1", headers=bearer("staff")), 403)
+
+
 def test_the_export_streams_ndjson_and_matches_the_digest(
     client: TestClient, history: History
 ) -> None:

@@ -64,8 +64,9 @@ function signInForm(message) {
           fill(status, problem(error));
           return;
         }
-        location.hash = `#/${route().name && VIEWS[route().name] ? route().name : firstView() ?? "shop"}`;
-        render();
+        const wanted = VIEWS[route().name] ? route().name : firstView();
+        if (wanted && location.hash !== `#/${wanted}`) location.hash = `#/${wanted}`;
+        else render();
       },
     },
     field("Bearer token", token),
@@ -134,5 +135,10 @@ document.getElementById("sign-out").addEventListener("click", () => {
   render();
 });
 window.addEventListener("hashchange", render);
+// The link to the view already shown reloads it (and takes the keyboard to its heading).
+document.getElementById("nav").addEventListener("click", (event) => {
+  const link = event.target.closest("a");
+  if (link && link.getAttribute("href") === location.hash) render();
+});
 window.addEventListener("unhandledrejection", onSessionEnded);
 render();

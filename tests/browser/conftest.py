@@ -1,0 +1,159 @@
+"""The console in a real browser: Debian's Chromium driven by Playwright, against the real
+app served by uvicorn on 127.0.0.1.
+
+One browser for the whole session (per pytest-xdist worker) and one server on SQLite
+(with a short history written through the shop's commands); each test gets a fresh
+browser context, that is a fresh tab with its own sessionStorage. Playwright never
+downloads a browser here: it launches /usr/bin/chromium (`.ci/run` installs it).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
+
+from api.app import create_app
+from api.auth import mint
+from commands.service import Shop
+from eventshop.settings import Settings
+from tests.audit.conftest import History, make_history
+from tests.conftest import open_shop
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-background-networking"]
+SECRET = "test-secret-of-the-browser-tests-0123456789"
+# Long enough for a loaded 2-core machine; a passing test waits far less.
+expect.set_options(timeout=10_000)
+
+
+@dataclass
+class Served:
+    """The app serving on 127.0.0.1, the shop it writes with, and what was written."""
+
+    url: str
+    shop: Shop
+    history: History
+
+    def token(self, *roles: str, sub: str = "someone") -> str:
+        return mint(SECRET, sub, list(roles))
+
+
+@contextmanager
+def serve(database_url: str, var_dir: Path) -> Iterator[Served]:
+    """``eventshop serve`` in a thread: the app with its read models fed in-process."""
+    shop = open_shop(database_url)
+    history = make_history(shop)
+    settings = Settings(database_url=database_url, jwt_secret=SECRET, var_dir=var_dir)
+    app = create_app(settings, shop=shop)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=1
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield Served(f"http://127.0.0.1:{port}", shop, history)
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        shop.close()
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One server on SQLite for the session's browser tests."""
+    folder = tmp_path_factory.mktemp("console")
+    with serve(f"sqlite:///{folder / 'eventshop.db'}", folder) as running:
+        yield running
+
+
+@pytest.fixture
+def served_on_postgres(pg_reused_url: str, tmp_path: Path) -> Iterator[Served]:
+    with serve(pg_reused_url, tmp_path) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)", pytrace=False
+        )
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@dataclass
+class Tab:
+    """A browser tab on the console, with every request it made and every error it met
+    (a script error, a refused Content-Security-Policy, a failed request)."""
+
+    page: Page
+    served: Served
+    requests: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def open(self, view: str = "") -> None:
+        self.page.goto(f"{self.served.url}/console{f'#/{view}' if view else ''}")
+
+    def sign_in(self, *roles: str, sub: str = "someone") -> None:
+        self.open()
+        self.page.get_by_label("Bearer token").fill(self.served.token(*roles, sub=sub))
+        self.page.get_by_role("button", name="Sign in").click()
+        expect(self.page.locator("#who-text")).to_contain_text(sub)
+
+    def no_horizontal_scroll(self) -> None:
+        overflow = self.page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"{self.page.url} scrolls sideways by {overflow} px"
+
+
+@pytest.fixture
+def tab_on(browser: Browser) -> Iterator[Callable[..., Tab]]:
+    """Open a tab (a context of its own) on a served app: ``tab_on(served, width=390)``."""
+    contexts = []
+
+    def open_tab(served: Served, width: int = 1280) -> Tab:
+        viewport = {"width": width, "height": 900}
+        context = browser.new_context(viewport=viewport, accept_downloads=True)  # type: ignore[arg-type]
+        contexts.append(context)
+        tab = Tab(context.new_page(), served)
+
+        def record(request: Request) -> None:
+            tab.requests.append(request.url)
+
+        tab.page.on("request", record)
+        tab.page.on("pageerror", lambda error: tab.errors.append(f"script: {error}"))
+        tab.page.on(
+            "console",
+            lambda message: message.type == "error" and tab.errors.append(message.text),
+        )
+        tab.page.on(
+            "requestfailed",
+            lambda request: (
+                "aborted" not in (request.failure or "").lower()
+                and tab.errors.append(f"failed: {request.url} {request.failure}")
+            ),
+        )
+        return tab
+
+    yield open_tab
+    for context in contexts:
+        context.close()

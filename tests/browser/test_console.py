@@ -1,0 +1,210 @@
+"""The console as its users meet it, in Chromium: an auditor steps through an order's
+history and downloads the log, an admin rebuilds a read model, a customer is refused the
+audit views, and every page works offline and at a phone's width."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import Served, Tab
+
+OpenTab = Callable[..., Tab]
+EVERY_ROLE = ("auditor", "staff", "admin")
+# Each view, and what it shows once its answers have come.
+VIEWS = {
+    "Log": "tbody tr",
+    "Aggregate": "form[aria-label='Find an aggregate']",
+    "Audit": "#export-title",
+    "Read models": "tr[data-name='orders']",
+    "Shop": "svg.chart",
+}
+
+
+def test_an_auditor_steps_back_through_an_order_and_downloads_the_log(
+    tab_on: OpenTab, served: Served
+) -> None:
+    tab = tab_on(served)
+    page = tab.page
+    tab.sign_in("auditor", sub="audit-1")
+    expect(page.get_by_role("heading", name="Log", exact=True)).to_be_focused()
+
+    page.get_by_label("Event type").fill("Order.Shipped")
+    page.get_by_role("button", name="Show").click()
+    shipped = page.locator("tbody tr")
+    expect(shipped).to_have_count(1)
+    shipped.get_by_role("link").click()
+
+    expect(page.get_by_role("heading", name="State at version 3")).to_be_visible()
+    page.get_by_role("button", name="Previous version").click()
+    expect(page.get_by_role("heading", name="State at version 2")).to_be_visible()
+    status = page.locator('tr[data-attribute="status"]')
+    expect(status).to_have_class("changed")
+    expect(status.locator("td").nth(1)).to_have_text("placed")
+    expect(status.locator("td").nth(2)).to_have_text("paid")
+    expect(page.locator('tr[data-attribute="total"]')).not_to_have_class("changed")
+    assert page.url.endswith(f"#/aggregate/{served.history.order_id}?version=2")
+    # Who did it, when, and for which request.
+    paid = page.locator(".timeline li").nth(1)
+    expect(paid).to_have_attribute("aria-current", "true")
+    expect(paid).to_contain_text("v2 Order.Paid")
+    expect(paid).to_contain_text("by alice (customer)")
+    expect(paid).to_contain_text("request req-cart")
+
+    page.get_by_role("link", name="Audit").click()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download the export").click()
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert [json.loads(line)["position"] for line in lines] == list(
+        range(1, served.shop.head() + 1)
+    )
+    assert download.value.suggested_filename == "eventshop-log.ndjson"
+
+
+def test_a_product_and_its_stock_are_found_by_sku(tab_on: OpenTab, served: Served) -> None:
+    tab = tab_on(served)
+    page = tab.page
+    tab.sign_in("auditor")
+    page.get_by_role("link", name="Aggregate").click()
+    page.get_by_label("Find by").select_option("sku")
+    page.get_by_label("Id, SKU or customer").fill("mug-1")
+    page.get_by_role("button", name="Find").click()
+    page.get_by_role("link", name="Stock MUG-1").click()
+    expect(page.locator(".timeline li").first).to_contain_text("v1 Stock.Created")
+    expect(page).to_have_url(re.compile(rf"#/aggregate/{served.history.stock_id}\?version=4$"))
+
+
+def test_the_live_tail_shows_each_new_event(tab_on: OpenTab, served: Served) -> None:
+    tab = tab_on(served)
+    page = tab.page
+    tab.sign_in("auditor")
+    page.get_by_label("Event type").fill("Stock.Received")
+    page.get_by_role("button", name="Show").click()
+    rows = page.locator("tbody tr")
+    expect(rows).to_have_count(2)
+    tail = page.get_by_role("button", name="Live tail")
+    tail.click()
+    expect(page.get_by_role("button", name="Stop live tail")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    served.shop.receive_stock("TEA-1", 7, "live")
+    expect(rows).to_have_count(3)
+    expect(rows.last).to_contain_text("Stock.Received")
+    page.get_by_role("button", name="Stop live tail").click()
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_an_admin_rebuilds_a_read_model_and_sees_it_end(
+    tab_on: OpenTab, request: pytest.FixtureRequest, store: str
+) -> None:
+    fixture = "served" if store == "sqlite" else "served_on_postgres"
+    served: Served = request.getfixturevalue(fixture)
+    tab = tab_on(served)
+    page = tab.page
+    tab.sign_in("admin", sub="ops-1")
+    expect(page.get_by_role("heading", name="Read models")).to_be_visible()
+    orders = page.locator('tr[data-name="orders"]')
+    expect(orders).to_have_attribute("data-state", "live")
+    started = datetime.now(UTC)
+
+    page.get_by_role("button", name="Rebuild orders").click()
+
+    expect(page.locator("#announce")).to_have_text("Rebuild of orders finished")
+    expect(orders.locator(".last-rebuild")).to_contain_text("new copy equal to the live one")
+    expect(orders).to_have_attribute("data-state", "live")
+    admin = {"Authorization": f"Bearer {served.token('admin')}"}
+    status = httpx.get(f"{served.url}/api/projections", headers=admin).json()
+    last = next(m for m in status["items"] if m["name"] == "orders")["last_rebuild"]
+    assert datetime.fromisoformat(last["finished_at"]) >= started
+    assert last["comparison"]["equal"] is True
+
+
+def test_a_customer_cannot_open_the_audit_views(tab_on: OpenTab, served: Served) -> None:
+    tab = tab_on(served)
+    page = tab.page
+    tab.sign_in("customer", sub="alice")
+    for view in VIEWS:
+        expect(page.get_by_role("link", name=view, exact=True)).to_have_count(0)
+    expect(page.get_by_role("heading", name="Nothing to show")).to_be_visible()
+
+    for view in ("audit", "log", "aggregate"):
+        tab.open(view)
+        expect(page.locator("#not-for-you")).to_be_visible()
+        expect(page.get_by_role("alert")).to_contain_text(
+            "The API refused this for your roles: this needs one of the roles: auditor"
+        )
+    # What the console asked for, the API refuses to this token itself.
+    alice = {"Authorization": f"Bearer {served.token('customer', sub='alice')}"}
+    for route in ("/api/audit/events", "/api/audit/export", "/api/audit/digest"):
+        assert httpx.get(f"{served.url}{route}", headers=alice).status_code == 403
+    assert all(urlsplit(url).path.startswith(("/console", "/api/")) for url in tab.requests)
+
+
+def test_every_view_works_offline_without_errors(tab_on: OpenTab, served: Served) -> None:
+    tab = tab_on(served)
+    page = tab.page
+    tab.sign_in(*EVERY_ROLE)
+    for view, shown in VIEWS.items():
+        page.get_by_role("link", name=view, exact=True).click()
+        expect(page.get_by_role("heading", name=view, exact=True)).to_be_focused()
+        expect(page.locator(shown).first).to_be_visible()
+    expect(page.locator("svg.chart rect")).to_have_count(1)  # one day of sales
+    page.goto(f"{served.url}/console#/aggregate/{served.history.order_id}")
+    expect(page.locator(".timeline li")).to_have_count(3)
+
+    origin = urlsplit(served.url).netloc
+    assert len(tab.requests) > 10
+    assert {urlsplit(url).netloc for url in tab.requests} == {origin}
+    assert tab.errors == []
+
+
+def test_a_phone_width_needs_no_sideways_scrolling(tab_on: OpenTab, served: Served) -> None:
+    tab = tab_on(served, width=390)
+    page = tab.page
+    tab.sign_in(*EVERY_ROLE)
+    tab.no_horizontal_scroll()
+    for view, shown in VIEWS.items():
+        page.get_by_role("link", name=view, exact=True).click()
+        expect(page.locator(shown).first).to_be_visible()
+        tab.no_horizontal_scroll()
+    page.goto(f"{served.url}/console#/aggregate/{served.history.order_id}?version=2")
+    expect(page.locator('tr[data-attribute="status"]')).to_have_class("changed")
+    tab.no_horizontal_scroll()
+    assert tab.errors == []
+
+
+def test_the_token_is_typed_with_the_keyboard_and_kept_for_the_tab_only(
+    tab_on: OpenTab, served: Served
+) -> None:
+    tab = tab_on(served)
+    page = tab.page
+    tab.open()
+    expect(page.get_by_label("Bearer token")).to_be_focused()
+    page.keyboard.type("not-a-token")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("alert")).to_contain_text("Your token was not accepted")
+
+    page.get_by_label("Bearer token").fill(served.token("auditor", sub="audit-7"))
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    expect(page.locator("#who-text")).to_have_text("audit-7 (auditor)")
+    stored = page.evaluate("[sessionStorage.length, localStorage.length, document.cookie]")
+    assert stored == [1, 0, ""]
+
+    # Another tab (another session) must sign in again.
+    other = tab_on(served)
+    other.open("log")
+    expect(other.page.get_by_label("Bearer token")).to_be_visible()
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("Bearer token")).to_be_visible()
+    assert page.evaluate("sessionStorage.length") == 0
