@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
-from api import console, edge, errors, observability
+from api import console, docs, edge, errors, observability
 from api.deps import (
     KEY_DESCRIPTION,
     KEY_SCHEMA,
@@ -113,6 +113,9 @@ def create_app(
         description=DESCRIPTION,
         version=_version(),
         lifespan=lifespan,
+        # Served by api/docs.py, with their assets: FastAPI's own pages load them from a CDN.
+        docs_url=None,
+        redoc_url=None,
         # Every unsafe request may carry an Idempotency-Key; no query parameter that
         # takes one value may come twice (api/deps.py).
         dependencies=[Depends(every_request)],
@@ -148,6 +151,7 @@ def create_app(
         app.include_router(module.router)
     app.include_router(audit.public)
     console.install(app)
+    docs.install(app)
     documented = _with_idempotency_key(_with_problem_media_type(app.openapi))
     app.openapi = documented  # type: ignore[method-assign]
     return app

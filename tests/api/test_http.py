@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -175,10 +176,17 @@ def test_every_command_of_the_contract_is_routed(client: TestClient) -> None:
 
 
 @on_sqlite
-def test_the_docs_page_is_served(client: TestClient) -> None:
-    response = client.get("/docs")
-    assert response.status_code == 200
-    assert "swagger" in response.text.lower()
+def test_the_docs_pages_are_served_with_their_assets(client: TestClient) -> None:
+    for page in ("/docs", "/redoc"):
+        response = client.get(page)
+        assert response.status_code == 200
+        # Every script and style the page loads is the app's own (no CDN: works offline).
+        loaded = re.findall(r'(?:src|href)=["\']([^"\']+)', response.text)
+        assert loaded, page
+        for url in loaded:
+            assert url.startswith("/docs/assets/"), url
+            assert client.get(url).status_code == 200, url
+    assert "swagger" in client.get("/docs").text.lower()
 
 
 def test_stored_events_name_the_caller_and_the_request(client: TestClient, shop: Shop) -> None:

@@ -182,6 +182,7 @@ TABLE = [
     Row("GET", "/api/audit/aggregates/{cart}/state", only(200, "auditor"), "cart"),
     Row("GET", "/api/audit/export", only(200, "auditor")),
     Row("GET", "/api/audit/digest", only(200, "auditor")),
+    Row("GET", "/api/audit/skus/{sku}", only(200, "auditor"), "product"),
     Row("GET", "/api/audit/live", only(200, "auditor"), streams=True, params={"after": "0"}),
     Row("GET", "/api/audit/verify", only(200, "auditor"), params={"upto": "3"}),
     Row("GET", "/api/audit/receipts", only(200, "auditor")),
