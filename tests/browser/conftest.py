@@ -2,13 +2,15 @@
 app served by uvicorn on 127.0.0.1.
 
 One browser for the whole session (per pytest-xdist worker) and one server on SQLite
-(with a short history written through the shop's commands); each test gets a fresh
-browser context, that is a fresh tab with its own sessionStorage. Playwright never
+(with a short history written through the shop's commands); each test opens fresh
+tabs, each with a sessionStorage of its own. With
+``EVENTSHOP_SCREENSHOTS=docs`` some tests save the README's screenshots there. Playwright never
 downloads a browser here: it launches /usr/bin/chromium (`.ci/run` installs it).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +20,14 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Request,
+    expect,
+    sync_playwright,
+)
 
 from api.app import create_app
 from api.auth import mint
@@ -118,6 +127,12 @@ class Tab:
         self.page.get_by_role("button", name="Sign in").click()
         expect(self.page.locator("#who-text")).to_contain_text(sub)
 
+    def screenshot(self, name: str) -> None:
+        """Save the page as ``$EVENTSHOP_SCREENSHOTS/<name>.png`` (the README's pictures)."""
+        folder = os.environ.get("EVENTSHOP_SCREENSHOTS")
+        if folder:
+            self.page.screenshot(path=str(Path(folder) / f"{name}.png"))
+
     def no_horizontal_scroll(self) -> None:
         overflow = self.page.evaluate(
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"
@@ -125,27 +140,37 @@ class Tab:
         assert overflow <= 0, f"{self.page.url} scrolls sideways by {overflow} px"
 
 
+@pytest.fixture(scope="session")
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    """One browser profile for the session: each tab in it still has a sessionStorage of
+    its own (what the console keeps the token in), and opening a tab is cheaper than a
+    profile."""
+    made = browser.new_context(accept_downloads=True)
+    yield made
+    made.close()
+
+
 @pytest.fixture
-def tab_on(browser: Browser) -> Iterator[Callable[..., Tab]]:
-    """Open a tab (a context of its own) on a served app: ``tab_on(served, width=390)``."""
-    contexts = []
+def tab_on(context: BrowserContext) -> Iterator[Callable[..., Tab]]:
+    """Open a tab on a served app: ``tab_on(served, width=390)``."""
+    pages = []
 
     def open_tab(served: Served, width: int = 1280) -> Tab:
-        viewport = {"width": width, "height": 900}
-        context = browser.new_context(viewport=viewport, accept_downloads=True)  # type: ignore[arg-type]
-        contexts.append(context)
-        tab = Tab(context.new_page(), served)
+        page = context.new_page()
+        pages.append(page)
+        page.set_viewport_size({"width": width, "height": 900})
+        tab = Tab(page, served)
 
         def record(request: Request) -> None:
             tab.requests.append(request.url)
 
-        tab.page.on("request", record)
-        tab.page.on("pageerror", lambda error: tab.errors.append(f"script: {error}"))
-        tab.page.on(
+        page.on("request", record)
+        page.on("pageerror", lambda error: tab.errors.append(f"script: {error}"))
+        page.on(
             "console",
             lambda message: message.type == "error" and tab.errors.append(message.text),
         )
-        tab.page.on(
+        page.on(
             "requestfailed",
             lambda request: (
                 "aborted" not in (request.failure or "").lower()
@@ -155,5 +180,5 @@ def tab_on(browser: Browser) -> Iterator[Callable[..., Tab]]:
         return tab
 
     yield open_tab
-    for context in contexts:
-        context.close()
+    for page in pages:
+        page.close()
