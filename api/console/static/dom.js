@@ -97,3 +97,19 @@ export function utc(local) {
 export function aggregateLink(id, text = id, version) {
   return h("a", { href: `#/aggregate/${id}${version ? `?version=${version}` : ""}`, class: "mono" }, text);
 }
+
+/**
+ * Run `redraw`, which replaces what `container` holds, and give the keyboard back to the
+ * control that had it (the same kind of element with the same name), so that a redrawn
+ * view does not send a keyboard user back to the top of the page.
+ */
+export async function keepingFocus(container, redraw) {
+  const had = container.contains(document.activeElement) ? document.activeElement : null;
+  const name = had && (had.getAttribute("aria-label") || had.textContent);
+  await redraw();
+  if (!had || document.activeElement !== document.body) return;
+  const again = [...container.querySelectorAll(had.tagName)].find(
+    (node) => (node.getAttribute("aria-label") || node.textContent) === name && !node.disabled,
+  );
+  (again ?? container.querySelector("[data-focus-fallback]"))?.focus();
+}

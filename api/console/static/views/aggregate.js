@@ -2,7 +2,7 @@
 // or moment, and what changed from the version before, highlighted. Found by id, by SKU
 // (its Product and Stock) or, for orders, by customer.
 import { api } from "../api.js";
-import { aggregateLink, announce, fill, field, h, problem, table, utc, when } from "../dom.js";
+import { aggregateLink, announce, fill, field, h, keepingFocus, problem, table, utc, when } from "../dom.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -58,7 +58,7 @@ async function find(kind, value, out) {
   }
 }
 
-function show(value) {
+function shownValue(value) {
   if (value === undefined) return h("span", { class: "muted" }, "—");
   return h("code", {}, typeof value === "string" ? value : JSON.stringify(value));
 }
@@ -106,7 +106,11 @@ export function render(root, { args, params }) {
   const id = args[0];
   let history = null;
 
-  async function choose(version, at) {
+  function choose(version, at) {
+    return keepingFocus(shown, () => show(version, at));
+  }
+
+  async function show(version, at) {
     const side = shown.querySelector("#version-panel");
     try {
       const state = await api(`/api/audit/aggregates/${id}/state`, { params: at ? { at } : { version } });
@@ -118,7 +122,7 @@ export function render(root, { args, params }) {
       const rows = difference(before?.state ?? null, state.state);
       const changed = rows.filter((row) => row.changed).map((row) => row.name);
       fill(shown.querySelector("#version-panel"),
-        h("h2", { id: "version-title" }, `State at version ${state.version}`),
+        h("h2", { id: "version-title", tabindex: "-1", "data-focus-fallback": "" }, `State at version ${state.version}`),
         h("p", { class: "muted" }, `as of ${when(state.modified_on)}`,
           before ? ` · changed since version ${before.version}: ${changed.join(", ") || "nothing"}` : " · the first version"),
         h("div", { class: "controls" },
@@ -128,8 +132,8 @@ export function render(root, { args, params }) {
             onclick: () => choose(state.version + 1) }, "Next version")),
         table(before ? `Difference from version ${before.version}` : "State", [
           ["Attribute", (r) => [r.name, r.changed ? h("span", { class: "visually-hidden" }, " (changed)") : ""]],
-          [before ? `Version ${before.version}` : "", (r) => (before ? show(r.old) : "")],
-          [`Version ${state.version}`, (r) => show(r.now)],
+          [before ? `Version ${before.version}` : "", (r) => (before ? shownValue(r.old) : "")],
+          [`Version ${state.version}`, (r) => shownValue(r.now)],
         ], rows, (r) => ({ class: r.changed ? "changed" : null, "data-attribute": r.name })),
         event && h("h2", {}, `Event ${event.type}`),
         event && h("pre", {}, JSON.stringify(event.data, null, 2)),
@@ -162,7 +166,9 @@ export function render(root, { args, params }) {
       h("p", { class: "muted" }, `${history.items.length} events; now at version ${history.version}.`),
       h("form", {
         "aria-label": "State at a moment",
-        onsubmit: (event) => { event.preventDefault(); choose(null, utc(at.value)); },
+        // Times are shown to the second: a moment typed as shown means the end of that
+        // second, so that it includes the events the timeline lists at it.
+        onsubmit: (event) => { event.preventDefault(); choose(null, utc(at.value).replace("Z", ".999Z")); },
       }, field("State at a moment (UTC)", at), h("button", { type: "submit", class: "secondary" }, "Show")),
       h("div", { class: "split" },
         h("section", { id: "timeline", "aria-label": "Timeline" }),

@@ -1,7 +1,7 @@
 // Read models: each one's state, position and lag; a blue/green rebuild with its progress
 // and the comparison of the new copy with the live one; parked events, retried or skipped.
 import { api, ApiError } from "../api.js";
-import { announce, fill, h, problem, table, when } from "../dom.js";
+import { announce, fill, h, keepingFocus, problem, table, when } from "../dom.js";
 
 const IDLE_POLL_MS = 3000;
 const BUSY_POLL_MS = 400;
@@ -96,9 +96,7 @@ export function render(root) {
         }
       }
       // Redrawn every few seconds: keep the keyboard where it was.
-      const focused = list.contains(document.activeElement)
-        ? document.activeElement.getAttribute("aria-label") : null;
-      fill(list, table("Read models", [
+      keepingFocus(list, () => fill(list, table("Read models", [
         ["Name", (m) => m.name],
         ["State", progress],
         ["Position / head", (m) => `${m.position} / ${m.head}`, { num: true }],
@@ -111,8 +109,7 @@ export function render(root) {
             onclick: (event) => rebuild(m.name, event.currentTarget) }, "Rebuild"),
           h("button", { type: "button", class: "secondary", "aria-label": `Parked events of ${m.name}`,
             onclick: () => showParked(m.name) }, `Parked (${m.parked})`))],
-      ], items, (m) => ({ "data-name": m.name, "data-state": m.state })));
-      if (focused) list.querySelector(`[aria-label="${CSS.escape(focused)}"]`)?.focus();
+      ], items, (m) => ({ "data-name": m.name, "data-state": m.state }))));
       status.textContent = `Updated ${when(new Date().toISOString())}.`;
     } catch (error) {
       fill(list, problem(error));
