@@ -1,8 +1,8 @@
 """The console in a real browser: Debian's Chromium driven by Playwright, against the real
 app served by uvicorn on 127.0.0.1.
 
-One browser for the whole session (per pytest-xdist worker) and one server on SQLite
-(with a short history written through the shop's commands); each test opens fresh
+One browser (per pytest-xdist worker) and one server on SQLite (with a short history
+written through the shop's commands) for the module's tests; each test opens fresh
 tabs, each with a sessionStorage of its own. With
 ``EVENTSHOP_SCREENSHOTS=docs`` some tests save the README's screenshots there. Playwright never
 downloads a browser here: it launches /usr/bin/chromium (`.ci/run` installs it).
@@ -82,9 +82,9 @@ def serve(database_url: str, var_dir: Path) -> Iterator[Served]:
         shop.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """One server on SQLite for the session's browser tests."""
+    """One server on SQLite for the module's browser tests."""
     folder = tmp_path_factory.mktemp("console")
     with serve(f"sqlite:///{folder / 'eventshop.db'}", folder) as running:
         yield running
@@ -96,7 +96,10 @@ def served_on_postgres(pg_reused_url: str, tmp_path: Path) -> Iterator[Served]:
         yield running
 
 
-@pytest.fixture(scope="session")
+# Module-scoped, not session-scoped: while Playwright's sync API is open, an event loop
+# counts as running in this thread, and the other tests that run one (anyio.run, say)
+# would fail on this pytest worker. All the browser tests are in one module.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.fail(
@@ -140,9 +143,9 @@ class Tab:
         assert overflow <= 0, f"{self.page.url} scrolls sideways by {overflow} px"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def context(browser: Browser) -> Iterator[BrowserContext]:
-    """One browser profile for the session: each tab in it still has a sessionStorage of
+    """One browser profile for the module: each tab in it still has a sessionStorage of
     its own (what the console keeps the token in), and opening a tab is cheaper than a
     profile."""
     made = browser.new_context(accept_downloads=True)

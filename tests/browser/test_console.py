@@ -39,7 +39,7 @@ def tab_hosts(tab: Tab) -> set[str]:
     }
 
 
-def test_an_auditor_steps_back_through_an_order_and_downloads_the_log(
+def test_an_auditor_steps_back_through_an_order_downloads_and_verifies_the_log(
     tab_on: OpenTab, served: Served
 ) -> None:
     tab = tab_on(served)
@@ -81,6 +81,11 @@ def test_an_auditor_steps_back_through_an_order_and_downloads_the_log(
         range(1, served.shop.head() + 1)
     )
     assert download.value.suggested_filename == "eventshop-log.ndjson"
+
+    page.get_by_role("button", name="Sign a receipt now").click()
+    expect(page.get_by_role("cell", name=str(served.shop.head()), exact=True)).to_be_visible()
+    page.get_by_role("button", name="Verify the log").click()
+    expect(page.locator("#verify-status")).to_have_attribute("data-status", "verified")
 
 
 def test_a_product_and_its_stock_are_found_by_sku(tab_on: OpenTab, served: Served) -> None:

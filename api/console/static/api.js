@@ -100,6 +100,31 @@ export async function* events(path, { params, signal } = {}) {
   }
 }
 
+/** The JSON lines of a streamed NDJSON answer, one at a time, as they arrive. */
+export async function* lines(path, { params, signal } = {}) {
+  const response = await fetch(url(path, params), {
+    headers: headers({ Accept: "application/x-ndjson" }),
+    signal,
+  });
+  if (!response.ok) throw await failure(response);
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (value) buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n")) >= 0) {
+      const line = buffer.slice(0, end).trim();
+      buffer = buffer.slice(end + 1);
+      if (line) yield JSON.parse(line);
+    }
+    if (done) {
+      if (buffer.trim()) yield JSON.parse(buffer);
+      return;
+    }
+  }
+}
+
 /** Download a route's answer as a file, with the token (a plain link could not send it). */
 export async function download(path, { params, filename }) {
   const response = await fetch(url(path, params), { headers: headers() });

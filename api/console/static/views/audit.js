@@ -1,7 +1,90 @@
-// Audit: the hash chain's head (a digest to keep), verification of a digest kept before,
-// and the log's export as NDJSON.
-import { api, download } from "../api.js";
-import { fill, field, h, problem, when } from "../dom.js";
+// Audit: verification of the log against its links and signed receipts, the receipts,
+// the hash chain's head (a digest to keep) and a digest kept before, and the export.
+import { api, download, lines } from "../api.js";
+import { fill, field, h, problem, table, when } from "../dom.js";
+
+// How each result of /api/audit/verify is said, and whether it is good news.
+const RESULTS = {
+  verified: ["ok", "Verified"],
+  unanchored: ["bad", "Unanchored"],
+  tampered: ["bad", "Tampered"],
+  "bad receipt": ["bad", "Bad receipt"],
+};
+
+function verificationSection() {
+  const button = h("button", { type: "button" }, "Verify the log");
+  const bar = h("progress", { "aria-label": "Verification", hidden: true });
+  const out = h("div", { "aria-live": "polite" });
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    bar.hidden = false;
+    bar.removeAttribute("value");
+    fill(out, h("p", { class: "muted" }, "Reading the log…"));
+    try {
+      for await (const line of lines("/api/audit/verify")) {
+        if (line.progress) {
+          fill(out, h("p", { class: "muted" },
+            `Checked ${line.progress.events} events, up to position ${line.progress.position}…`));
+        } else if (line.result) {
+          const r = line.result;
+          const [tone, word] = RESULTS[r.status] ?? ["bad", r.status];
+          fill(out,
+            h("p", { class: tone, id: "verify-status", "data-status": r.status }, `${word}: ${r.detail}`),
+            h("p", { class: "muted" },
+              `${r.events} events checked up to position ${r.upto}; verified up to ${r.verified_upto}`
+              + ` by ${r.anchors} anchor${r.anchors === 1 ? "" : "s"}.`));
+        }
+      }
+    } catch (error) {
+      fill(out, problem(error));
+    } finally {
+      button.disabled = false;
+      bar.hidden = true;
+    }
+  });
+  return h("section", { "aria-labelledby": "verification-title" },
+    h("h2", { id: "verification-title" }, "Verification"),
+    h("p", {}, "Recomputes every event's link and checks it against the stored links and the"
+      + " signed receipts. It only reads."),
+    h("div", { class: "controls" }, button, bar), out);
+}
+
+function receiptsSection() {
+  const out = h("div");
+  async function load() {
+    try {
+      // The newest receipts matter most; the route lists them in log order, 500 at most.
+      const page = await api("/api/audit/receipts", { params: { limit: 500 } });
+      const newest = page.items.slice(-10).reverse();
+      fill(out, newest.length
+        ? table(`The ${newest.length} newest of ${page.items.length}${page.next_cursor ? "+" : ""} receipts`, [
+          ["Position", (r) => r.position, { num: true }],
+          ["Signed (UTC)", (r) => when(r.time)],
+          ["Key", (r) => h("code", {}, r.key_id)],
+          ["Link", (r) => h("code", {}, `${r.link.slice(0, 16)}…`)],
+        ], newest)
+        : h("p", { class: "notice" }, "No receipt yet."));
+    } catch (error) {
+      fill(out, problem(error));
+    }
+  }
+  const sign = h("button", { type: "button", class: "secondary" }, "Sign a receipt now");
+  sign.addEventListener("click", async () => {
+    try {
+      await api("/api/audit/receipts", { method: "POST" });
+    } catch (error) {
+      fill(out, problem(error));
+      return;
+    }
+    load();
+  });
+  load();
+  return h("section", { "aria-labelledby": "receipts-title" },
+    h("h2", { id: "receipts-title" }, "Receipts"),
+    h("p", {}, "Signed statements of the log's head at a moment (Ed25519); keep copies away from"
+      + " the database."),
+    sign, out);
+}
 
 function digestSection() {
   const out = h("div", { "aria-live": "polite" });
@@ -86,7 +169,8 @@ function exportSection() {
 export function render(root) {
   // Asked first, so that a caller the API refuses sees why before filling in a form.
   api("/api/audit/events", { params: { limit: 1 } }).then(
-    () => fill(root, digestSection(), verifySection(), exportSection()),
+    () => fill(root, verificationSection(), receiptsSection(), exportSection(), digestSection(),
+      verifySection()),
     (error) => fill(root, problem(error)),
   );
   return null;
