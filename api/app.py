@@ -152,7 +152,9 @@ def create_app(
     app.include_router(audit.public)
     console.install(app)
     docs.install(app)
-    documented = _with_idempotency_key(_with_problem_media_type(app.openapi))
+    documented = _with_json_bodies_only(
+        _with_idempotency_key(_with_problem_media_type(app.openapi))
+    )
     app.openapi = documented  # type: ignore[method-assign]
     return app
 
@@ -167,6 +169,27 @@ def _with_problem_media_type(build: Callable[[], dict[str, Any]]) -> Callable[[]
                 content = response.get("content", {})
                 if status[0] in "45" and "application/json" in content:
                     content[errors.PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+        return schema
+
+    return openapi
+
+
+def _with_json_bodies_only(build: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+    """Document the 415 of an operation that takes a body, answered by an app-wide
+    dependency (api/deps.py) to a body sent as anything but JSON."""
+    refused = {
+        "description": "the body was not sent as JSON (Content-Type: application/json)",
+        "content": {
+            errors.PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}
+        },
+    }
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        for path in schema["paths"].values():
+            for operation in path.values():
+                if "requestBody" in operation:
+                    operation.setdefault("responses", {}).setdefault("415", refused)
         return schema
 
     return openapi

@@ -351,12 +351,38 @@ async def no_duplicate_keys(request: Request) -> None:
         return  # not JSON: the body's own validation answers
 
 
+_CONTENT_TYPE = b"content-type"
+# application/json, or any JSON-based type (application/problem+json …), with parameters.
+_JSON_MEDIA_TYPE = re.compile(r"application/(?:[\w.-]+\+)?json[ \t]*(?:;|$)", re.IGNORECASE)
+
+
+async def json_bodies_only(request: Request) -> None:
+    """Refuse a body sent without a JSON Content-Type with 415, saying what to send:
+    FastAPI reads such a body as no JSON at all and refused it with a 422 about "a valid
+    dictionary" (``curl -d`` sends form encoding). An empty body needs no type."""
+    if request.method not in UNSAFE_METHODS:
+        return
+    declared = _header(request, _CONTENT_TYPE)
+    if declared is not None and _JSON_MEDIA_TYPE.match(declared.strip()):
+        return
+    if not await request.body():
+        return  # nothing sent, nothing to misread
+    sent = "none was sent" if declared is None else f"not {declared!r}"
+    raise HTTPException(
+        415,
+        f"the body must be JSON: send Content-Type: application/json ({sent})",
+        {"Accept": "application/json"},
+    )
+
+
 async def every_request(request: Request) -> None:
     """The app's one dependency of every route: :func:`idempotency_key`,
-    :func:`one_value_per_query_parameter` and :func:`no_duplicate_keys` (one dependency
-    rather than three: FastAPI's resolving each costs every request)."""
+    :func:`one_value_per_query_parameter`, :func:`json_bodies_only` and
+    :func:`no_duplicate_keys` (one dependency rather than four: FastAPI's resolving each
+    costs every request)."""
     await idempotency_key(request)
     await one_value_per_query_parameter(request)
+    await json_bodies_only(request)
     await no_duplicate_keys(request)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 
@@ -10,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from commands.service import Shop
-from tests.api.conftest import STAFF, on_sqlite, problem_of
+from tests.api.conftest import ALICE, STAFF, on_sqlite, problem_of
 
 PRODUCT = {"sku": "MUG", "name": "Mug", "price": "1.00"}
 
@@ -198,3 +199,25 @@ def test_stored_events_name_the_caller_and_the_request(client: TestClient, shop:
     for cause in causes:
         assert cause is not None
         assert (cause.actor, cause.role, cause.correlation_id) == ("staff-1", "staff", "r-7")
+
+
+@on_sqlite
+def test_a_body_declared_as_other_than_json_is_refused_with_415(
+    client: TestClient, shop: Shop
+) -> None:
+    head = shop.head()
+    body = json.dumps(PRODUCT).encode()
+    for declared in ("application/x-www-form-urlencoded", "text/plain", "application/jsonx", None):
+        headers = {**STAFF, **({"Content-Type": declared} if declared else {})}
+        answer = client.post("/api/products", content=body, headers=headers)
+        problem = problem_of(answer, 415)
+        assert "Content-Type: application/json" in problem["detail"]
+        assert answer.headers["Accept"] == "application/json"
+    assert shop.head() == head  # nothing recorded
+    for declared in ("application/json; charset=utf-8", "Application/JSON"):
+        headers = {**STAFF, "Content-Type": declared}
+        answer = client.post("/api/products", content=body, headers=headers)
+        assert answer.status_code == 201, (declared, answer.text)
+        body = json.dumps({**PRODUCT, "sku": f"MUG-{shop.head()}"}).encode()
+    # A body-less command needs no Content-Type.
+    assert client.post("/api/carts", headers=ALICE).status_code == 201
