@@ -9,6 +9,7 @@ larger than ``max_body_bytes`` with 413 (:func:`too_large`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sqlite3
@@ -171,7 +172,29 @@ async def http_error(request: Request, error: Exception) -> JSONResponse:
     detail = str(error.detail)
     if detail == HTTPStatus(status).phrase:
         detail = f"{request.method} {request.url.path}: {detail.lower()}"
-    return problem(request, status, detail, headers=error.headers)
+    headers = error.headers
+    if status == 405 and (allowed := _allowed_methods(request)):
+        # Starlette names the methods of the first route whose path matched; a path
+        # served by several routes (GET and PATCH /api/products/{sku}) allows them all.
+        headers = {**(headers or {}), "Allow": allowed}
+    return problem(request, status, detail, headers=headers)
+
+
+@functools.cache
+def _path_pattern(template: str) -> re.Pattern[str]:
+    return re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)))
+
+
+def _allowed_methods(request: Request) -> str | None:
+    """The methods the API's document lists for the request's path (None: not in it)."""
+    path = request.url.path
+    allowed = {
+        method.upper()
+        for template, operations in request.app.openapi()["paths"].items()
+        if _path_pattern(template).fullmatch(path)
+        for method in operations
+    }
+    return ", ".join(sorted(allowed)) or None
 
 
 def too_large(request: Request, max_bytes: int | None) -> JSONResponse:

@@ -26,8 +26,10 @@ def test_an_unknown_route_is_a_problem(client: TestClient) -> None:
 def test_a_method_the_route_lacks_is_not_allowed(client: TestClient) -> None:
     response = client.delete("/api/products/MUG", headers=STAFF)
     problem_of(response, 405)
-    # Starlette names the methods of the first route whose path matched.
-    assert "DELETE" not in response.headers["Allow"]
+    # Both routes of the path: Starlette named only the first one's (PATCH).
+    assert response.headers["Allow"] == "GET, PATCH"
+    assert client.get("/api/carts/x/items/MUG", headers=STAFF).headers["Allow"] == "DELETE, PUT"
+    assert client.post("/health/live").headers["Allow"] == "GET"
 
 
 @on_sqlite
