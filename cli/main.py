@@ -200,7 +200,18 @@ def token(
         raise typer.BadParameter(
             f"unknown role(s) {unknown}; choose from {ROLES}", param_hint="--role"
         )
-    typer.echo(mint(Settings().secret(), sub or str(uuid.uuid4()), role, ttl))
+    settings = Settings()
+    kept = settings.var_dir / "jwt-secret"
+    if not settings.jwt_secret and not kept.exists():
+        # Making a key here would sign a token that the server, which has its own, refuses.
+        typer.echo(
+            f"no key to sign with: EVENTSHOP_JWT_SECRET is not set and {kept} does not exist;"
+            " run this where the server runs (its key is var/jwt-secret there), or set"
+            " EVENTSHOP_VAR_DIR or EVENTSHOP_JWT_SECRET to the server's",
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.echo(mint(settings.secret(), sub or str(uuid.uuid4()), role, ttl))
 
 
 def main() -> None:

@@ -3,10 +3,13 @@ stored is printed as it is, never as Rich markup or terminal control sequences."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+from api.auth import decode
 from cli.main import app
 from cli.text import literal, shown
 
@@ -43,3 +46,16 @@ def test_stored_text_is_printed_as_it_is(stored: str) -> None:
     expected = stored.replace("\x1b", "\\x1b")
     assert text == f"{expected}\n{expected}\n"
     assert "\x1b]8;" not in console.export_text(styles=True)
+
+
+def test_token_refuses_to_invent_a_key(tmp_path: Path) -> None:
+    env = {"EVENTSHOP_VAR_DIR": str(tmp_path / "var"), "EVENTSHOP_JWT_SECRET": "", "COLUMNS": "200"}
+    refused = CliRunner().invoke(app, ["token", "--role", "staff"], env=env)
+    assert refused.exit_code == 1
+    assert "no key to sign with" in refused.output and "jwt-secret" in refused.output
+    assert not (tmp_path / "var").exists()
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "jwt-secret").write_text("k" * 40)
+    signed = CliRunner().invoke(app, ["token", "--role", "staff", "--sub", "s"], env=env)
+    assert signed.exit_code == 0, signed.output
+    assert decode("k" * 40, signed.output.strip()).sub == "s"
