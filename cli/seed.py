@@ -37,6 +37,15 @@ def seed(
     """
     console = Console(stderr=True)
     shop = open_shop(Settings(), **SHOP_ENV)
+    if (held := shop.head()) > 0:
+        shop.close()
+        # Its catalogue would collide with the one already there, product by product.
+        typer.echo(
+            f"the store already holds {held:,} events: seed writes a new shop into an empty"
+            " store (set EVENTSHOP_DATABASE_URL to another one)",
+            err=True,
+        )
+        raise typer.Exit(1)
     try:
         with Progress(
             TextColumn("{task.description:<9}"),

@@ -102,6 +102,12 @@ def test_the_cli_seeds_the_configured_store(
         assert len(placed) == 12
         written = len(shop.recorder.select_notifications(start=1, limit=100_000))
     assert f"events written: {written:,} in" in result.output
+    again = CliRunner().invoke(app, ["seed", "--orders", "1"])
+    assert again.exit_code == 1
+    assert again.output == (
+        f"the store already holds {written:,} events: seed writes a new shop into an empty"
+        " store (set EVENTSHOP_DATABASE_URL to another one)\n"
+    )
 
 
 def test_the_cli_refuses_a_non_positive_count() -> None:
