@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
-from api import console, docs, edge, errors, observability
+from api import console, docs, edge, errors, observability, problems
 from api.deps import (
     KEY_DESCRIPTION,
     KEY_SCHEMA,
@@ -151,6 +151,7 @@ def create_app(
         app.include_router(module.router)
     app.include_router(audit.public)
     console.install(app)
+    app.include_router(problems.router)
     docs.install(app)
     documented = _with_json_bodies_only(
         _with_idempotency_key(_with_problem_media_type(app.openapi))

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 
+from api.problems import type_uri
 from domain.errors import (
     AlreadyExists,
     Busy,
@@ -44,7 +45,8 @@ from eventstore.database import is_transient
 log = logging.getLogger("eventshop.api")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-PROBLEM_TYPES = "https://eventshop.example/problems/"
+PROBLEM_TYPES = "http://127.0.0.1:8000/problems/"
+"""Where the problem types are, as an example: each server names its own address."""
 REQUEST_ID_HEADER = "X-Request-ID"
 
 # The most specific class wins (looked up along the error's MRO).
@@ -92,9 +94,10 @@ def problem(
     headers: Mapping[str, str] | None = None,
     **extensions: Any,
 ) -> JSONResponse:
-    """A problem+json response; ``kind`` names the problem type, else ``about:blank``."""
+    """A problem+json response; ``kind`` names the problem type (else the status does),
+    whose page the app serves (api/problems.py)."""
     body = {
-        "type": f"{PROBLEM_TYPES}{kind}" if kind else "about:blank",
+        "type": type_uri(request, kind, status),
         "title": title or HTTPStatus(status).phrase,
         "status": status,
         "detail": detail,
