@@ -102,6 +102,19 @@ TYPES: dict[str, ProblemType] = {
         "The retried event failed again; nothing was written and it stays parked.",
         "Fix the handler (`detail` has the error) and retry, or skip the event.",
     ),
+    # Webhook subscriptions (admin).
+    "subscription-not-found": ProblemType(
+        "Webhook subscription not found",
+        404,
+        "No webhook subscription has this id.",
+        "List them: GET /api/webhooks.",
+    ),
+    "delivery-not-found": ProblemType(
+        "Webhook delivery not found",
+        404,
+        "The subscription has no delivery of this event (its id is <aggregate id>/<version>).",
+        "List its deliveries: GET /api/webhooks/{id}/deliveries.",
+    ),
     # Refused at the edge, before any command ran.
     "malformed-json": ProblemType(
         "Malformed JSON",
