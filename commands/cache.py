@@ -52,6 +52,7 @@ class _Flight:
 
     settled: threading.Event = field(default_factory=threading.Event)
     ok: bool = False
+    save: object = None  # the recorder's handle of the save (commands/group_commit.py)
 
 
 class Aggregates:
@@ -116,10 +117,16 @@ class Aggregates:
             raise AggregateNotFoundError(aggregate_id)
         return aggregate  # brought up to date in place (it is this load's own copy)
 
-    def queued(self, aggregates: Mapping[UUID, Aggregate]) -> None:
-        """This thread's save of these aggregates is queued: the next command on them
-        starts from them."""
-        flight = self._local.flight = _Flight()
+    def followed(self) -> list[object]:
+        """The queued saves whose states this attempt decided on (their recorder's
+        handles): its own save must be written only if they are."""
+        flights: list[_Flight] = getattr(self._local, "used", [])
+        return [f.save for f in flights if f.save is not None]
+
+    def queued(self, aggregates: Mapping[UUID, Aggregate], save: object = None) -> None:
+        """This thread's save of these aggregates is queued (``save``: the recorder's
+        handle of it): the next command on them starts from them."""
+        flight = self._local.flight = _Flight(save=save)
         with self._lock:
             self._ahead.update((i, (a, flight)) for i, a in aggregates.items())
 

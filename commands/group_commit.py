@@ -55,19 +55,29 @@ MAX_BATCH = 256
 # How long a save may wait for its turn to be written before it gives up (seconds).
 DEFAULT_QUEUE_TIMEOUT = 10.0
 
-_queued: ContextVar[Callable[[], None] | None] = ContextVar("queued", default=None)
+
+@dataclass(frozen=True)
+class _Queueing:
+    on_queued: Callable[[object], None]
+    after: Sequence[object]
+
+
+_queueing: ContextVar[_Queueing | None] = ContextVar("queueing", default=None)
 
 
 @contextmanager
-def when_queued(callback: Callable[[], None]) -> Iterator[None]:
-    """Call ``callback`` once a save made in the block is queued to be written, before
-    its caller waits for the commit (commands/service.py then lets the next command on
-    the same aggregates decide, on the state this save will leave)."""
-    token = _queued.set(callback)
+def when_queued(callback: Callable[[object], None], after: Sequence[object] = ()) -> Iterator[None]:
+    """Call ``callback`` with a save made in the block once it is queued to be written,
+    before its caller waits for the commit (commands/service.py then lets the next command
+    on the same aggregates decide, on the state this save will leave). ``after``: the
+    queued saves (as given to such callbacks) whose states the save was decided on: it is
+    written only if they were (another process may have taken their versions meanwhile,
+    and the version check alone would not see that the state differs)."""
+    token = _queueing.set(_Queueing(callback, after))
     try:
         yield
     finally:
-        _queued.reset(token)
+        _queueing.reset(token)
 
 
 @dataclass(eq=False)
@@ -80,6 +90,7 @@ class _Save:
     done: bool = False
     ids: list[int] = field(default_factory=list)
     error: BaseException | None = None
+    after: list[_Save] = field(default_factory=list)  # decided on their states
 
 
 class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
@@ -170,21 +181,24 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
         their positions once the transaction that holds them has committed."""
         if not stored_events:
             return []
+        queueing = _queueing.get()
         save = _Save(stored_events, kwargs.get(SAVE_KWARG))
+        if queueing is not None:
+            save.after = [a for a in queueing.after if isinstance(a, _Save)]
         deadline = time.monotonic() + self.queue_timeout
         with self._turn:
             self._pending.append(save)
-        queued = _queued.get()
-        if queued is not None:
-            queued()
+        if queueing is not None:
+            queueing.on_queued(save)
         with self._turn:
             while self._writing and not save.done:
                 remaining = deadline - time.monotonic()
                 if not save.taken and remaining <= 0:
                     self._pending.remove(save)
-                    raise Busy(
+                    save.error = Busy(
                         f"waited {self.queue_timeout:g}s for a turn to write; the store is busy"
                     )
+                    raise save.error
                 # A taken save is being written: that transaction is bounded by the
                 # lock and statement timeouts, so its outcome is awaited, not abandoned.
                 self._turn.wait(remaining if not save.taken else None)
@@ -254,6 +268,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
                 {(r["caller"], r["key"]): r["created_at"] for r in keys.fetchall()} if keyed else {}
             )
         accepted, expired = self._keys_free(self._versions_free(batch, latest), stored)
+        accepted = self._followed_written(accepted)
         if not accepted:
             return
         with conn.cursor() as write, conn.cursor() as insert:
@@ -309,6 +324,21 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
                 latest[_uuid(event.originator_id)] = event.originator_version
             accepted.append(save)
         return accepted
+
+    @staticmethod
+    def _followed_written(saves: list[_Save]) -> list[_Save]:
+        """The saves every save they were decided after was written (before them in this
+        batch, or earlier); the others fail. Each forgets those saves then (a chain of
+        them would otherwise keep every save of a hot aggregate alive)."""
+        written = []
+        for save in saves:
+            failed = any(before.error is not None for before in save.after)
+            save.after = []
+            if failed:
+                save.error = IntegrityError("decided on the state of a save that was not written")
+                continue
+            written.append(save)
+        return written
 
     @staticmethod
     def _keys_free(

@@ -475,10 +475,10 @@ class Shop(Application[UUID]):
             key = self.keys.record(current_cause().actor, request, first.id, first.version)
             kwargs[idempotency.SAVE_KWARG] = key
 
-        def queued() -> None:  # the next command on these aggregates may decide now
-            self.aggregates.queued({a.id: a for a in aggregates})
+        def queued(save: object) -> None:  # the next command on them may decide now
+            self.aggregates.queued({a.id: a for a in aggregates}, save)
             self.turns.release_held()
 
-        with when_queued(queued):
+        with when_queued(queued, after=self.aggregates.followed()):
             recordings = self.save(*aggregates, **kwargs)
         return Done(aggregates[0], recordings[-1].notification.id if recordings else self.head())

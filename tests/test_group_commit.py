@@ -251,3 +251,44 @@ def test_saves_of_different_aggregates_share_transactions(pg_shop: Shop) -> None
         xid for xid, kind, _ in stored_rows(shop.store.url()) if kind == "Stock.Received"
     }
     assert len(transactions) < RACERS
+
+
+def test_a_command_decided_after_a_save_another_process_beat_is_not_written(
+    pg_shop: Shop, pg_reused_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The version check alone is not enough: another process may take the version of a
+    queued save, and the save decided on its state then has the next version free."""
+    shop = pg_shop
+    other = open_shop(pg_reused_url)  # another process
+    shop.add_product("HOT-4", "Hot", "5.00")
+    recorder = shop.recorder
+    assert isinstance(recorder, GroupCommitRecorder)
+    write_in = recorder._write_in
+    writing, go = threading.Event(), threading.Event()
+
+    def held_once(conn: Any, pipeline: Any, batch: Any) -> None:
+        if not writing.is_set():  # the first receipt's batch waits, then finds v2 taken
+            writing.set()
+            assert go.wait(10)
+        write_in(conn, pipeline, batch)
+
+    monkeypatch.setattr(recorder, "_write_in", held_once)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(shop.receive_stock, "HOT-4", 5)
+            assert writing.wait(10)
+            second = pool.submit(shop.receive_stock, "HOT-4", 10)  # on the first's state
+            until(lambda: len(recorder._pending) == 1, 10, "the second save to be queued")
+            other.receive_stock("HOT-4", 7)  # takes version 2 meanwhile
+            go.set()
+            answers = [first.result(10), second.result(10)]
+    finally:
+        other.close()
+    stock_id = answers[0].aggregate.id
+    # Every answer is what the log holds at its version: none was decided on a state the
+    # log never had.
+    for done in answers:
+        logged = shop.repository.get(stock_id, version=done.version)
+        assert logged.on_hand == done.aggregate.on_hand, (done.version, done.aggregate.on_hand)
+    stock = shop.stock("HOT-4")
+    assert (stock.on_hand, stock.version) == (22, 4)

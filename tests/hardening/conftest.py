@@ -6,6 +6,7 @@ limits and the metrics do not depend on the store and run on SQLite.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,12 +61,14 @@ def shop(app: FastAPI) -> Shop:
     return app.state.shop  # type: ignore[no-any-return]
 
 
+_SKU_NUMBERS = itertools.count(1)
+
+
 class World:
     """Builds, through the API, the things a request needs: a product, carts, orders."""
 
     def __init__(self, client: TestClient) -> None:
         self.client = client
-        self._skus = 0
 
     def call(self, method: str, path: str, who: Headers, body: Any = None) -> dict[str, Any]:
         response = self.client.request(method, path, json=body, headers=who)
@@ -73,8 +76,9 @@ class World:
         return dict(response.json())
 
     def product(self, units: int = 100) -> str:
-        self._skus += 1
-        sku = f"P-{id(self) % 10_000}-{self._skus}"
+        # Unique in the process: two Worlds in one test (one freed before the other is
+        # made) may share an id(), so it cannot name their products.
+        sku = f"P-{next(_SKU_NUMBERS)}"
         self.call("POST", "/api/products", STAFF, {"sku": sku, "name": sku, "price": "2.50"})
         if units:
             self.call("POST", f"/api/stock/{sku}/receipts", STAFF, {"quantity": units})
