@@ -154,6 +154,11 @@ class Aggregates:
         self._forget(aggregates)
         self._settle(ok=False)
 
+    def forget(self, aggregate_ids: Iterable[UUID]) -> None:
+        """Drop these aggregates from memory (their customer's data was erased): the
+        next command on one reads it from the log, where its personal fields are erased."""
+        self._forget(aggregate_ids)
+
     def _forget(self, aggregate_ids: Iterable[UUID]) -> None:
         cache = self.repository.cache
         with self._lock:

@@ -10,6 +10,7 @@ answered from its first execution instead, and its key is saved with its events.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,7 @@ from commands.outcome import CommandObserver, Done, outcome_of
 from commands.recorders import RECORDER_TOPICS
 from domain.base import Expected, ShopAggregate
 from domain.cart import Cart
+from domain.customer import AlreadyErased, Customer
 from domain.errors import AlreadyExists, ConcurrencyConflict, DomainError, NotFound
 from domain.order import DEFAULT_PAYMENT_WINDOW, Order
 from domain.product import Product
@@ -42,6 +44,10 @@ from domain.stock import Stock
 from domain.values import DEFAULT_CURRENCY, Address, currency_code, sku
 from eventstore import log, retry
 from eventstore.causes import current_cause
+from eventstore.personal import SEALED_KEY, KeyRing
+from eventstore.keys import MemoryKeyTable
+from domain.personal import personal_data
+from eventsourcing.utils import resolve_topic
 from eventstore.url import StoreURL
 
 __all__ = ["CommandObserver", "Done", "Shop"]
@@ -97,13 +103,20 @@ class Shop(Application[UUID]):
         currency: str = DEFAULT_CURRENCY,
         idempotency_ttl: timedelta = idempotency.DEFAULT_TTL,
         command_wait: float = turns.DEFAULT_TIMEOUT,
+        keys: KeyRing | None = None,
+        encrypt: bool = True,
     ) -> None:
         """The write side on ``store`` (default: in memory).
 
         ``env`` adds eventsourcing settings (pool sizes, the aggregate cache), first as
         the library's runners pass it. ``command_wait``: how long a command waits for
         its turn on a busy aggregate, or to be written, before it is refused (Busy: 503).
+        ``keys``: the customers' data keys, which seal personal fields (default: keys
+        kept in memory, with a random master key); ``encrypt`` off stores them plain.
         """
+        # The library's __init__ makes the mapper, which seals with these.
+        self.data_keys = keys or KeyRing(MemoryKeyTable(), os.urandom(32), ttl=0.0)
+        self.encrypt = encrypt
         # Checked before connecting: a misconfigured currency must not reach an event.
         self.currency = currency_code(currency)
         self.store = store or StoreURL("memory")
@@ -134,6 +147,7 @@ class Shop(Application[UUID]):
 
     def close(self) -> None:
         self.turns.close()
+        self.data_keys.close()
         super().close()
 
     def construct_recorder(self) -> ApplicationRecorder:
@@ -144,7 +158,12 @@ class Shop(Application[UUID]):
 
     def construct_mapper(self) -> Mapper[UUID]:
         # The log's own mapper, which the read side decodes with too (eventstore/log.py).
-        return log.mapper(cipher=self.factory.cipher(), compressor=self.factory.compressor())
+        return log.mapper(
+            self.data_keys,
+            encrypt=self.encrypt,
+            cipher=self.factory.cipher(),
+            compressor=self.factory.compressor(),
+        )
 
     # --- catalogue and stock -------------------------------------------------
 
@@ -340,6 +359,68 @@ class Shop(Application[UUID]):
                     stock.release(order.id)
                 done = self._save(order, *stocks)
         return Done(order, done.position)
+
+    # --- personal data -------------------------------------------------------
+
+    @retry_on_conflict
+    def erase_customer(self, customer_id: str, aggregate_ids: Iterable[UUID] = ()) -> Done:
+        """Erase the customer's personal data: destroy its data key, then record
+        ``Customer.Erased`` naming which of ``aggregate_ids`` (the customer's orders, as
+        the read side knows them) still hold personal data in plain text (stored before
+        encryption). A customer erased before, with no data stored since, is answered
+        with that erasure (``replayed``); one the shop holds nothing of is NotFound.
+
+        The key is destroyed before the event is recorded, and the event only once no
+        process can still hold the key in its cache (``KeyRing.wait_out_caches``): every
+        event after it reads as erased everywhere, and read models purge what they
+        copied before it. A crash in between leaves the key destroyed and no event: the
+        erasure, asked again, records it.
+        """
+        subject = customer_id
+        with self.turns.of(Customer.create_id(subject)):
+            try:
+                customer = self._get(Customer, Customer.create_id(subject), "")
+            except NotFound:
+                customer = None
+            holds_data = self.data_keys.has_key(subject)
+            ids = sorted(set(aggregate_ids))
+            plain = self.plain_personal_events(ids)
+            if customer is None:
+                if not (holds_data or ids):
+                    raise NotFound(
+                        f"Customer {subject} does not exist (no personal data is held)",
+                        customer_id=subject,
+                    )
+                customer = Customer.register(subject)
+            try:
+                customer.erase(plain, holds_data=holds_data)
+            except AlreadyErased:
+                return Done(customer, self.head(), replayed=True)
+            self.data_keys.destroy(subject)
+            self.data_keys.wait_out_caches()
+            self.aggregates.forget(ids)
+            return self._save(customer)
+
+    def plain_personal_events(self, aggregate_ids: Iterable[UUID]) -> list[str]:
+        """The events of these aggregates (``<id>/<version>``) whose personal fields are
+        stored in plain text: stored before encryption, or with it switched off."""
+        found = []
+        for aggregate_id in aggregate_ids:
+            for stored in self.recorder.select_events(aggregate_id):
+                declared = personal_data(resolve_topic(stored.topic))
+                if declared is None:
+                    continue
+                state = self.mapper.transcoder.decode(stored.state)
+                if SEALED_KEY not in state and any(f in state for f in declared.fields):
+                    found.append(f"{aggregate_id}/{stored.originator_version}")
+        return found
+
+    def customer(self, customer_id: str) -> Customer | None:
+        """The customer's record of erasures (None: never erased)."""
+        try:
+            return self._get(Customer, Customer.create_id(customer_id), "")
+        except NotFound:
+            return None
 
     # --- taking turns ---------------------------------------------------------
 

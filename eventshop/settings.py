@@ -107,6 +107,27 @@ class Settings(BaseSettings):
     audit_receipt_seconds: float = Field(
         default=60.0, gt=0, description="... or this long after the last one, if events came"
     )
+    personal_data_master_key: SecretStr | None = Field(
+        default=None,
+        description="AES-256 key (base64 or hex, or a file of one) wrapping the customers'"
+        " data keys; generated once under var/ if unset. Keep it off the database host:"
+        " with it lost, no sealed personal data can be read",
+    )
+    personal_data_encryption: bool = Field(
+        default=True,
+        description="seal personal fields of new events with the customer's key (off: stored"
+        " in plain text, e.g. to measure the cost; sealed ones are still read)",
+    )
+    personal_key_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="how long a process keeps a data key it unwrapped; an erasure waits this"
+        " long before it answers, so no process still holds the key then",
+    )
+    personal_key_cache_size: int = Field(
+        default=10_000, ge=1, description="most data keys a process keeps unwrapped"
+    )
     nats_url: str | None = Field(
         default=None,
         description="NATS server (JetStream) the integration events are published to, e.g."
