@@ -26,7 +26,7 @@ from eventsourcing.application import (
 )
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import ApplicationRecorder, Mapper, RecordConflictError
-from eventsourcing.utils import Environment, EnvType
+from eventsourcing.utils import Environment, EnvType, resolve_topic
 
 from commands import idempotency, turns
 from commands.cache import CACHE_ENV, CACHE_SIZE, Aggregates
@@ -39,15 +39,14 @@ from domain.cart import Cart
 from domain.customer import AlreadyErased, Customer
 from domain.errors import AlreadyExists, ConcurrencyConflict, DomainError, NotFound
 from domain.order import DEFAULT_PAYMENT_WINDOW, Order
+from domain.personal import personal_data
 from domain.product import Product
 from domain.stock import Stock
 from domain.values import DEFAULT_CURRENCY, Address, currency_code, sku
 from eventstore import log, retry
 from eventstore.causes import current_cause
-from eventstore.personal import SEALED_KEY, KeyRing
 from eventstore.keys import MemoryKeyTable
-from domain.personal import personal_data
-from eventsourcing.utils import resolve_topic
+from eventstore.personal import SEALED_KEY, KeyRing
 from eventstore.url import StoreURL
 
 __all__ = ["CommandObserver", "Done", "Shop"]

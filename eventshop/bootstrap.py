@@ -11,8 +11,8 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey

@@ -53,7 +53,7 @@ class KeyTable(ABC):
     def destroy(self, subject: str) -> list[str]:
         """Delete the subject's key; the ids of the keys deleted."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a table without connections has none to close)
         """Let go of connections."""
 
     @staticmethod

@@ -348,6 +348,8 @@ def verify(
             yield json.dumps({kind: to_jsonable_python(step)}) + "\n"
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
 class SkuAggregates(BaseModel):
     sku: str
     product_id: UUID = Field(description="the id of the SKU's Product aggregate")
