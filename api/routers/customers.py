@@ -60,7 +60,7 @@ def get_customer(
 @router.post(
     "/{customer_id}/erasure",
     response_model=ErasureView,
-    responses=problem_responses(401, 403, 404, 422, 503),
+    responses=problem_responses(401, 403, 404, 409, 422, 503),
 )
 async def erase(
     customer_id: CustomerId, shop: ShopDep, customers: Customers, _: Admin
