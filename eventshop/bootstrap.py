@@ -160,6 +160,7 @@ def open_keys(
             with migration_lock(store):
                 store.prepare()
                 keys.create_table()
+        keys.check_master_key()
     except BaseException:
         keys.close()
         raise

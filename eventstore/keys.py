@@ -53,6 +53,10 @@ class KeyTable(ABC):
     def destroy(self, subject: str) -> list[str]:
         """Delete the subject's key; the ids of the keys deleted."""
 
+    @abstractmethod
+    def master_ids(self) -> set[str]:
+        """The ids of the master keys that wrapped the stored keys."""
+
     def close(self) -> None:  # noqa: B027 (a table without connections has none to close)
         """Let go of connections."""
 
@@ -95,6 +99,9 @@ class MemoryKeyTable(KeyTable):
             for key_id in gone:
                 del self._rows[key_id]
             return gone
+
+    def master_ids(self) -> set[str]:
+        return {key.master_id for key in self._rows.values()}
 
     def __reduce__(self) -> Any:
         # Keys held in one process's memory cannot travel to another (rebuild workers).
@@ -147,6 +154,11 @@ class SQLiteKeyTable(KeyTable):
                 f"DELETE FROM {KEYS_TABLE} WHERE subject = ? RETURNING key_id", (subject,)
             ).fetchall()
         return [row[0] for row in rows]
+
+    def master_ids(self) -> set[str]:
+        with closing(self._connect()) as conn:
+            rows = conn.execute(f"SELECT DISTINCT master_id FROM {KEYS_TABLE}").fetchall()
+        return {row[0] for row in rows}
 
 
 class PostgresKeyTable(KeyTable):
@@ -219,6 +231,13 @@ class PostgresKeyTable(KeyTable):
                 (subject,),
             ).fetchall()
         return [row[0] for row in rows]
+
+    def master_ids(self) -> set[str]:
+        with self._pool_open().connection() as conn:
+            rows = conn.execute(
+                sql.SQL("SELECT DISTINCT master_id FROM {}").format(self._table)
+            ).fetchall()
+        return {row[0] for row in rows}
 
     def close(self) -> None:
         self._pool.close()

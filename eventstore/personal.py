@@ -123,6 +123,17 @@ class KeyRing:
     def create_table(self) -> None:
         self.table.create_table()
 
+    def check_master_key(self) -> None:
+        """Refuse a master key that did not wrap the keys already stored (a host that
+        generated its own instead of being given the deployment's)."""
+        others = self.table.master_ids() - {self.master_id}
+        if others:
+            raise MasterKeyMismatch(
+                f"the store's data keys were wrapped by master key {', '.join(sorted(others))},"
+                f" not by this process's ({self.master_id}): give every process the same"
+                " EVENTSHOP_PERSONAL_DATA_MASTER_KEY, the one the store was written with"
+            )
+
     def key_for(self, subject: str) -> tuple[str, AESGCM]:
         """The subject's key (made now if it has none) and its id: for sealing."""
         cached = self._by_subject.get(subject)

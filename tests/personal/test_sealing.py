@@ -15,9 +15,11 @@ import pytest
 
 from domain.order import ERASED_ADDRESS, Order
 from domain.personal import ERASED
+from eventshop import bootstrap
 from eventstore import log, personal
 from eventstore.keys import MemoryKeyTable, SQLiteKeyTable
 from eventstore.personal import KeyRing, MasterKeyMismatch
+from tests.conftest import settings_for
 from tests.personal.support import ALICE_ADDRESS, ALICE_EMAIL, encodings
 
 
@@ -136,3 +138,19 @@ def test_a_key_ring_travels_to_a_rebuild_worker(tmp_path: Path) -> None:
     assert copy.to_domain_event(sealed).email == ALICE_EMAIL
     with pytest.raises(TypeError, match="memory"):
         pickle.dumps(KeyRing(MemoryKeyTable(), os.urandom(32)))
+
+
+def test_a_process_with_another_master_key_refuses_to_start(tmp_path: Path) -> None:
+    """A host that generated a master key of its own under var/ (instead of being given
+    the deployment's) would fail on every read of a sealed field: it refuses at start."""
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    first = bootstrap.open_keys(settings_for(url, var_dir=tmp_path / "host-1"))
+    first.key_for("alice")
+    first.close()
+    with pytest.raises(MasterKeyMismatch, match="same EVENTSHOP_PERSONAL_DATA_MASTER_KEY"):
+        bootstrap.open_keys(settings_for(url, var_dir=tmp_path / "host-2"))
+    given = (tmp_path / "host-1" / "personal-data-master-key").read_text()
+    again = bootstrap.open_keys(
+        settings_for(url, var_dir=tmp_path / "host-2", personal_data_master_key=given)
+    )
+    again.close()
