@@ -130,7 +130,8 @@ class Shop(Application[UUID]):
         self.keys = IdempotencyKeys(self.recorder, idempotency_ttl)
         self.observers: list[CommandObserver] = []
         self.turns = turns.Turns(command_wait, turns.DatabaseTurns.for_store(self.store))
-        self.aggregates = Aggregates(self.repository, self.turns.trusts)
+        # A cached aggregate holding personal data lives no longer than a cached key.
+        self.aggregates = Aggregates(self.repository, self.turns.trusts, self.data_keys.ttl)
         if isinstance(self.recorder, GroupCommitRecorder):
             self.recorder.queue_timeout = command_wait
 

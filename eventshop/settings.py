@@ -119,11 +119,12 @@ class Settings(BaseSettings):
         " in plain text, e.g. to measure the cost; sealed ones are still read)",
     )
     personal_key_cache_seconds: float = Field(
-        default=5.0,
+        default=3.0,
         ge=0,
         le=300,
-        description="how long a process keeps a data key it unwrapped; an erasure waits this"
-        " long before it answers, so no process still holds the key then",
+        description="how long a process keeps a data key it unwrapped (and an aggregate"
+        " decrypted with one); an erasure waits twice this long before it answers, so that"
+        " no process still holds either then",
     )
     personal_key_cache_size: int = Field(
         default=10_000, ge=1, description="most data keys a process keeps unwrapped"

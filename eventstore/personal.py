@@ -13,10 +13,13 @@ deletes its key: its sealed fields then read as the values the event class decla
 for erased data, wherever the log is read (read models, histories, exports, replays).
 
 Keys are cached in each process (at most ``size`` of them), each for at most ``ttl``
-seconds from the moment its lookup *began*. An erasure deletes the key, then waits
-``ttl`` before it records the erasure and answers: by then no process anywhere still
-holds the key in a cache, so nothing read after the erasure's answer, in any process,
-is decrypted with it (see README, "Personal data").
+seconds from the moment its lookup *began*; the write side's aggregate cache keeps an
+aggregate holding decrypted personal data at most ``ttl`` seconds from the moment its
+read began (``commands/cache.py``). An erasure deletes the key, then waits ``2 * ttl``
+before it records the erasure and answers: a key cached before the deletion is gone
+from every cache after ``ttl``, and whatever was decrypted with it after another
+``ttl``. So nothing read after the erasure's answer, in any process, is decrypted with
+the key or served from a copy decrypted with it (see README, "Personal data").
 """
 
 from __future__ import annotations
@@ -186,8 +189,9 @@ class KeyRing:
         return gone
 
     def wait_out_caches(self, sleep: Callable[[float], None] = time.sleep) -> None:
-        """Wait until every key cached anywhere before now has expired."""
-        sleep(self.ttl)
+        """Wait until every key cached anywhere before now has expired, and every copy
+        of data decrypted with one (module doc)."""
+        sleep(2 * self.ttl)
 
     def _wrap(self, subject: str, key_id: str, key: bytes) -> bytes:
         nonce = os.urandom(_NONCE)
