@@ -26,9 +26,9 @@ from eventsourcing.application import (
 )
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import ApplicationRecorder, Mapper, RecordConflictError
-from eventsourcing.utils import Environment, EnvType, resolve_topic
+from eventsourcing.utils import Environment, EnvType
 
-from commands import idempotency, turns
+from commands import erasure, idempotency, turns
 from commands.cache import CACHE_ENV, CACHE_SIZE, Aggregates
 from commands.group_commit import GroupCommitRecorder, when_queued
 from commands.idempotency import IdempotencyKeys, KeyStore, POPOKeyRecorder
@@ -36,17 +36,15 @@ from commands.outcome import CommandObserver, Done, outcome_of
 from commands.recorders import RECORDER_TOPICS
 from domain.base import Expected, ShopAggregate
 from domain.cart import Cart
-from domain.customer import AlreadyErased, Customer
 from domain.errors import AlreadyExists, ConcurrencyConflict, DomainError, NotFound
 from domain.order import DEFAULT_PAYMENT_WINDOW, Order
-from domain.personal import personal_data
 from domain.product import Product
 from domain.stock import Stock
 from domain.values import DEFAULT_CURRENCY, Address, currency_code, sku
 from eventstore import log, retry
 from eventstore.causes import current_cause
 from eventstore.keys import MemoryKeyTable
-from eventstore.personal import SEALED_KEY, KeyRing
+from eventstore.personal import KeyRing
 from eventstore.url import StoreURL
 
 __all__ = ["CommandObserver", "Done", "Shop"]
@@ -360,67 +358,11 @@ class Shop(Application[UUID]):
                 done = self._save(order, *stocks)
         return Done(order, done.position)
 
-    # --- personal data -------------------------------------------------------
+    # --- personal data (commands/erasure.py) ----------------------------------
 
-    @retry_on_conflict
-    def erase_customer(self, customer_id: str, aggregate_ids: Iterable[UUID] = ()) -> Done:
-        """Erase the customer's personal data: destroy its data key, then record
-        ``Customer.Erased`` naming which of ``aggregate_ids`` (the customer's orders, as
-        the read side knows them) still hold personal data in plain text (stored before
-        encryption). A customer erased before, with no data stored since, is answered
-        with that erasure (``replayed``); one the shop holds nothing of is NotFound.
-
-        The key is destroyed before the event is recorded, and the event only once no
-        process can still hold the key in its cache (``KeyRing.wait_out_caches``): every
-        event after it reads as erased everywhere, and read models purge what they
-        copied before it. A crash in between leaves the key destroyed and no event: the
-        erasure, asked again, records it.
-        """
-        subject = customer_id
-        with self.turns.of(Customer.create_id(subject)):
-            try:
-                customer = self._get(Customer, Customer.create_id(subject), "")
-            except NotFound:
-                customer = None
-            holds_data = self.data_keys.has_key(subject)
-            ids = sorted(set(aggregate_ids))
-            plain = self.plain_personal_events(ids)
-            if customer is None:
-                if not (holds_data or ids):
-                    raise NotFound(
-                        f"Customer {subject} does not exist (no personal data is held)",
-                        customer_id=subject,
-                    )
-                customer = Customer.register(subject)
-            try:
-                customer.erase(plain, holds_data=holds_data)
-            except AlreadyErased:
-                return Done(customer, self.head(), replayed=True)
-            self.data_keys.destroy(subject)
-            self.data_keys.wait_out_caches()
-            self.aggregates.forget(ids)
-            return self._save(customer)
-
-    def plain_personal_events(self, aggregate_ids: Iterable[UUID]) -> list[str]:
-        """The events of these aggregates (``<id>/<version>``) whose personal fields are
-        stored in plain text: stored before encryption, or with it switched off."""
-        found = []
-        for aggregate_id in aggregate_ids:
-            for stored in self.recorder.select_events(aggregate_id):
-                declared = personal_data(resolve_topic(stored.topic))
-                if declared is None:
-                    continue
-                state = self.mapper.transcoder.decode(stored.state)
-                if SEALED_KEY not in state and any(f in state for f in declared.fields):
-                    found.append(f"{aggregate_id}/{stored.originator_version}")
-        return found
-
-    def customer(self, customer_id: str) -> Customer | None:
-        """The customer's record of erasures (None: never erased)."""
-        try:
-            return self._get(Customer, Customer.create_id(customer_id), "")
-        except NotFound:
-            return None
+    erase_customer = retry_on_conflict(erasure.erase_customer)
+    plain_personal_events = erasure.plain_personal_events
+    customer = erasure.customer
 
     # --- taking turns ---------------------------------------------------------
 
