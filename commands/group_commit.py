@@ -137,16 +137,19 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
         self._insert = SQL(
             "INSERT INTO {events} (originator_id, originator_version, topic, state)"
             " SELECT originator_id, originator_version, topic, state"
-            " FROM unnest(%s::{schema}.{event_type}[])"
+            # Four arrays of plain types: psycopg dumps them in C, where an array of the
+            # composite type is escaped field by field in Python.
+            " FROM unnest(%s::{id_type}[], %s::bigint[], %s::text[], %s::bytea[])"
+            " AS rows(originator_id, originator_version, topic, state)"
             " RETURNING originator_id, originator_version, notification_id,"
             # The chain's last link before these events (one InitPlan, not one per row).
             " (SELECT link FROM {links} ORDER BY position DESC LIMIT 1) AS previous_link"
         ).format(
             events=events,
-            schema=schema,
-            event_type=Identifier(self.stored_event_type_name),
+            id_type=Identifier(datastore.originator_id_type),
             links=links_table,
         )
+        self._notify = SQL("NOTIFY {0}").format(Identifier(self.channel_name))
         self._insert_links = SQL(
             "INSERT INTO {links} (position, link) SELECT * FROM unnest(%s::bigint[], %s::bytea[])"
         ).format(links=links_table)
@@ -274,15 +277,15 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
         with conn.cursor() as write, conn.cursor() as insert:
             if expired:
                 write.execute(self._delete_keys, ([c for c, _ in expired], [k for _, k in expired]))
-            self._notify_channel(write)
-            rows = [
-                self.construct_pg_stored_event(
-                    e.originator_id, e.originator_version, e.topic, e.state
-                )
-                for save in accepted
-                for e in save.events
-            ]
-            insert.execute(self._insert, (rows,))
+            write.execute(self._notify, prepare=True)
+            events = [e for save in accepted for e in save.events]
+            columns = (
+                [e.originator_id for e in events],
+                [e.originator_version for e in events],
+                [e.topic for e in events],
+                [e.state for e in events],
+            )
+            insert.execute(self._insert, columns, prepare=True)
             pipeline.sync()
             returned = insert.fetchall()
             position = {
