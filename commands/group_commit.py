@@ -18,7 +18,13 @@ and acknowledged together once it has committed:
   and stock events, being one save, stay one unit;
 * each event's hash link (``eventstore/links.py``) goes in with one more INSERT, sent
   with the keys' and the COMMIT: the events' INSERT returns the last link before them
-  (read under the lock, so no other writer can move it), the links are hashed here.
+  (read under the lock, so no other writer can move it), the links are hashed here;
+* a batch is first written hopefully: the lock, the checks and the INSERT go in one
+  round trip, and the COMMIT in a second. Only if a save does not fit (its versions
+  moved, its key is stored, the primary key refuses a row) is that transaction rolled
+  back and the batch written checked: lock and checks first, then the saves that fit
+  (three round trips). A rolled-back try leaves its positions unused: the log's
+  positions may skip, as they may after any failed write on PostgreSQL.
 
 Only this recorder inserts keys, always under the lock, so the keys checked under it
 cannot change before the transaction commits. The table's primary key on (aggregate,
@@ -42,6 +48,7 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg import Connection, Cursor, Pipeline
+from psycopg.errors import UniqueViolation
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
@@ -62,6 +69,7 @@ class _Queueing:
     after: Sequence[object]
 
 
+_Writer = Callable[[Connection[DictRow], Pipeline, list["_Save"]], None]
 _queueing: ContextVar[_Queueing | None] = ContextVar("queueing", default=None)
 
 
@@ -235,18 +243,11 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
                 self._turn.notify_all()
 
     def _write(self, batch: list[_Save]) -> None:
-        """Write the batch in one transaction, pipelined: three round trips in all."""
-        failed: Exception | None = None
+        """Write the batch in one transaction, pipelined: two round trips when no save
+        conflicts (the common case), else three, after a first try rolled back."""
         try:
-            with self.datastore.get_connection() as conn:
-                with conn.pipeline() as pipeline, conn.transaction():
-                    try:
-                        self._write_in(conn, pipeline, batch)
-                    except Exception as error:
-                        # Raised once the pipeline has closed (psycopg warns otherwise).
-                        failed = error
-                if failed is not None:
-                    raise failed
+            if not self._in_transaction(self._write_hopeful, batch):
+                self._in_transaction(self._write_checked, batch)
         except BaseException as error:
             for save in batch:
                 if save.error is None:
@@ -255,7 +256,57 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
             if not isinstance(error, Exception):
                 raise
 
-    def _write_in(self, conn: Connection[DictRow], pipeline: Pipeline, batch: list[_Save]) -> None:
+    def _in_transaction(self, write: _Writer, batch: list[_Save]) -> bool:
+        """Run ``write`` in a pipelined transaction; False if it asked to be undone."""
+        failed: Exception | None = None
+        with self.datastore.get_connection() as conn, conn.pipeline() as pipeline:
+            try:
+                with conn.transaction():  # rolled back by whatever ``write`` raises
+                    write(conn, pipeline, batch)
+            except Exception as error:
+                # Raised once the pipeline has closed (psycopg warns otherwise).
+                failed = error
+        if isinstance(failed, (_Undo, UniqueViolation)):
+            return False
+        if failed is not None:
+            raise failed
+        return True
+
+    def _write_hopeful(
+        self, conn: Connection[DictRow], pipeline: Pipeline, batch: list[_Save]
+    ) -> None:
+        """Lock, check and insert in one round trip, on the hope that every save fits; if
+        one does not (its versions moved, its key is stored, a save it follows failed),
+        raise ``_Undo``, and the transaction is rolled back for ``_write_checked``."""
+        if any(before.error is not None for save in batch for before in save.after):
+            raise _Undo
+        ids = list({_uuid(event.originator_id) for save in batch for event in save.events})
+        keyed = [save.key for save in batch if save.key is not None]
+        with (
+            conn.cursor() as lock,
+            conn.cursor() as versions,
+            conn.cursor() as keys,
+            conn.cursor() as insert,
+        ):
+            for statement in self.lock_table_statements:
+                lock.execute(statement, prepare=True)
+            versions.execute(self._versions, (ids,), prepare=True)
+            if keyed:
+                names = ([k.caller for k in keyed], [k.key for k in keyed])
+                keys.execute(self._live_keys, names, prepare=True)
+            self._insert_rows(insert, batch)
+            pipeline.sync()
+            latest = {row["originator_id"]: row["version"] or 0 for row in versions.fetchall()}
+            if (keyed and keys.fetchall()) or not _all_follow(batch, latest):
+                raise _Undo
+            returned = insert.fetchall()
+        with conn.cursor() as write:
+            self._finish(write, batch, returned)
+
+    def _write_checked(
+        self, conn: Connection[DictRow], pipeline: Pipeline, batch: list[_Save]
+    ) -> None:
+        """Lock and check first; insert the saves that fit; the others fail alone."""
         ids = list({_uuid(event.originator_id) for save in batch for event in save.events})
         keyed = [save.key for save in batch if save.key is not None]
         with conn.cursor() as lock, conn.cursor() as versions, conn.cursor() as keys:
@@ -277,33 +328,41 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
         with conn.cursor() as write, conn.cursor() as insert:
             if expired:
                 write.execute(self._delete_keys, ([c for c, _ in expired], [k for _, k in expired]))
-            write.execute(self._notify, prepare=True)
-            events = [e for save in accepted for e in save.events]
-            columns = (
-                [e.originator_id for e in events],
-                [e.originator_version for e in events],
-                [e.topic for e in events],
-                [e.state for e in events],
-            )
-            insert.execute(self._insert, columns, prepare=True)
+            self._insert_rows(insert, accepted)
             pipeline.sync()
-            returned = insert.fetchall()
-            position = {
-                (row["originator_id"], row["originator_version"]): row["notification_id"]
-                for row in returned
-            }
-            for save in accepted:
-                save.ids = [
-                    position[(_uuid(e.originator_id), e.originator_version)] for e in save.events
-                ]
-            # Sent with the COMMIT.
-            self._insert_keys_of(write, accepted)
-            previous = returned[0]["previous_link"] if returned else None
-            in_order = sorted(
-                ((i, e) for save in accepted for i, e in zip(save.ids, save.events, strict=True)),
-                key=lambda pair: pair[0],
-            )
-            write.execute(self._insert_links, links.chain(previous, in_order))
+            self._finish(write, accepted, insert.fetchall())
+
+    def _insert_rows(self, insert: Cursor[DictRow], saves: list[_Save]) -> None:
+        events = [e for save in saves for e in save.events]
+        columns = (
+            [e.originator_id for e in events],
+            [e.originator_version for e in events],
+            [e.topic for e in events],
+            [e.state for e in events],
+        )
+        insert.execute(self._insert, columns, prepare=True)
+
+    def _finish(self, write: Cursor[DictRow], saves: list[_Save], returned: list[DictRow]) -> None:
+        """Give the saves their positions; queue the NOTIFY, their keys and the events'
+        links, to be sent with the COMMIT."""
+        for save in saves:
+            save.after = []
+        position = {
+            (row["originator_id"], row["originator_version"]): row["notification_id"]
+            for row in returned
+        }
+        for save in saves:
+            save.ids = [
+                position[(_uuid(e.originator_id), e.originator_version)] for e in save.events
+            ]
+        write.execute(self._notify, prepare=True)
+        self._insert_keys_of(write, saves)
+        previous = returned[0]["previous_link"] if returned else None
+        in_order = sorted(
+            ((i, e) for save in saves for i, e in zip(save.ids, save.events, strict=True)),
+            key=lambda pair: pair[0],
+        )
+        write.execute(self._insert_links, links.chain(previous, in_order))
 
     @staticmethod
     def _versions_free(batch: list[_Save], latest: dict[Any, int]) -> list[_Save]:
@@ -402,6 +461,25 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(self._purge, (before,))
             return int(curs.rowcount)
+
+
+class _Undo(Exception):
+    """The hopeful write found a save that does not fit: roll back, write checked."""
+
+
+def _all_follow(batch: list[_Save], latest: dict[Any, int]) -> bool:
+    """Whether every save's aggregates go on from the version they are at (in the log,
+    or after the saves before it in the batch): ``_versions_free`` with no failure."""
+    latest = dict(latest)
+    for save in batch:
+        first: dict[Any, int] = {}
+        for event in save.events:
+            first.setdefault(_uuid(event.originator_id), event.originator_version)
+        if any(version != latest.get(i, 0) + 1 for i, version in first.items()):
+            return False
+        for event in save.events:
+            latest[_uuid(event.originator_id)] = event.originator_version
+    return True
 
 
 def _uuid(originator_id: Any) -> Any:
