@@ -109,6 +109,13 @@ class ReceiptView(BaseModel):
     link: str = Field(description="the hash link of the event at that position (hex)")
     time: str = Field(description="when it was signed (ISO 8601, UTC)")
     key_id: str = Field(description="the signing key's id (see /api/audit/public-key)")
+    tree_size: int | None = Field(
+        description="how many events the Merkle tree up to the position has (null: a receipt"
+        " made before inclusion proofs)"
+    )
+    tree_root: str | None = Field(
+        description="the root of that tree (hex), what inclusion proofs are checked against"
+    )
     signature: str = Field(description="Ed25519 signature (base64) of the fields above")
 
 
