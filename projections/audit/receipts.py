@@ -294,13 +294,21 @@ class _PostgresReceipts:
                     " signature bytea NOT NULL)"
                 ).format(self.table)
             )
-            # The tree came with inclusion proofs: a table made before gets its columns.
+            # The tree came with inclusion proofs: a table made before gets its columns
+            # (looked for first: ALTER TABLE would lock the table even when they exist).
             cursor.execute(
-                sql.SQL(
-                    "ALTER TABLE {} ADD COLUMN IF NOT EXISTS tree_size bigint,"
-                    " ADD COLUMN IF NOT EXISTS tree_root bytea"
-                ).format(self.table)
+                "SELECT count(*) AS n FROM information_schema.columns WHERE table_schema = %s"
+                " AND table_name = %s AND column_name IN ('tree_size', 'tree_root')",
+                (self.datastore.schema, RECEIPTS_TABLE),
             )
+            row = cursor.fetchone()
+            if not row or row["n"] < 2:
+                cursor.execute(
+                    sql.SQL(
+                        "ALTER TABLE {} ADD COLUMN IF NOT EXISTS tree_size bigint,"
+                        " ADD COLUMN IF NOT EXISTS tree_root bytea"
+                    ).format(self.table)
+                )
 
     def _select(self, tail: str, params: Sequence[Any]) -> list[Receipt]:
         query = sql.SQL(f"SELECT {_COLUMNS} FROM {{}} {tail}").format(self.table)

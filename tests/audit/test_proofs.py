@@ -21,7 +21,14 @@ from eventshop.settings import Settings
 from projections.audit import merkle
 from projections.audit.auditor import Auditor
 from projections.audit.proofs import InclusionProof, check_proof
-from projections.audit.receipts import Receipt, public_key, public_pem, trusted
+from projections.audit.receipts import (
+    RECEIPTS_TABLE,
+    Receipt,
+    Tree,
+    public_key,
+    public_pem,
+    trusted,
+)
 from tests.audit.conftest import KEYS, SIGNER, Tamper, make_history
 
 SECRET = "test-secret-of-the-proof-tests-0123456789"
@@ -215,3 +222,39 @@ def test_prove_and_check_proof_on_the_command_line(
     (tmp_path / "junk.json").write_text("{}")
     code, output = run("check-proof", str(tmp_path / "junk.json"), "--public-key", str(key_file))
     assert code == 2 and "not an inclusion proof" in output
+
+
+def test_verify_rebuilds_the_tree_each_receipt_signs(shop: Shop, auditor: Auditor) -> None:
+    make_history(shop)
+    position, stored = auditor.links.last() or (0, b"")
+    wrong = Tree(position, merkle.root([stored] * position))
+    auditor.receipts.add(SIGNER.sign(position, stored, tree=wrong))
+    result = auditor.verify(KEYS)
+    assert (result.status, result.position) == ("bad receipt", 19), result.detail
+    assert "not the tree over the 19 links" in result.detail
+
+
+def test_a_receipts_table_made_before_proofs_gets_its_tree_columns(
+    shop: Shop, auditor: Auditor, tamper: Tamper
+) -> None:
+    make_history(shop)
+    old = SIGNER.sign(*auditor.links.between(11, 12, 1)[0])
+    table = RECEIPTS_TABLE if tamper.sqlite else f'"{tamper.schema}".{RECEIPTS_TABLE}'
+    tamper._run(f"DROP TABLE {table}")
+    tamper._run(
+        f"CREATE TABLE {table} (position bigint PRIMARY KEY, link bytea NOT NULL,"
+        " time text NOT NULL, key_id text NOT NULL, signature bytea NOT NULL)"
+    )
+    tamper._run(
+        f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?)",
+        old.position,
+        old.link,
+        old.time,
+        old.key_id,
+        old.signature,
+    )
+    auditor.create_tables()
+    auditor.create_tables()  # once the columns are there, nothing more to do
+    assert auditor.all_receipts() == [old]
+    assert auditor.issue_receipt(SIGNER) is not None
+    assert auditor.verify(KEYS).status == "verified"
