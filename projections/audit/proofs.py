@@ -133,25 +133,29 @@ def inclusion(links: LinkTable, position: int, upto: int, batch: int) -> Inclusi
         (start, end, n) for n, (start, end) in enumerate(merkle.path_ranges(index, size))
     )
     nodes: list[bytes] = [b""] * len(ranges)
-    whole, part, at = merkle.Frontier(), merkle.Frontier(), 0
-    previous = leaf = GENESIS
-    for rank, (_, stored) in enumerate(links_upto(links, 0, upto, batch)):
-        hashed = merkle.leaf_hash(stored)
-        whole.add_hash(hashed)
+    part, at, rank = merkle.Frontier(), 0, -1
+    previous, leaf = GENESIS, b""
+    for rank, (at_position, stored) in enumerate(links_upto(links, 0, upto, batch)):
         if rank == index:
+            if at_position != position:
+                break  # links came or went meanwhile: caught below
             leaf = stored
             continue
-        if rank < index:
+        if rank == index - 1:
             previous = stored
         if at == len(ranges):
-            break  # more links than counted: a concurrent change, caught below
+            break  # more links than counted: caught below
         _, end, n = ranges[at]
-        part.add_hash(hashed)
+        part.add(stored)
         if rank == end - 1:
             nodes[n], part, at = part.root(), merkle.Frontier(), at + 1
-    if whole.size != size or at != len(ranges) or links.count(upto) != size:
+    # The path's nodes are computed from the stored links: with the leaf they give the
+    # root of the tree over them, computed nowhere else.
+    root = merkle.root_from_path(index, size, merkle.leaf_hash(leaf), nodes)
+    complete = leaf and rank + 1 == size and at == len(ranges)
+    if not complete or root is None or links.count(upto) != size:
         raise Unprovable("the links changed while the proof was computed: ask again")
-    return Inclusion(position, leaf, previous, index, size, nodes, whole.root())
+    return Inclusion(position, leaf, previous, index, size, nodes, root)
 
 
 class TreeHeads:

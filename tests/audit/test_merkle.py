@@ -1,15 +1,21 @@
 """The Merkle tree against the RFC's own recursive definitions (RFC 6962 §2.1, RFC 9162
 §2.1.3), written here as literally as they read: every leaf of every tree up to 64 leaves
-proves, and a changed leaf, path, index or size does not."""
+proves, and a changed leaf, path, index or size does not; a proof streamed from a links
+table, in batches, over positions that skip, is the RFC's path."""
 
 from __future__ import annotations
 
 import hashlib
+from types import SimpleNamespace
+from typing import Any, cast
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from projections.audit import merkle
+from projections.audit.links import link_table
+from projections.audit.proofs import TreeHeads, inclusion
+from projections.audit.receipts import Tree
 
 
 def sha(data: bytes) -> bytes:
@@ -128,3 +134,25 @@ def test_path_ranges_partition_the_other_leaves() -> None:
         for index in range(size):
             covered = sorted(i for s, e in merkle.path_ranges(index, size) for i in range(s, e))
             assert covered == [i for i in range(size) if i != index]
+
+
+def held_links(positions: list[int]) -> dict[int, bytes]:
+    return {p: hashlib.sha256(p.to_bytes(8, "big")).digest() for p in positions}
+
+
+def test_a_streamed_proof_is_the_rfcs_path_whatever_the_batch() -> None:
+    # Positions skip (every other one), and batches end anywhere.
+    for size in range(1, 41):
+        kept = held_links([2 * i + 1 for i in range(size)])
+        table = link_table(cast(Any, SimpleNamespace(links=kept)))
+        leaves = list(kept.values())
+        for index, position in enumerate(kept):
+            found = inclusion(table, position, 2 * size, batch=3)
+            assert (found.leaf_index, found.tree_size) == (index, size)
+            assert found.path == path(index, leaves) and found.root == mth(leaves)
+            assert found.link == kept[position]
+            assert found.previous_link == (leaves[index - 1] if index else bytes(32))
+        heads = TreeHeads(table, batch=4)
+        for upto in range(0, 2 * size + 1, 3):
+            below = [link for p, link in kept.items() if p <= upto]
+            assert heads.upto(upto) == Tree(len(below), mth(below))
