@@ -1,4 +1,5 @@
-"""``eventshop audit``: history, time travel, export and verification from the command line.
+"""``eventshop audit``: history, time travel, export, verification and inclusion proofs from
+the command line.
 
 Every command reads the store EVENTSHOP_DATABASE_URL names (eventshop.settings.Settings).
 """
@@ -32,6 +33,7 @@ from eventshop.bootstrap import (
 from eventshop.settings import Settings
 from projections.audit.auditor import Auditor
 from projections.audit.chain import digest_bytes, read_export_links
+from projections.audit.proofs import InclusionProof, check_proof
 from projections.audit.receipts import (
     Receipt,
     Signer,
@@ -224,6 +226,89 @@ def _report(result: Verification) -> None:
     else:
         err().print(f"[red]bad receipt at position {result.position}[/red]: {detail}")
     raise typer.Exit(result.exit_code)
+
+
+_KEYS_HELP = (
+    "a trusted public key (PEM, base64 or hex, or a file); may repeat;"
+    " default: this deployment's signing key"
+)
+
+
+@audit.command()
+def prove(
+    position: Annotated[int, typer.Argument(min=1, help="the event's position")],
+    receipt: Annotated[
+        int | None,
+        typer.Option(min=1, help="the position of the receipt to prove against (default: newest)"),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the whole proof as JSON, to check offline")
+    ] = False,
+    public_keys: Annotated[list[str] | None, typer.Option("--public-key", help=_KEYS_HELP)] = None,
+) -> None:
+    """Prove that the event at POSITION is in the log a signed receipt covers.
+
+    Exits 0 when the proof holds, 1 when it does not (the event or the links up to the
+    receipt changed since it was signed). Never writes anything.
+    """
+    with _auditor(link=False) as auditor:
+        found = auditor.proof(position, receipt)
+        keys = trusted_keys(Settings(), *(public_keys or ()))
+    _report_proof(found, check_proof(found, keys), as_json)
+
+
+@audit.command("check-proof")
+def check_proof_command(
+    proof_file: Annotated[
+        Path, typer.Argument(help="a proof (JSON) from prove --json or the proof route")
+    ],
+    public_keys: Annotated[
+        list[str],
+        typer.Option(
+            "--public-key", help="a trusted public key (PEM, base64 or hex, or a file); may repeat"
+        ),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="print the proof as JSON")] = False,
+) -> None:
+    """Check an inclusion proof offline, with no database: the receipt's signature, the
+    event's link from its bytes, and the audit path up to the root the receipt signed.
+
+    Exits 0 when it holds, 1 when it does not, 2 when the file is not a proof.
+    """
+    try:
+        found = InclusionProof.from_json(json.loads(proof_file.read_text()))
+        keys = trusted(public_key(value) for value in public_keys)
+    except (DomainError, OSError, ValueError) as error:
+        err().print(f"[red]{shown(getattr(error, 'detail', None) or str(error))}[/red]")
+        raise typer.Exit(2) from None
+    _report_proof(found, check_proof(found, keys), as_json)
+
+
+def _report_proof(found: InclusionProof, why: str | None, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(found.as_json(), indent=1) + "\n")
+    else:
+        event = found.event
+        table = Table(title=f"inclusion proof of position {found.position}", show_header=False)
+        table.add_column("field", no_wrap=True)
+        table.add_column("value", overflow="fold")
+        for name, value in (
+            ("event", f"{event.get('type')} of {event.get('aggregate_id')}"),
+            ("version", event.get("version")),
+            ("leaf", f"{found.leaf_index} of {found.tree_size}"),
+            ("path", " ".join(node.hex() for node in found.path) or "(none: one leaf)"),
+            ("root", found.root.hex()),
+            ("receipt", f"position {found.receipt.position}, key {found.receipt.key_id}"),
+        ):
+            table.add_row(name, literal(value))
+        out().print(table)
+    if why is not None:
+        err().print(f"[red]the proof fails[/red]: {shown(why)}")
+        raise typer.Exit(1)
+    (err() if as_json else out()).print(
+        f"[green]proved[/green]: position {found.position} is leaf {found.leaf_index} of the"
+        f" tree the receipt at position {found.receipt.position} signed"
+    )
 
 
 @audit.command()
