@@ -99,6 +99,8 @@ class _Save:
     ids: list[int] = field(default_factory=list)
     error: BaseException | None = None
     after: list[_Save] = field(default_factory=list)  # decided on their states
+    writer: bool = False  # its caller writes the batches now
+    woken: threading.Event = field(default_factory=threading.Event)  # done, or writer
 
 
 class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
@@ -180,7 +182,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
         ).format(keys=keys)
         self._purge = SQL("DELETE FROM {keys} WHERE created_at < %s").format(keys=keys)
         self._pending: deque[_Save] = deque()
-        self._turn = threading.Condition()
+        self._lock = threading.Lock()  # guards the queue and the writer's role
         self._writing = False
 
     # --- saving ------------------------------------------------------------------------------
@@ -197,50 +199,60 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
         if queueing is not None:
             save.after = [a for a in queueing.after if isinstance(a, _Save)]
         deadline = time.monotonic() + self.queue_timeout
-        with self._turn:
+        with self._lock:
             self._pending.append(save)
+            if not self._writing:
+                self._writing = save.writer = True
         if queueing is not None:
             queueing.on_queued(save)
-        with self._turn:
-            while self._writing and not save.done:
-                remaining = deadline - time.monotonic()
-                if not save.taken and remaining <= 0:
-                    self._pending.remove(save)
-                    save.error = Busy(
-                        f"waited {self.queue_timeout:g}s for a turn to write; the store is busy"
-                    )
-                    raise save.error
-                # A taken save is being written: that transaction is bounded by the
-                # lock and statement timeouts, so its outcome is awaited, not abandoned.
-                self._turn.wait(remaining if not save.taken else None)
-            if not save.done:
-                self._writing = True
-        if not save.done:
+        if not save.writer:
+            self._await(save, deadline)
+        if not save.done:  # made the writer
             self._write_until_done(save)
         if save.error is not None:
             raise save.error
         return save.ids
 
+    def _await(self, save: _Save, deadline: float) -> None:
+        """Until ``save`` is written or its caller is made the writer. Each caller waits
+        on its own event, so that a batch wakes its callers alone, not every waiter."""
+        while not save.woken.wait(None if save.taken else max(0.0, deadline - time.monotonic())):
+            with self._lock:
+                if save.taken or save.writer:
+                    # Being written: that transaction is bounded by the lock and
+                    # statement timeouts, so its outcome is awaited, not abandoned.
+                    continue
+                self._pending.remove(save)
+                save.error = Busy(
+                    f"waited {self.queue_timeout:g}s for a turn to write; the store is busy"
+                )
+                raise save.error
+
     def _write_until_done(self, own: _Save) -> None:
-        """Write batches of pending saves until ``own`` is written; then hand over."""
+        """Write batches of pending saves until ``own`` is written; then hand over to the
+        first caller still waiting, if any."""
         try:
             while not own.done:
-                with self._turn:
+                with self._lock:
                     batch = [
                         self._pending.popleft() for _ in range(min(MAX_BATCH, len(self._pending)))
                     ]
                     for save in batch:
                         save.taken = True
-                self._write(batch)
-                with self._turn:
+                try:
+                    self._write(batch)
+                finally:
                     for save in batch:
                         save.done = True
-                    self._turn.notify_all()
+                        save.woken.set()
         finally:
-            with self._turn:
-                self._writing = False
-                # A waiting caller whose save is still pending becomes the next writer.
-                self._turn.notify_all()
+            with self._lock:
+                if self._pending:
+                    successor = self._pending[0]
+                    successor.writer = True
+                    successor.woken.set()
+                else:
+                    self._writing = False
 
     def _write(self, batch: list[_Save]) -> None:
         """Write the batch in one transaction, pipelined: two round trips when no save
