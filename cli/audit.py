@@ -22,7 +22,10 @@ from rich.text import Text
 
 from cli.output import AsJson, emit_json, err, group, out
 from cli.text import literal, shown, single_line
-from domain.errors import DomainError
+from domain import values
+from domain.errors import DomainError, InvalidValue
+from domain.product import Product
+from domain.stock import Stock
 from eventshop.bootstrap import (
     open_auditor,
     open_shop,
@@ -60,13 +63,51 @@ def _auditor(link: bool = True) -> Iterator[Auditor]:
         shop.close()
 
 
+AggregateId = Annotated[
+    UUID | None, typer.Argument(help="the aggregate's id (or give --sku)", show_default=False)
+]
+Sku = Annotated[
+    str | None,
+    typer.Option("--sku", metavar="SKU", help="the product with this SKU, in place of an id"),
+]
+OfStock = Annotated[bool, typer.Option("--stock", help="with --sku: its stock, not the product")]
+
+
+def _aggregate(aggregate_id: UUID | None, sku: str | None, stock: bool) -> UUID:
+    """The aggregate a command names: by its id, or a product's or stock's by SKU."""
+    if (aggregate_id is None) == (sku is None):
+        raise typer.BadParameter("give an aggregate's id, or --sku SKU", param_hint="ID")
+    if sku is None:
+        if stock:
+            raise typer.BadParameter("--stock goes with --sku", param_hint="--stock")
+        assert aggregate_id is not None
+        return aggregate_id
+    try:
+        checked = values.sku(sku)
+    except InvalidValue as error:
+        raise typer.BadParameter(error.detail, param_hint="--sku") from None
+    return (Stock if stock else Product).create_id(checked)
+
+
+def _must_exist(auditor: Auditor, aggregate_id: UUID, sku: str | None, stock: bool) -> None:
+    # The log knows the aggregate by its id only: say which SKU is missing instead.
+    if sku is not None and not auditor.exists(aggregate_id):
+        err().print(f"[red]no {'stock' if stock else 'product'} {shown(sku)} in the log[/red]")
+        raise typer.Exit(2)
+
+
 @audit.command()
 def history(
-    aggregate_id: Annotated[UUID, typer.Argument(help="the aggregate's id")],
+    aggregate_id: AggregateId = None,
+    sku: Sku = None,
+    stock: OfStock = False,
     as_json: AsJson = False,
 ) -> None:
-    """One aggregate's whole history: every event, who caused it and what it said."""
+    """One aggregate's whole history: every event, who caused it and what it said.
+    Name it by its id, or a product by its SKU (--sku MUG-1; its stock with --stock)."""
+    aggregate_id = _aggregate(aggregate_id, sku, stock)
     with _auditor() as auditor:
+        _must_exist(auditor, aggregate_id, sku, stock)
         items = auditor.history(aggregate_id)
     if as_json:
         emit_json(items)
@@ -109,7 +150,9 @@ def _lines(*values: object) -> Text:
 
 @audit.command()
 def state(
-    aggregate_id: Annotated[UUID, typer.Argument(help="the aggregate's id")],
+    aggregate_id: AggregateId = None,
+    sku: Sku = None,
+    stock: OfStock = False,
     at: Annotated[
         datetime | None,
         typer.Option(metavar="TIME", help="as it was at this moment (ISO 8601, UTC if naive)"),
@@ -120,8 +163,11 @@ def state(
     as_json: AsJson = False,
 ) -> None:
     """An aggregate as it was at a moment or a version (else as it is now), as JSON
-    (highlighted on a terminal; with --json never)."""
+    (highlighted on a terminal; with --json never). Name it by its id, or a product by
+    its SKU (--sku MUG-1; its stock with --stock)."""
+    aggregate_id = _aggregate(aggregate_id, sku, stock)
     with _auditor() as auditor:
+        _must_exist(auditor, aggregate_id, sku, stock)
         state_shown = auditor.state(aggregate_id, version=version, at=at)
     if as_json:
         emit_json(state_shown)

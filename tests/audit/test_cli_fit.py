@@ -122,3 +122,22 @@ def test_verify_json_keeps_the_exit_codes(history: History, tamper: Tamper) -> N
     tampered = run("verify", "--json")
     assert tampered.exit_code == 1
     assert json.loads(tampered.stdout)["position"] == 10
+
+
+def test_a_product_and_its_stock_are_found_by_sku(auditor: Auditor, history: History) -> None:
+    product = run("history", "--sku", "MUG-1", "--json")
+    assert product.exit_code == 0, product.output
+    assert {item["aggregate_id"] for item in json.loads(product.stdout)} == {
+        str(history.product_id)
+    }
+    stock = run("state", "--sku", "MUG-1", "--stock", "--json")
+    assert stock.exit_code == 0, stock.output
+    assert json.loads(stock.stdout)["id"] == str(history.stock_id)
+    table = run("history", "--sku", "MUG-1", "--stock")
+    assert table.exit_code == 0 and "Stock" in table.stdout and "staff-1 (staff)" in table.stdout
+    # Unknown, malformed, or both an id and a SKU: refused, exit 2.
+    missing = run("history", "--sku", "MUG-404")
+    assert missing.exit_code == 2 and "no product MUG-404 in the log" in missing.stderr
+    assert run("history", "--sku", "mug 1").exit_code == 2
+    assert run("history", str(history.order_id), "--sku", "MUG-1").exit_code == 2
+    assert run("history", str(history.order_id), "--stock").exit_code == 2
