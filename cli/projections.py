@@ -143,7 +143,7 @@ def _last(last: dict[str, Any] | None) -> str:
         else f"differed in {shown(', '.join(comparison['differences']) or 'position')}"
     )
     return (
-        f"rebuilt {when}: v{last['version']}, {last['events'] or 0:,} events,"
+        f"rebuilt {when}: v{last['version']}, {last.get('events') or 0:,} events,"
         f" {last['events_per_second']:,}/s, {verdict}"
     )
 
