@@ -337,12 +337,18 @@ def prove(
     position: Annotated[int, typer.Argument(min=1, help="the event's position")],
     receipt: Annotated[
         int | None,
-        typer.Option(min=1, help="the position of the receipt to prove against (default: newest)"),
+        typer.Option(
+            min=1,
+            metavar="POSITION",
+            help="the position of the receipt to prove against (default: newest)",
+        ),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="print the whole proof as JSON, to check offline")
     ] = False,
-    public_keys: Annotated[list[str] | None, typer.Option("--public-key", help=_KEYS_HELP)] = None,
+    public_keys: Annotated[
+        list[str] | None, typer.Option("--public-key", metavar="KEY", help=_KEYS_HELP)
+    ] = None,
 ) -> None:
     """Prove that the event at POSITION is in the log a signed receipt covers.
 
@@ -358,12 +364,15 @@ def prove(
 @audit.command("check-proof")
 def check_proof_command(
     proof_file: Annotated[
-        Path, typer.Argument(help="a proof (JSON) from prove --json or the proof route")
+        Path,
+        typer.Argument(metavar="PROOF", help="a proof (JSON) from prove --json or the proof route"),
     ],
     public_keys: Annotated[
         list[str],
         typer.Option(
-            "--public-key", help="a trusted public key (PEM, base64 or hex, or a file); may repeat"
+            "--public-key",
+            metavar="KEY",
+            help="a trusted public key (PEM, base64 or hex, or a file); may repeat",
         ),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="print the proof as JSON")] = False,
