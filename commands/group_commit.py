@@ -369,7 +369,9 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
             ]
         write.execute(self._notify, prepare=True)
         self._insert_keys_of(write, saves)
-        previous = returned[0]["previous_link"] if returned else None
+        self._insert_links_of(write, saves, returned[0]["previous_link"] if returned else None)
+
+    def _insert_links_of(self, write: Cursor[DictRow], saves: list[_Save], previous: Any) -> None:
         in_order = sorted(
             ((i, e) for save in saves for i, e in zip(save.ids, save.events, strict=True)),
             key=lambda pair: pair[0],
