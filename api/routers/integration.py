@@ -13,7 +13,7 @@ router = APIRouter(prefix="/api/integration", tags=["integration"])
 
 
 @router.get("/schemas")
-def integration_schemas() -> dict[str, dict[str, Any]]:
+def get_integration_schemas() -> dict[str, dict[str, Any]]:
     """The JSON Schema of each integration event type (the whole CloudEvent), by type,
     e.g. ``eventshop.order.placed``; each schema's ``$id`` is the events' ``dataschema``
     and its ``examples`` show one event."""
