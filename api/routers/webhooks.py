@@ -4,7 +4,7 @@ each delivery went."""
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
@@ -14,6 +14,7 @@ from api.deps import Page, require
 from api.errors import problem_responses
 from projections.integration.events import EVENT_TYPES
 from projections.webhooks import Webhooks
+from projections.webhooks.store import Status
 
 router = APIRouter(prefix="/api/webhooks", tags=["integration"])
 Admin = Annotated[Principal, Depends(require("admin"))]
@@ -164,11 +165,12 @@ def list_webhook_deliveries(
     page: Page,
     _: Admin,
     status: Annotated[
-        Literal["delivered", "failing", "parked", "pending"] | None,
+        DeliveryStatus | None,
         Query(description="only deliveries in this status"),
     ] = None,
 ) -> dict[str, Any]:
-    return webhooks.deliveries(subscription_id, page.keyset("deliveries", 2), status)
+    wanted = cast(Status | None, None if status is None else status.value)
+    return webhooks.deliveries(subscription_id, page.keyset("deliveries", 2), wanted)
 
 
 @router.post(
