@@ -19,6 +19,7 @@ from api.deps import (
 from api.openapi import document, operation_id
 from api.routers import (
     audit,
+    auth,
     carts,
     customers,
     health,
@@ -131,6 +132,7 @@ def create_app(
     app.state.receipts = issuer
     app.state.trusted_keys = trusted_keys(settings)
     app.state.webhooks = the_webhooks
+    app.state.logins = auth.Logins.of(settings)
     errors.install(app)
     request_metrics = observability.install(app, the_shop)
     # The one middleware of ours (request id, body limit, metrics, access log): added
@@ -149,6 +151,7 @@ def create_app(
         projections,
         integration,
         webhooks,
+        auth,
     )
     for module in routers:
         app.include_router(module.router)

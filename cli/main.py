@@ -19,6 +19,7 @@ import uvicorn
 
 from api.auth import ROLES, mint
 from api.observability import configure_logging
+from cli.admin import admin_password_hash
 from cli.audit import audit
 from cli.projections import projections
 from cli.seed import seed
@@ -41,6 +42,7 @@ app = typer.Typer(help="eventshop: an event-sourced shop back end.", no_args_is_
 app.add_typer(audit, name="audit")
 app.add_typer(projections, name="projections")
 app.command()(seed)
+app.command(name="admin-password-hash")(admin_password_hash)
 
 
 @app.command()
