@@ -19,7 +19,9 @@ import pytest
 # The server of the browser tests: the app served by uvicorn in a thread.
 from tests.browser.conftest import Served, served_on_postgres  # noqa: F401
 
-GENERATOR = Path(sys.executable).parent / "openapi-python-client"
+ROOT = Path(__file__).resolve().parents[2]
+# In a venv of its own (it pins typer below the shop's): `make test` makes it.
+GENERATOR = ROOT / ".venv-codegen" / "bin" / "openapi-python-client"
 # NDJSON is a type the generator does not know: a client hands it over as bytes (a File),
 # to be read line by line with the item model (the document's itemSchema).
 CONFIG = """\
@@ -32,6 +34,8 @@ content_type_overrides:
 
 @pytest.fixture
 def generated(served_on_postgres: Served, tmp_path: Path) -> Iterator[ModuleType]:  # noqa: F811
+    if not GENERATOR.exists():
+        pytest.fail(f"{GENERATOR} is missing: make .venv-codegen/.installed", pytrace=False)
     document = httpx.get(f"{served_on_postgres.url}/openapi.json").json()
     (tmp_path / "openapi.json").write_text(json.dumps(document))
     (tmp_path / "config.yaml").write_text(CONFIG)
