@@ -236,7 +236,10 @@ def test_the_configured_admin_signs_in_with_a_password(tab_on: OpenTab, served: 
     tab = tab_on(served)
     page = tab.page
     tab.open()
+    # Signed out: no way to sign out is offered.
+    expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
     page.get_by_label("User name").fill(ADMIN_USER)
+    tab.screenshot("console-sign-in")
     page.get_by_label("Password").fill("not the password")
     page.get_by_role("button", name="Sign in as admin").click()
     expect(page.get_by_role("alert")).to_contain_text("wrong user name or password")
