@@ -12,10 +12,9 @@ from fastapi.responses import StreamingResponse
 from fastapi.routing import APIRoute
 from sse_starlette import EventSourceResponse
 
+from api.errors import REQUEST_ID_HEADER
 from api.freshness import POSITION_HEADER
 from api.views import View
-
-REQUEST_ID = "X-Request-ID"
 
 
 def operation_id(route: APIRoute) -> str:
@@ -51,7 +50,7 @@ CONTENT_DISPOSITION = {
     "Content-Disposition": _header("`attachment` with a file name, for browsers that save it")
 }
 _REQUEST_ID_HEADER = {
-    REQUEST_ID: _header("this request's id, also in the log lines it caused and its events")
+    REQUEST_ID_HEADER: _header("this request's id, also in the log lines it caused and its events")
 }
 # Headers a problem of each status comes with (api/errors.py, api/deps.py, api/freshness.py).
 PROBLEM_HEADERS: dict[int, dict[str, Any]] = {
@@ -63,14 +62,9 @@ PROBLEM_HEADERS: dict[int, dict[str, Any]] = {
 }
 
 
-def answer(
-    status: int, *headers: dict[str, Any], description: str | None = None
-) -> dict[int | str, dict[str, Any]]:
+def answer(status: int, *headers: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
     """A route's ``responses=`` entry for its answer of ``status`` sent with ``headers``."""
-    declared: dict[str, Any] = {"headers": {k: v for h in headers for k, v in h.items()}}
-    if description is not None:
-        declared["description"] = description
-    return {status: declared}
+    return {status: {"headers": {k: v for h in headers for k, v in h.items()}}}
 
 
 NDJSON = "application/x-ndjson"

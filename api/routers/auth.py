@@ -163,5 +163,6 @@ def log_in(body: Login, request: Request, logins: LoginsDep) -> Any:
             kind="login-failed",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    log.info("the admin %r signed in from %s", logins.user, address)
     token = mint(logins.secret, logins.user, logins.roles, TOKEN_SECONDS)
     return Session(token=token, expires_in=TOKEN_SECONDS, sub=logins.user, roles=logins.roles)
