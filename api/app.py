@@ -123,6 +123,12 @@ def create_app(
         dependencies=[Depends(every_request)],
         # Operation ids from the routes' names (addProduct), for generated clients.
         generate_unique_id_function=operation_id,
+        telemetry={
+            "tracing": settings.opentelemetry,
+            "metrics": settings.opentelemetry,
+            "logs": settings.opentelemetry,
+            "operation_spans": settings.opentelemetry,
+        },
     )
     app.state.shop = the_shop
     app.state.settings = settings

@@ -54,7 +54,8 @@ class RebuildProgress(BaseModel):
     position: int
     target: int = Field(description="the log head it is to reach")
     head: int
-    events: int = Field(description="events read into the copy so far")
+    events: int = Field(description="events of the log read into the copy so far")
+    total: int = Field(default=0, description="events of the log up to `target`")
     events_per_second: float
     eta_seconds: float | None = Field(description="null while the speed is unknown")
 
