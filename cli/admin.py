@@ -24,7 +24,8 @@ def admin_password_hash(
     if stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+        # The prompts go to stderr: stdout holds the hash alone, for $(...).
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
     if not password:
         typer.echo("the password is empty", err=True)
         raise typer.Exit(1)
