@@ -115,6 +115,26 @@ TYPES: dict[str, ProblemType] = {
         "The subscription has no delivery of this event (its id is <aggregate id>/<version>).",
         "List its deliveries: GET /api/webhooks/{id}/deliveries.",
     ),
+    # The configured admin's login (POST /api/auth/login).
+    "login-failed": ProblemType(
+        "Login failed",
+        401,
+        "The user name or the password is wrong.",
+        "Check both and try again; after a few failures a minute the server waits (429).",
+    ),
+    "too-many-attempts": ProblemType(
+        "Too many attempts",
+        429,
+        "Too many logins failed from this address in the last minute.",
+        "Wait `Retry-After` seconds before trying again.",
+    ),
+    "login-not-configured": ProblemType(
+        "Login not configured",
+        404,
+        "No admin may sign in with a password on this server.",
+        "Sign in with a token (`eventshop token --role admin`), or set EVENTSHOP_ADMIN_USER"
+        " and EVENTSHOP_ADMIN_PASSWORD_HASH (`eventshop admin-password-hash`).",
+    ),
     # Inclusion proofs (auditor).
     "event-not-found": ProblemType(
         "Event not found",
@@ -223,6 +243,7 @@ _BY_STATUS = {
     413: "body-too-large",
     415: "unsupported-media-type",
     422: "invalid-input",
+    429: "too-many-attempts",
     431: "headers-too-large",
     500: "internal-error",
     503: "unavailable",

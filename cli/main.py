@@ -19,6 +19,7 @@ import uvicorn
 
 from api.auth import ROLES, mint
 from api.observability import configure_logging
+from cli.admin import admin_password_hash
 from cli.audit import audit
 from cli.output import group
 from cli.projections import projections
@@ -42,6 +43,7 @@ app = group("eventshop: an event-sourced shop back end.")
 app.add_typer(audit, name="audit")
 app.add_typer(projections, name="projections")
 app.command()(seed)
+app.command(name="admin-password-hash")(admin_password_hash)
 
 
 @app.command()

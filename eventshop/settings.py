@@ -66,6 +66,21 @@ class Settings(BaseSettings):
         " written (then 503)",
     )
     jwt_secret: str = Field(default="", description="HS256 key; generated under var/ if empty")
+    admin_user: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="the user name of the admin who may sign in with a password (the console's"
+        " login form, POST /api/auth/login); unset: no one signs in with a password",
+    )
+    admin_password_hash: SecretStr | None = Field(
+        default=None,
+        description="that admin's password, hashed with `eventshop admin-password-hash`",
+    )
+    admin_roles: list[str] = Field(
+        default_factory=lambda: ["admin", "auditor", "staff"],
+        description="the roles of the tokens the admin's login gets (a JSON list)",
+    )
     currency: str = DEFAULT_CURRENCY
     var_dir: Path = Path("var")
     max_body_bytes: int = 64 * 1024
