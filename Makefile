@@ -42,13 +42,13 @@ $(TEST_STAMP): requirements/test.txt requirements/runtime.txt pyproject.toml | $
 run: $(RUNTIME_STAMP)  ## serve the shop on the embedded SQLite store (./var/), port 8000
 	$(VENV)/bin/eventshop serve
 
-# `ruff format --check` is not in `make test` yet: the tree is not format-clean
-# (`make lint` shows where).
 $(CODEGEN_STAMP): requirements/codegen.txt
 	python3 -m venv $(CODEGEN_VENV)
 	$(CODEGEN_VENV)/bin/python -m pip install --quiet -r requirements/codegen.txt
 	touch $@
 
+# `ruff format --check` is not in `make test` yet: the tree is not format-clean
+# (`make lint` shows where).
 test: $(TEST_STAMP) $(CODEGEN_STAMP)  ## lint, type check, then the whole test suite (needs PostgreSQL on 127.0.0.1:5432)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
