@@ -37,21 +37,27 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
-from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg import Connection, Cursor, Pipeline
 from psycopg.errors import UniqueViolation
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+from commands.batches import (
+    Save,
+    all_follow,
+    current_queueing,
+    followed_written,
+    keys_free,
+    uuid_of,
+    versions_free,
+    when_queued,
+)
 from commands.idempotency import SAVE_KWARG, KeyRecord, KeyStore
 from domain.errors import Busy
 from eventstore import links
@@ -63,44 +69,13 @@ MAX_BATCH = 256
 DEFAULT_QUEUE_TIMEOUT = 10.0
 
 
-@dataclass(frozen=True)
-class _Queueing:
-    on_queued: Callable[[object], None]
-    after: Sequence[object]
+__all__ = ["GroupCommitRecorder", "when_queued"]
+
+_Writer = Callable[[Connection[DictRow], Pipeline, list[Save]], None]
 
 
-_Writer = Callable[[Connection[DictRow], Pipeline, list["_Save"]], None]
-_queueing: ContextVar[_Queueing | None] = ContextVar("queueing", default=None)
-
-
-@contextmanager
-def when_queued(callback: Callable[[object], None], after: Sequence[object] = ()) -> Iterator[None]:
-    """Call ``callback`` with a save made in the block once it is queued to be written,
-    before its caller waits for the commit (commands/service.py then lets the next command
-    on the same aggregates decide, on the state this save will leave). ``after``: the
-    queued saves (as given to such callbacks) whose states the save was decided on: it is
-    written only if they were (another process may have taken their versions meanwhile,
-    and the version check alone would not see that the state differs)."""
-    token = _queueing.set(_Queueing(callback, after))
-    try:
-        yield
-    finally:
-        _queueing.reset(token)
-
-
-@dataclass(eq=False)
-class _Save:
-    """One caller's save: its events, its key, and what became of it."""
-
-    events: Sequence[StoredEvent]
-    key: KeyRecord | None
-    taken: bool = False
-    done: bool = False
-    ids: list[int] = field(default_factory=list)
-    error: BaseException | None = None
-    after: list[_Save] = field(default_factory=list)  # decided on their states
-    writer: bool = False  # its caller writes the batches now
-    woken: threading.Event = field(default_factory=threading.Event)  # done, or writer
+class _Undo(Exception):
+    """The hopeful write found a save that does not fit: roll back, write checked."""
 
 
 class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
@@ -181,7 +156,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
             " created_at FROM {keys} WHERE caller = %s AND key = %s"
         ).format(keys=keys)
         self._purge = SQL("DELETE FROM {keys} WHERE created_at < %s").format(keys=keys)
-        self._pending: deque[_Save] = deque()
+        self._pending: deque[Save] = deque()
         self._lock = threading.Lock()  # guards the queue and the writer's role
         self._writing = False
 
@@ -194,10 +169,10 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
         their positions once the transaction that holds them has committed."""
         if not stored_events:
             return []
-        queueing = _queueing.get()
-        save = _Save(stored_events, kwargs.get(SAVE_KWARG))
+        queueing = current_queueing()
+        save = Save(stored_events, kwargs.get(SAVE_KWARG))
         if queueing is not None:
-            save.after = [a for a in queueing.after if isinstance(a, _Save)]
+            save.after = [a for a in queueing.after if isinstance(a, Save)]
         deadline = time.monotonic() + self.queue_timeout
         with self._lock:
             self._pending.append(save)
@@ -213,7 +188,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
             raise save.error
         return save.ids
 
-    def _await(self, save: _Save, deadline: float) -> None:
+    def _await(self, save: Save, deadline: float) -> None:
         """Until ``save`` is written or its caller is made the writer. Each caller waits
         on its own event, so that a batch wakes its callers alone, not every waiter."""
         while not save.woken.wait(None if save.taken else max(0.0, deadline - time.monotonic())):
@@ -228,7 +203,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
                 )
                 raise save.error
 
-    def _write_until_done(self, own: _Save) -> None:
+    def _write_until_done(self, own: Save) -> None:
         """Write batches of pending saves until ``own`` is written; then hand over to the
         first caller still waiting, if any."""
         try:
@@ -254,7 +229,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
                 else:
                     self._writing = False
 
-    def _write(self, batch: list[_Save]) -> None:
+    def _write(self, batch: list[Save]) -> None:
         """Write the batch in one transaction, pipelined: two round trips when no save
         conflicts (the common case), else three, after a first try rolled back."""
         try:
@@ -268,7 +243,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
             if not isinstance(error, Exception):
                 raise
 
-    def _in_transaction(self, write: _Writer, batch: list[_Save]) -> bool:
+    def _in_transaction(self, write: _Writer, batch: list[Save]) -> bool:
         """Run ``write`` in a pipelined transaction; False if it asked to be undone."""
         failed: Exception | None = None
         with self.datastore.get_connection() as conn, conn.pipeline() as pipeline:
@@ -285,14 +260,14 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
         return True
 
     def _write_hopeful(
-        self, conn: Connection[DictRow], pipeline: Pipeline, batch: list[_Save]
+        self, conn: Connection[DictRow], pipeline: Pipeline, batch: list[Save]
     ) -> None:
         """Lock, check and insert in one round trip, on the hope that every save fits; if
         one does not (its versions moved, its key is stored, a save it follows failed),
         raise ``_Undo``, and the transaction is rolled back for ``_write_checked``."""
         if any(before.error is not None for save in batch for before in save.after):
             raise _Undo
-        ids = list({_uuid(event.originator_id) for save in batch for event in save.events})
+        ids = list({uuid_of(event.originator_id) for save in batch for event in save.events})
         keyed = [save.key for save in batch if save.key is not None]
         with (
             conn.cursor() as lock,
@@ -309,17 +284,17 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
             self._insert_rows(insert, batch)
             pipeline.sync()
             latest = {row["originator_id"]: row["version"] or 0 for row in versions.fetchall()}
-            if (keyed and keys.fetchall()) or not _all_follow(batch, latest):
+            if (keyed and keys.fetchall()) or not all_follow(batch, latest):
                 raise _Undo
             returned = insert.fetchall()
         with conn.cursor() as write:
             self._finish(write, batch, returned)
 
     def _write_checked(
-        self, conn: Connection[DictRow], pipeline: Pipeline, batch: list[_Save]
+        self, conn: Connection[DictRow], pipeline: Pipeline, batch: list[Save]
     ) -> None:
         """Lock and check first; insert the saves that fit; the others fail alone."""
-        ids = list({_uuid(event.originator_id) for save in batch for event in save.events})
+        ids = list({uuid_of(event.originator_id) for save in batch for event in save.events})
         keyed = [save.key for save in batch if save.key is not None]
         with conn.cursor() as lock, conn.cursor() as versions, conn.cursor() as keys:
             for statement in self.lock_table_statements:
@@ -333,8 +308,8 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
             stored = (
                 {(r["caller"], r["key"]): r["created_at"] for r in keys.fetchall()} if keyed else {}
             )
-        accepted, expired = self._keys_free(self._versions_free(batch, latest), stored)
-        accepted = self._followed_written(accepted)
+        accepted, expired = keys_free(versions_free(batch, latest), stored)
+        accepted = followed_written(accepted)
         if not accepted:
             return
         with conn.cursor() as write, conn.cursor() as insert:
@@ -344,7 +319,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
             pipeline.sync()
             self._finish(write, accepted, insert.fetchall())
 
-    def _insert_rows(self, insert: Cursor[DictRow], saves: list[_Save]) -> None:
+    def _insert_rows(self, insert: Cursor[DictRow], saves: list[Save]) -> None:
         events = [e for save in saves for e in save.events]
         columns = (
             [e.originator_id for e in events],
@@ -354,7 +329,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
         )
         insert.execute(self._insert, columns, prepare=True)
 
-    def _finish(self, write: Cursor[DictRow], saves: list[_Save], returned: list[DictRow]) -> None:
+    def _finish(self, write: Cursor[DictRow], saves: list[Save], returned: list[DictRow]) -> None:
         """Give the saves their positions; queue the NOTIFY, their keys and the events'
         links, to be sent with the COMMIT."""
         for save in saves:
@@ -365,86 +340,20 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
         }
         for save in saves:
             save.ids = [
-                position[(_uuid(e.originator_id), e.originator_version)] for e in save.events
+                position[(uuid_of(e.originator_id), e.originator_version)] for e in save.events
             ]
         write.execute(self._notify, prepare=True)
         self._insert_keys_of(write, saves)
         self._insert_links_of(write, saves, returned[0]["previous_link"] if returned else None)
 
-    def _insert_links_of(self, write: Cursor[DictRow], saves: list[_Save], previous: Any) -> None:
+    def _insert_links_of(self, write: Cursor[DictRow], saves: list[Save], previous: Any) -> None:
         in_order = sorted(
             ((i, e) for save in saves for i, e in zip(save.ids, save.events, strict=True)),
             key=lambda pair: pair[0],
         )
         write.execute(self._insert_links, links.chain(previous, in_order))
 
-    @staticmethod
-    def _versions_free(batch: list[_Save], latest: dict[Any, int]) -> list[_Save]:
-        """The saves each of whose aggregates goes on from the version it is at (in the
-        log, or after a save before it in the batch); the others fail. A save decided on
-        the state another save would have left, which failed, fails too: it would leave
-        a gap."""
-        accepted = []
-        for save in batch:
-            first: dict[Any, int] = {}
-            for event in save.events:
-                first.setdefault(_uuid(event.originator_id), event.originator_version)
-            moved = [i for i, version in first.items() if version != latest.get(i, 0) + 1]
-            if moved:
-                save.error = IntegrityError(
-                    f"{', '.join(map(str, moved))} is not at the version this save follows:"
-                    " a concurrent write got there first"
-                )
-                continue
-            for event in save.events:
-                latest[_uuid(event.originator_id)] = event.originator_version
-            accepted.append(save)
-        return accepted
-
-    @staticmethod
-    def _followed_written(saves: list[_Save]) -> list[_Save]:
-        """The saves every save they were decided after was written (before them in this
-        batch, or earlier); the others fail. Each forgets those saves then (a chain of
-        them would otherwise keep every save of a hot aggregate alive)."""
-        written = []
-        for save in saves:
-            failed = any(before.error is not None for before in save.after)
-            save.after = []
-            if failed:
-                save.error = IntegrityError("decided on the state of a save that was not written")
-                continue
-            written.append(save)
-        return written
-
-    @staticmethod
-    def _keys_free(
-        saves: list[_Save], stored: dict[tuple[str, str], datetime]
-    ) -> tuple[list[_Save], list[tuple[str, str]]]:
-        """The saves whose idempotency key is not live already (the others fail), and
-        the expired keys they replace, to be deleted first."""
-        expired: list[tuple[str, str]] = []
-        accepted = []
-        claimed: set[tuple[str, str]] = set()
-        for save in saves:
-            key = save.key
-            if key is None:
-                accepted.append(save)
-                continue
-            ident = (key.caller, key.key)
-            created = stored.get(ident)
-            live = created is not None and (
-                key.replaces_before is None or created >= key.replaces_before
-            )
-            if live or ident in claimed:
-                save.error = IntegrityError(f"Idempotency-Key {key.key!r} is already stored")
-                continue
-            if created is not None:
-                expired.append(ident)
-            claimed.add(ident)
-            accepted.append(save)
-        return accepted, expired
-
-    def _insert_keys_of(self, curs: Cursor[DictRow], saves: list[_Save]) -> None:
+    def _insert_keys_of(self, curs: Cursor[DictRow], saves: list[Save]) -> None:
         keys = [(save.key, save.ids[-1]) for save in saves if save.key is not None]
         if not keys:
             return
@@ -475,27 +384,3 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(self._purge, (before,))
             return int(curs.rowcount)
-
-
-class _Undo(Exception):
-    """The hopeful write found a save that does not fit: roll back, write checked."""
-
-
-def _all_follow(batch: list[_Save], latest: dict[Any, int]) -> bool:
-    """Whether every save's aggregates go on from the version they are at (in the log,
-    or after the saves before it in the batch): ``_versions_free`` with no failure."""
-    latest = dict(latest)
-    for save in batch:
-        first: dict[Any, int] = {}
-        for event in save.events:
-            first.setdefault(_uuid(event.originator_id), event.originator_version)
-        if any(version != latest.get(i, 0) + 1 for i, version in first.items()):
-            return False
-        for event in save.events:
-            latest[_uuid(event.originator_id)] = event.originator_version
-    return True
-
-
-def _uuid(originator_id: Any) -> Any:
-    # Stored events may carry an id as a UUID or as its text; the database answers UUIDs.
-    return originator_id if isinstance(originator_id, UUID) else UUID(str(originator_id))
