@@ -255,8 +255,15 @@ class Publisher:
         if old is not None:
             with contextlib.suppress(Exception):
                 await old.close()
+        # nats-py never gives up on an unreachable server when max_reconnect_attempts
+        # is 0 (it only counts attempts when it is above 0): with 1, connect() raises
+        # after a second refusal, and this loop's own backoff takes over.
         return await nats.connect(
-            self.target.url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False
+            self.target.url,
+            connect_timeout=2,
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0.1,
+            allow_reconnect=False,
         )
 
     async def _publish_while_held(self, js: JetStreamContext) -> None:
