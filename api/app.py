@@ -20,6 +20,7 @@ from api.routers import (
     audit,
     carts,
     customers,
+    deliveries,
     health,
     integration,
     metrics,
@@ -32,7 +33,14 @@ from api.routers import (
 )
 from commands import idempotency
 from commands.service import Shop
-from eventshop.bootstrap import open_auditor, open_read_side, open_shop, signing_key, trusted_keys
+from eventshop.bootstrap import (
+    open_auditor,
+    open_deliveries,
+    open_read_side,
+    open_shop,
+    signing_key,
+    trusted_keys,
+)
 from eventshop.processes import open_processes
 from eventshop.settings import Settings
 from eventshop.webhooks import open_webhooks
@@ -128,6 +136,7 @@ def create_app(
     app.state.receipts = issuer
     app.state.trusted_keys = trusted_keys(settings)
     app.state.webhooks = the_webhooks
+    app.state.deliveries = open_deliveries(settings, the_read_side, the_webhooks)
     errors.install(app)
     request_metrics = observability.install(app, the_shop)
     # The one middleware of ours (request id, body limit, metrics, access log): added
@@ -144,6 +153,7 @@ def create_app(
         reports,
         audit,
         projections,
+        deliveries,
         integration,
         webhooks,
     )
