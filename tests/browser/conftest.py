@@ -39,6 +39,7 @@ from tests.conftest import open_shop
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-background-networking"]
 SECRET = "test-secret-of-the-browser-tests-0123456789"
+NATS_URL = "nats://127.0.0.1:4222"
 # Long enough for a loaded 2-core machine; a passing test waits far less.
 expect.set_options(timeout=10_000)
 
@@ -60,7 +61,10 @@ def serve(database_url: str, var_dir: Path) -> Iterator[Served]:
     """``eventshop serve`` in a thread: the app with its read models fed in-process."""
     shop = open_shop(database_url)
     history = make_history(shop)
-    settings = Settings(database_url=database_url, jwt_secret=SECRET, var_dir=var_dir)
+    # A NATS server named: the read models' view lists the JetStream publisher (none runs).
+    settings = Settings(
+        database_url=database_url, jwt_secret=SECRET, var_dir=var_dir, nats_url=NATS_URL
+    )
     app = create_app(settings, shop=shop)
     server = uvicorn.Server(
         uvicorn.Config(
