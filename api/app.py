@@ -127,6 +127,12 @@ def create_app(
         # Every unsafe request may carry an Idempotency-Key; no query parameter that
         # takes one value may come twice (api/deps.py).
         dependencies=[Depends(every_request)],
+        telemetry={
+            "tracing": settings.opentelemetry,
+            "metrics": settings.opentelemetry,
+            "logs": settings.opentelemetry,
+            "operation_spans": settings.opentelemetry,
+        },
     )
     app.state.shop = the_shop
     app.state.settings = settings

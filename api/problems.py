@@ -115,6 +115,32 @@ TYPES: dict[str, ProblemType] = {
         "The subscription has no delivery of this event (its id is <aggregate id>/<version>).",
         "List its deliveries: GET /api/webhooks/{id}/deliveries.",
     ),
+    # Inclusion proofs (auditor).
+    "event-not-found": ProblemType(
+        "Event not found",
+        404,
+        "No event is at this position of the log.",
+        "List the log (GET /api/audit/events) for the positions there are.",
+    ),
+    "receipt-not-found": ProblemType(
+        "Receipt not found",
+        404,
+        "No receipt was issued at that position (or none at all yet).",
+        "List the receipts (GET /api/audit/receipts), or sign one now (POST).",
+    ),
+    "not-covered": ProblemType(
+        "Event not covered by the receipt",
+        422,
+        "The event comes after the receipt's position: the receipt says nothing about it.",
+        "Ask against a later receipt (POST /api/audit/receipts signs one now).",
+    ),
+    "unprovable": ProblemType(
+        "No proof can be made",
+        409,
+        "The receipt was signed before inclusion proofs (it signs no Merkle tree), or the"
+        " event has no link (it was inserted behind the application's back).",
+        "Use a later receipt; for an event without a link, run eventshop audit verify.",
+    ),
     # Refused at the edge, before any command ran.
     "malformed-json": ProblemType(
         "Malformed JSON",

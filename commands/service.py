@@ -10,7 +10,7 @@ answered from its first execution instead, and its key is saved with its events.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -467,6 +467,22 @@ class Shop(Application[UUID]):
         self.aggregates.saved(processing_event.aggregates)
         return recordings
 
+    def _save_aggregates(
+        self, aggregates: Sequence[Aggregate], kwargs: dict[str, Any]
+    ) -> list[Recording[UUID]]:
+        # Application.save() less ProcessingEvent.collect_events(), whose isinstance checks
+        # against runtime Protocols cost about a tenth of a save on Python 3.11: all that
+        # is saved here is aggregates.
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
+        for aggregate in aggregates:
+            processing_event.events.extend(aggregate.collect_events())
+            processing_event.aggregates[aggregate.id] = aggregate
+        processing_event.saved_kwargs.update(kwargs)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        return recordings
+
     def _save(self, *aggregates: Aggregate) -> Done:
         request = idempotency.current_request()
         kwargs: dict[str, Any] = {}
@@ -480,5 +496,5 @@ class Shop(Application[UUID]):
             self.turns.release_held()
 
         with when_queued(queued, after=self.aggregates.followed()):
-            recordings = self.save(*aggregates, **kwargs)
+            recordings = self._save_aggregates(aggregates, kwargs)
         return Done(aggregates[0], recordings[-1].notification.id if recordings else self.head())

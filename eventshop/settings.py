@@ -73,6 +73,12 @@ class Settings(BaseSettings):
         default=24 * 3600, gt=0, description="how long an Idempotency-Key is remembered"
     )
     log_level: str = Field(default="INFO", description="of the JSON logs `eventshop serve` writes")
+    opentelemetry: bool = Field(
+        default=False,
+        description="FastAPI's own OpenTelemetry traces, metrics and logs, to the providers"
+        " the OpenTelemetry SDK is configured with (off: /metrics, the request ids and the"
+        " JSON logs remain; on costs an environment lookup per request even with no SDK)",
+    )
     run_projections: bool = Field(
         default=True, description="feed the read models in this process (off: `eventshop worker`)"
     )

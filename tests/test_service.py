@@ -510,18 +510,18 @@ def test_a_checkout_that_loses_a_race_is_retried_and_wins(
     stocked(shop, "MUG-1", 1)
     cart_id = cart_with(shop, MUG_1=1)
     saves: list[tuple[int, str]] = []
-    save = shop.save
+    save = shop._save_aggregates
 
-    def counted_save(*aggregates: Any, **kwargs: Any) -> Any:
+    def counted_save(aggregates: Any, kwargs: Any) -> Any:
         try:
-            recordings = save(*aggregates, **kwargs)
+            recordings = save(aggregates, kwargs)
         except RecordConflictError:
             saves.append((len(aggregates), "conflict"))
             raise
         saves.append((len(aggregates), "stored"))
         return recordings
 
-    monkeypatch.setattr(shop, "save", counted_save)
+    monkeypatch.setattr(shop, "_save_aggregates", counted_save)
     cues = interfere(monkeypatch, shop, rival, times=1)
     head = shop.head()
     done = shop.check_out(cart_id, ADDRESS, EMAIL)

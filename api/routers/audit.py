@@ -1,5 +1,5 @@
 """The auditors' routes: the log, histories, time travel, export, digest, live feed,
-receipts and verification.
+receipts, verification and inclusion proofs.
 
 All of them read the event store itself (not the projections), and only auditors may;
 the receipts' public key is for anyone signed in.
@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import anyio
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from pydantic_core import to_jsonable_python
@@ -30,6 +30,7 @@ from domain.product import Product
 from domain.stock import Stock
 from projections.audit.auditor import Auditor
 from projections.audit.issuer import ReceiptIssuer
+from projections.audit.proofs import check_proof
 from projections.audit.receipts import key_id, public_pem
 from projections.audit.verification import Verification
 from projections.engine.pagination import MAX_LIMIT
@@ -40,6 +41,8 @@ public = APIRouter(prefix="/api/audit", tags=["audit"], dependencies=[Depends(pr
 
 # How often the live feed looks for new events; one cheap indexed query per client.
 POLL_SECONDS = 0.5
+# The largest position either store can hold (a signed 64-bit integer).
+MAX_POSITION = 2**63 - 1
 # A position as text: ASCII digits only (str.isdigit() also takes "²", which int() refuses).
 _POSITION = re.compile(r"[0-9]+")
 
@@ -109,12 +112,46 @@ class ReceiptView(BaseModel):
     link: str = Field(description="the hash link of the event at that position (hex)")
     time: str = Field(description="when it was signed (ISO 8601, UTC)")
     key_id: str = Field(description="the signing key's id (see /api/audit/public-key)")
+    tree_size: int | None = Field(
+        description="how many events the Merkle tree up to the position has (null: a receipt"
+        " made before inclusion proofs)"
+    )
+    tree_root: str | None = Field(
+        description="the root of that tree (hex), what inclusion proofs are checked against"
+    )
     signature: str = Field(description="Ed25519 signature (base64) of the fields above")
 
 
 class ReceiptPage(BaseModel):
     items: list[ReceiptView]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: done")
+
+
+class ProvedEvent(AuditEvent):
+    topic: str = Field(description="the stored topic")
+    state: str = Field(description="the stored bytes (base64): what the link hashes")
+    link: str | None = Field(description="the hash link stored with the event (hex)")
+
+
+class InclusionProofView(BaseModel):
+    position: int = Field(description="the proved event's position")
+    event: ProvedEvent = Field(description="the event as stored, as in an export")
+    previous_link: str = Field(
+        description="the link of the event before it (hex; zeros for the first): with the"
+        " event's bytes it gives the event's link, the leaf"
+    )
+    leaf_index: int = Field(description="the leaf's index in the tree (its rank in the log)")
+    tree_size: int = Field(description="how many leaves (events) the tree has")
+    audit_path: list[str] = Field(
+        description="the sibling hashes from the leaf up (hex; RFC 9162 §2.1.3)"
+    )
+    root: str = Field(description="the tree's root over the links as stored now (hex)")
+    receipt: ReceiptView = Field(description="the signed receipt the proof is checked against")
+    holds: bool = Field(
+        description="whether this server, with its trusted keys, finds the proof good;"
+        " check it yourself offline: eventshop audit check-proof"
+    )
+    detail: str = Field(description="why it holds or not")
 
 
 class PublicKeyView(BaseModel):
@@ -348,6 +385,8 @@ def verify(
             yield json.dumps({kind: to_jsonable_python(step)}) + "\n"
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
 class SkuAggregates(BaseModel):
     sku: str
     product_id: UUID = Field(description="the id of the SKU's Product aggregate")
@@ -363,3 +402,35 @@ def sku_aggregates(sku: SkuPath, auditor: AuditorDep) -> SkuAggregates:
     if not auditor.exists(found.product_id):
         raise NotFound(f"Product {sku} does not exist")
     return found
+
+
+@router.get(
+    "/events/{position}/proof",
+    response_model=InclusionProofView,
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+def proof(
+    request: Request,
+    auditor: AuditorDep,
+    position: Annotated[int, Path(ge=1, le=MAX_POSITION, description="the event's position")],
+    receipt: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=MAX_POSITION,
+            description="the position of the receipt to check against (default: the newest)",
+        ),
+    ] = None,
+) -> Any:
+    """An inclusion proof: the event, the link before it and the audit path from its link
+    up to the Merkle root a signed receipt covers, O(log n) hashes.
+
+    Check it offline with the receipts' public key: `eventshop audit check-proof`.
+    """
+    found = auditor.proof(position, receipt)
+    why = check_proof(found, request.app.state.trusted_keys)
+    detail = why or (
+        f"the event at position {position} is leaf {found.leaf_index} of the"
+        f" {found.tree_size}-leaf tree the receipt at position {found.receipt.position} signed"
+    )
+    return {**found.as_json(), "holds": why is None, "detail": detail}

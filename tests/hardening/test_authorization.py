@@ -189,6 +189,7 @@ TABLE = [
     Row("GET", "/api/audit/receipts", only(200, "auditor")),
     Row("POST", "/api/audit/receipts", only(201, "auditor")),
     Row("GET", "/api/audit/public-key", only(200, *SIGNED_IN)),
+    Row("GET", "/api/audit/events/{position}/proof", only(200, "auditor"), "proved"),
     Row("POST", "/api/webhooks", only(201, "admin"), body=lambda t: WEBHOOK),
     Row("GET", "/api/webhooks", only(200, "admin")),
     Row("GET", "/api/webhooks/{webhook}", only(200, "admin"), "webhook"),
@@ -239,6 +240,11 @@ def build(world: World, target: str) -> dict[str, Any]:
         return {"name": "customers"}
     if target == "parked":
         return park(world)
+    if target == "proved":
+        # The newest event, and a receipt covering it (the proof's default receipt).
+        position = world.call("POST", "/api/carts", ALICE, {})["position"]
+        world.client.app.state.receipts.issue()  # type: ignore[attr-defined]
+        return {"position": position}
     if target in ("webhook", "delivery"):
         return webhook(world, delivered=target == "delivery")
     if target == "customer":
