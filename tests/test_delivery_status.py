@@ -102,8 +102,13 @@ def test_a_webhook_receiver_down_shows_lag_failures_and_parked_then_recovers(
         World(client).order("paid")
 
         # The first delivery is being retried: the subscription is behind the log.
-        wait_until(lambda: channels(client)[name]["state"] == "retrying")
-        behind = channels(client)[name]
+        behind: dict[str, Any] = {}
+
+        def retrying() -> bool:
+            behind.update(channels(client)[name])
+            return behind["state"] == "retrying"
+
+        wait_until(retrying)
         assert behind["channel"] == "webhook" and behind["target"] == switch.url
         assert behind["lag_events"] > 0 and behind["lag_seconds"] > 0
         assert behind["position"] + behind["lag_events"] == behind["head"]
