@@ -22,6 +22,7 @@ from api.routers import (
     auth,
     carts,
     customers,
+    deliveries,
     health,
     integration,
     metrics,
@@ -34,7 +35,14 @@ from api.routers import (
 )
 from commands import idempotency
 from commands.service import Shop
-from eventshop.bootstrap import open_auditor, open_read_side, open_shop, signing_key, trusted_keys
+from eventshop.bootstrap import (
+    open_auditor,
+    open_deliveries,
+    open_read_side,
+    open_shop,
+    signing_key,
+    trusted_keys,
+)
 from eventshop.processes import open_processes
 from eventshop.settings import Settings
 from eventshop.webhooks import open_webhooks
@@ -139,6 +147,7 @@ def create_app(
     app.state.trusted_keys = trusted_keys(settings)
     app.state.webhooks = the_webhooks
     app.state.logins = auth.Logins.of(settings)
+    app.state.deliveries = open_deliveries(settings, the_read_side, the_webhooks)
     errors.install(app)
     request_metrics = observability.install(app, the_shop)
     # The one middleware of ours (request id, body limit, metrics, access log): added
@@ -155,6 +164,7 @@ def create_app(
         reports,
         audit,
         projections,
+        deliveries,
         integration,
         webhooks,
         auth,

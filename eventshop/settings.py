@@ -133,6 +133,17 @@ class Settings(BaseSettings):
         description="NATS server (JetStream) the integration events are published to, e.g."
         " nats://127.0.0.1:4222; none: `eventshop worker` publishes nothing",
     )
+    nats_stream: str = Field(
+        default="EVENTSHOP",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="the JetStream stream the integration events are published to",
+    )
+    nats_subject_prefix: str = Field(
+        default="eventshop",
+        pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$",
+        max_length=100,
+        description="subjects are <prefix>.<type>, e.g. eventshop.order.placed",
+    )
     event_source: str = Field(
         default="/eventshop", min_length=1, description="the CloudEvents `source` of every event"
     )

@@ -42,6 +42,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-background-networking"]
 SECRET = "test-secret-of-the-browser-tests-0123456789"
 ADMIN_USER, ADMIN_PASSWORD = "root", "a password of the browser tests"
+NATS_URL = "nats://127.0.0.1:4222"
 # Long enough for a loaded 2-core machine; a passing test waits far less.
 expect.set_options(timeout=10_000)
 
@@ -64,7 +65,14 @@ def serve(database_url: str, var_dir: Path, **more: Any) -> Iterator[Served]:
     settings (an admin, say)."""
     shop = open_shop(database_url)
     history = make_history(shop)
-    settings = Settings(database_url=database_url, jwt_secret=SECRET, var_dir=var_dir, **more)
+    # A NATS server named: the read models' view lists the JetStream publisher (none runs).
+    settings = Settings(
+        database_url=database_url,
+        jwt_secret=SECRET,
+        var_dir=var_dir,
+        nats_url=NATS_URL,
+        **more,
+    )
     app = create_app(settings, shop=shop)
     server = uvicorn.Server(
         uvicorn.Config(

@@ -132,6 +132,10 @@ def test_an_admin_rebuilds_a_read_model_and_sees_it_end(
     expect(page.get_by_role("heading", name="Read models")).to_be_visible()
     orders = page.locator('tr[data-name="orders"]')
     expect(orders).to_have_attribute("data-state", "live")
+    # Under the read models, the outbound channels: a publisher is configured, none runs.
+    jetstream = page.locator('tr[data-name="jetstream"]')
+    expect(jetstream).to_have_attribute("data-state", "not_running")
+    expect(jetstream).to_contain_text("JetStream")
     started = datetime.now(UTC)
 
     page.get_by_role("button", name="Rebuild orders").click()

@@ -182,6 +182,7 @@ TABLE = [
     Row("GET", "/api/projections/{name}/parked", only(200, "admin"), "projection"),
     Row("POST", "/api/projections/{name}/parked/{position}/retry", only(200, "admin"), "parked"),
     Row("POST", "/api/projections/{name}/parked/{position}/skip", only(200, "admin"), "parked"),
+    Row("GET", "/api/deliveries", only(200, "admin")),
     Row("GET", "/api/audit/events", only(200, "auditor")),
     Row("GET", "/api/audit/aggregates/{cart}/events", only(200, "auditor"), "cart"),
     Row("GET", "/api/audit/aggregates/{cart}/state", only(200, "auditor"), "cart"),
