@@ -54,18 +54,18 @@ class ChannelView(BaseModel):
     retrying: int = Field(description="deliveries being tried again now")
 
 
-class DeliveryStatus(BaseModel):
+class ChannelList(BaseModel):
     items: list[ChannelView]
 
 
 @router.get(
     "",
-    response_model=DeliveryStatus,
+    response_model=ChannelList,
     summary="Each outbound channel's state, position, lag (events and seconds), last success"
     " and failure, and parked deliveries",
     responses=problem_responses(401, 403),
 )
-def list_channels(deliveries: DeliveriesDep, _: Admin) -> DeliveryStatus:
-    return DeliveryStatus(
+def list_channels(deliveries: DeliveriesDep, _: Admin) -> ChannelList:
+    return ChannelList(
         items=[ChannelView(**channel.as_dict()) for channel in deliveries.status()]
     )
