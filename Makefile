@@ -6,6 +6,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 TEST_STAMP := $(VENV)/.installed-test
+# The client generator of the tests (openapi-python-client), in a venv of its own: it pins
+# typer below the version the shop uses.
+CODEGEN_VENV ?= .venv-codegen
+CODEGEN_STAMP := $(CODEGEN_VENV)/.installed
 
 # The lock tool, in a venv of its own so that it is in neither lock.
 UV_VERSION := 0.13.8
@@ -38,9 +42,14 @@ $(TEST_STAMP): requirements/test.txt requirements/runtime.txt pyproject.toml | $
 run: $(RUNTIME_STAMP)  ## serve the shop on the embedded SQLite store (./var/), port 8000
 	$(VENV)/bin/eventshop serve
 
+$(CODEGEN_STAMP): requirements/codegen.txt
+	python3 -m venv $(CODEGEN_VENV)
+	$(CODEGEN_VENV)/bin/python -m pip install --quiet -r requirements/codegen.txt
+	touch $@
+
 # `ruff format --check` is not in `make test` yet: the tree is not format-clean
 # (`make lint` shows where).
-test: $(TEST_STAMP)  ## lint, type check, then the whole test suite (needs PostgreSQL on 127.0.0.1:5432)
+test: $(TEST_STAMP) $(CODEGEN_STAMP)  ## lint, type check, then the whole test suite (needs PostgreSQL on 127.0.0.1:5432)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
@@ -66,7 +75,8 @@ $(UV):
 	python3 -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/python -m pip install --quiet uv==$(UV_VERSION)
 
-lock: $(UV)  ## remake requirements/runtime.txt and requirements/test.txt from pyproject.toml
+lock: $(UV)  ## remake requirements/runtime.txt and test.txt from pyproject.toml, codegen.txt from codegen.in
 	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) -o requirements/runtime.txt
 	$(UV) pip compile pyproject.toml --extra test -c requirements/runtime.txt $(LOCK_FLAGS) \
 		-o requirements/test.txt
+	$(UV) pip compile requirements/codegen.in $(LOCK_FLAGS) -o requirements/codegen.txt

@@ -16,10 +16,13 @@ from api.deps import (
     UNSAFE_METHODS,
     every_request,
 )
+from api.openapi import document, operation_id
 from api.routers import (
     audit,
+    auth,
     carts,
     customers,
+    deliveries,
     health,
     integration,
     metrics,
@@ -32,7 +35,14 @@ from api.routers import (
 )
 from commands import idempotency
 from commands.service import Shop
-from eventshop.bootstrap import open_auditor, open_read_side, open_shop, signing_key, trusted_keys
+from eventshop.bootstrap import (
+    open_auditor,
+    open_deliveries,
+    open_read_side,
+    open_shop,
+    signing_key,
+    trusted_keys,
+)
 from eventshop.processes import open_processes
 from eventshop.settings import Settings
 from eventshop.webhooks import open_webhooks
@@ -119,6 +129,14 @@ def create_app(
         # Every unsafe request may carry an Idempotency-Key; no query parameter that
         # takes one value may come twice (api/deps.py).
         dependencies=[Depends(every_request)],
+        # Operation ids from the routes' names (addProduct), for generated clients.
+        generate_unique_id_function=operation_id,
+        telemetry={
+            "tracing": settings.opentelemetry,
+            "metrics": settings.opentelemetry,
+            "logs": settings.opentelemetry,
+            "operation_spans": settings.opentelemetry,
+        },
     )
     app.state.shop = the_shop
     app.state.settings = settings
@@ -128,6 +146,8 @@ def create_app(
     app.state.receipts = issuer
     app.state.trusted_keys = trusted_keys(settings)
     app.state.webhooks = the_webhooks
+    app.state.logins = auth.Logins.of(settings)
+    app.state.deliveries = open_deliveries(settings, the_read_side, the_webhooks)
     errors.install(app)
     request_metrics = observability.install(app, the_shop)
     # The one middleware of ours (request id, body limit, metrics, access log): added
@@ -144,8 +164,10 @@ def create_app(
         reports,
         audit,
         projections,
+        deliveries,
         integration,
         webhooks,
+        auth,
     )
     for module in routers:
         app.include_router(module.router)
@@ -153,8 +175,8 @@ def create_app(
     console.install(app)
     app.include_router(problems.router)
     docs.install(app)
-    documented = _with_json_bodies_only(
-        _with_idempotency_key(_with_problem_media_type(app.openapi))
+    documented = document(
+        _with_json_bodies_only(_with_idempotency_key(_with_problem_media_type(app.openapi)))
     )
     app.openapi = documented  # type: ignore[method-assign]
     return app
@@ -168,8 +190,10 @@ def _with_problem_media_type(build: Callable[[], dict[str, Any]]) -> Callable[[]
         for operation in (op for path in schema["paths"].values() for op in path.values()):
             for status, response in operation.get("responses", {}).items():
                 content = response.get("content", {})
-                if status[0] in "45" and "application/json" in content:
-                    content[errors.PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+                # Under the route's own media type too (NDJSON routes): a problem is JSON.
+                for media_type in [m for m in content if m != errors.PROBLEM_MEDIA_TYPE]:
+                    if status[0] in "45":
+                        content[errors.PROBLEM_MEDIA_TYPE] = content.pop(media_type)
         return schema
 
     return openapi

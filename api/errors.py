@@ -265,5 +265,6 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-CHANGE_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 412, 413, 422)
-"""What a command on an existing cart or order may answer besides its result."""
+CHANGE_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 412, 413, 422, 503)
+"""What a command on an existing cart or order may answer besides its result (503: busy,
+or the database did not answer)."""

@@ -14,7 +14,15 @@ in one process (tests) count apart. What they count:
   ``eventshop_projection_parked_events`` (events its handlers failed on, parked),
   read at scrape time from the store and from ``app.state.read_side`` (anything whose
   ``status()`` lists rows with ``name``, ``position``, ``lag``, ``events_per_second``),
-  so that they are never stale and the read side needs to push nothing.
+  so that they are never stale and the read side needs to push nothing;
+- per outbound channel of the integration events (``channel`` ``jetstream`` or
+  ``webhook``, ``subscription`` the webhook's id or empty), from
+  ``app.state.deliveries``: ``eventshop_delivery_position``,
+  ``eventshop_delivery_lag_events``, ``eventshop_delivery_lag_seconds``,
+  ``eventshop_delivery_parked``, ``eventshop_delivery_retrying``,
+  ``eventshop_delivery_last_success_timestamp_seconds`` and
+  ``..._last_failure_timestamp_seconds`` (Unix time; absent until there was one) and
+  ``eventshop_delivery_state{state}`` (1 for the current state), read at scrape time too.
 
 Logs are one JSON object per line: ``timestamp``, ``level``, ``logger``, ``message``,
 ``request_id`` (the ``X-Request-ID`` of the request being served, null outside one),
@@ -28,6 +36,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI
@@ -162,12 +171,60 @@ def store_metrics(app: FastAPI) -> Iterator[Metric]:
     yield from families.values()
 
 
+_DELIVERY_GAUGES = {
+    "position": "Last log position an outbound channel has passed",
+    "lag_events": "Events stored but not yet passed by an outbound channel",
+    "lag_seconds": "Age of the oldest event an outbound channel has not passed yet",
+    "parked": "Deliveries given up after their last attempt, until redelivered",
+    "retrying": "Deliveries being tried again now",
+}
+_DELIVERY_TIMES = {
+    "last_success_at": ("last_success_timestamp_seconds", "Time of the last success"),
+    "last_failure_at": ("last_failure_timestamp_seconds", "Time of the last failed attempt"),
+}
+
+
+def delivery_metrics(app: FastAPI) -> Iterator[Metric]:
+    """Each outbound channel's position, lag, parked and retried deliveries, last success
+    and failure, and state (``projections/deliveries.py``)."""
+    deliveries = getattr(app.state, "deliveries", None)
+    if deliveries is None:
+        return
+    labels = ["channel", "subscription"]
+    gauges = {
+        field: GaugeMetricFamily(f"eventshop_delivery_{field}", text, labels=labels)
+        for field, text in _DELIVERY_GAUGES.items()
+    }
+    times = {
+        field: GaugeMetricFamily(f"eventshop_delivery_{name}", text, labels=labels)
+        for field, (name, text) in _DELIVERY_TIMES.items()
+    }
+    state = GaugeMetricFamily(
+        "eventshop_delivery_state",
+        "1 for an outbound channel's current state",
+        labels=[*labels, "state"],
+    )
+    for channel in deliveries.status():
+        row = channel.as_dict()
+        key = [channel.channel, channel.subscription_id or ""]
+        for field, family in gauges.items():
+            family.add_metric(key, float(row[field]))
+        for field, family in times.items():
+            if row[field] is not None:
+                family.add_metric(key, datetime.fromisoformat(row[field]).timestamp())
+        state.add_metric([*key, channel.state], 1.0)
+    yield from gauges.values()
+    yield from times.values()
+    yield state
+
+
 def install(app: FastAPI, shop: Shop) -> Metrics:
     """Give ``app`` its metrics and let ``shop`` report to them; the requests' metrics are
     counted by the middleware in front of the app (api/edge.py), which is given them."""
     metrics = Metrics()
     app.state.metrics = metrics
     metrics.watch(lambda: store_metrics(app))
+    metrics.watch(lambda: delivery_metrics(app))
     shop.observers.append(metrics)
     return metrics
 

@@ -121,6 +121,52 @@ TYPES: dict[str, ProblemType] = {
         "The subscription has no delivery of this event (its id is <aggregate id>/<version>).",
         "List its deliveries: GET /api/webhooks/{id}/deliveries.",
     ),
+    # The configured admin's login (POST /api/auth/login).
+    "login-failed": ProblemType(
+        "Login failed",
+        401,
+        "The user name or the password is wrong.",
+        "Check both and try again; after a few failures a minute the server waits (429).",
+    ),
+    "too-many-attempts": ProblemType(
+        "Too many attempts",
+        429,
+        "Too many logins failed from this address in the last minute.",
+        "Wait `Retry-After` seconds before trying again.",
+    ),
+    "login-not-configured": ProblemType(
+        "Login not configured",
+        404,
+        "No admin may sign in with a password on this server.",
+        "Sign in with a token (`eventshop token --role admin`), or set EVENTSHOP_ADMIN_USER"
+        " and EVENTSHOP_ADMIN_PASSWORD_HASH (`eventshop admin-password-hash`).",
+    ),
+    # Inclusion proofs (auditor).
+    "event-not-found": ProblemType(
+        "Event not found",
+        404,
+        "No event is at this position of the log.",
+        "List the log (GET /api/audit/events) for the positions there are.",
+    ),
+    "receipt-not-found": ProblemType(
+        "Receipt not found",
+        404,
+        "No receipt was issued at that position (or none at all yet).",
+        "List the receipts (GET /api/audit/receipts), or sign one now (POST).",
+    ),
+    "not-covered": ProblemType(
+        "Event not covered by the receipt",
+        422,
+        "The event comes after the receipt's position: the receipt says nothing about it.",
+        "Ask against a later receipt (POST /api/audit/receipts signs one now).",
+    ),
+    "unprovable": ProblemType(
+        "No proof can be made",
+        409,
+        "The receipt was signed before inclusion proofs (it signs no Merkle tree), or the"
+        " event has no link (it was inserted behind the application's back).",
+        "Use a later receipt; for an event without a link, run eventshop audit verify.",
+    ),
     # Refused at the edge, before any command ran.
     "malformed-json": ProblemType(
         "Malformed JSON",
@@ -203,6 +249,7 @@ _BY_STATUS = {
     413: "body-too-large",
     415: "unsupported-media-type",
     422: "invalid-input",
+    429: "too-many-attempts",
     431: "headers-too-large",
     500: "internal-error",
     503: "unavailable",

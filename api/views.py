@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Annotated, Any, Generic, TypeVar
+from enum import StrEnum
+from typing import Annotated, Any, Generic, Literal, TypeVar
 from uuid import UUID
 
 from fastapi import Path, Response
@@ -25,6 +26,23 @@ from domain.values import CENT
 from projections.engine.base import stamp
 
 SkuPath = Annotated[str, Path(pattern=SKU_PATTERN, description="the product's SKU")]
+
+
+class OrderStatus(StrEnum):
+    """Where an order is: placed, then paid, shipped, delivered; or cancelled before shipment."""
+
+    PLACED = "placed"
+    PAID = "paid"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"
+
+
+class CartStatus(StrEnum):
+    """A cart is open until it is checked out (then it names its order)."""
+
+    OPEN = "open"
+    CHECKED_OUT = "checked_out"
 
 
 class View(BaseModel):
@@ -157,7 +175,7 @@ class OrderView(View):
     id: UUID
     customer_id: str
     cart_id: UUID
-    status: str
+    status: OrderStatus
     lines: list[LineView]
     total: str
     shipping_address: AddressView
@@ -187,7 +205,7 @@ def order_view(order: Order) -> OrderView:
         id=order.id,
         customer_id=order.customer_id,
         cart_id=order.cart_id,
-        status=order.status,
+        status=OrderStatus(order.status),
         lines=[line_view(line) for line in order.lines],
         total=money_text(order.total),
         shipping_address=AddressView(**order.shipping_address),
@@ -204,7 +222,7 @@ class OrderSummary(View):
 
     id: UUID
     customer_id: str
-    status: str
+    status: OrderStatus
     total: str
     units: int
     placed_at: str
@@ -213,7 +231,7 @@ class OrderSummary(View):
 
 
 class StatusChange(BaseModel):
-    status: str
+    status: OrderStatus
     at: str = Field(description="when the order entered this status (UTC, ISO 8601)")
     version: int
 
@@ -236,7 +254,7 @@ class OrderDetail(OrderView):
 class CartView(View):
     id: UUID
     customer_id: str
-    status: str
+    status: CartStatus
     lines: list[LineView]
     total: str
     order_id: UUID | None
@@ -250,7 +268,7 @@ def cart_view(cart: Cart) -> CartView:
     return CartView(
         id=cart.id,
         customer_id=cart.customer_id,
-        status=cart.status,
+        status=CartStatus(cart.status),
         lines=[
             LineView(
                 sku=sku,
@@ -279,7 +297,7 @@ class CartDetail(CartView):
 class LastOrder(BaseModel):
     id: UUID
     placed_at: str
-    status: str
+    status: OrderStatus
 
 
 class CustomerSummary(BaseModel):
@@ -302,7 +320,7 @@ class CustomerOrder(BaseModel):
     """One order in a customer's history."""
 
     id: UUID
-    status: str
+    status: OrderStatus
     total: str
     units: int
     placed_at: str
@@ -353,7 +371,7 @@ class SalesReport(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
+    status: Literal["live", "ready"]
     position: int | None = Field(default=None, description="the head of the event log")
 
 

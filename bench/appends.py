@@ -4,6 +4,9 @@
 (``commands.service.Shop.open_cart``, the Shop opened by ``eventshop.bootstrap.open_shop``
 with its default settings): one new aggregate, one event, one transaction per call.
 
+``shop-unlinked``: the same without writing the events' hash links (bench/audit_cost.py
+measures what they cost; no deployment can switch them off).
+
 ``raw``: the floor: ``--threads`` threads, each on its own psycopg connection, each
 inserting one row per transaction into a table of the stored events' shape under the
 same ``LOCK TABLE ... IN EXCLUSIVE MODE`` (bench/floor_app.py's table and statements).
@@ -93,11 +96,21 @@ def drive(
 
 
 def run_shop(
-    url: str, threads: int, seconds: float, warmup: float, ack: bool = False
+    url: str,
+    threads: int,
+    seconds: float,
+    warmup: float,
+    ack: bool = False,
+    unlinked: bool = False,
 ) -> dict[str, Any]:
     from bench.common import open_shop
 
     shop = open_shop(url)
+    if unlinked:
+        from commands.group_commit import GroupCommitRecorder
+
+        # For bench/audit_cost.py alone: what the hash links cost, by their absence.
+        GroupCommitRecorder._insert_links_of = lambda *_: None  # type: ignore[method-assign]
     label = uuid.uuid4().hex[:8]
     try:
 
@@ -138,7 +151,7 @@ def run_raw(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("side", choices=("shop", "raw"))
+    parser.add_argument("side", choices=("shop", "shop-unlinked", "raw"))
     parser.add_argument("--url", required=True, help="the PostgreSQL store (a throw-away one)")
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -147,8 +160,11 @@ def main() -> None:
         "--ack", action="store_true", help="after `measured`, wait for a line on stdin"
     )
     args = parser.parse_args()
-    side = run_shop if args.side == "shop" else run_raw
-    result = side(args.url, args.threads, args.seconds, args.warmup, args.ack)
+    if args.side == "raw":
+        result = run_raw(args.url, args.threads, args.seconds, args.warmup, args.ack)
+    else:
+        unlinked = args.side == "shop-unlinked"
+        result = run_shop(args.url, args.threads, args.seconds, args.warmup, args.ack, unlinked)
     print(json.dumps(result), flush=True)
 
 

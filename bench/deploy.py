@@ -252,12 +252,19 @@ def shop_env(url: str, var_dir: Path, **extra: str) -> dict[str, str]:
 
 
 def start_shop(
-    deployment: Deployment, url: str, dbname: str, *, workers: int = 1, separate_worker: bool
+    deployment: Deployment,
+    url: str,
+    dbname: str,
+    *,
+    workers: int = 1,
+    separate_worker: bool,
+    env: dict[str, str] | None = None,
 ) -> Side:
-    """``eventshop serve`` (and ``eventshop worker`` when the read models run apart)."""
+    """``eventshop serve`` (and ``eventshop worker`` when the read models run apart);
+    ``env``: more settings for both (``EVENTSHOP_NATS_URL`` ...)."""
     var_dir = deployment.workdir / "var"
     extra = {"EVENTSHOP_RUN_PROJECTIONS": "false"} if separate_worker else {}
-    env = shop_env(url, var_dir, **extra)
+    env = shop_env(url, var_dir, **extra, **(env or {}))
     cli = eventshop_command()
     # Several processes on one store: make the tables first, as the README says to.
     if workers > 1 or separate_worker:

@@ -19,7 +19,9 @@ import uvicorn
 
 from api.auth import ROLES, mint
 from api.observability import configure_logging
+from cli.admin import admin_password_hash
 from cli.audit import audit
+from cli.output import group
 from cli.projections import projections
 from cli.seed import seed
 from cli.text import single_line
@@ -37,19 +39,22 @@ WORKER_START_SECONDS = 60
 
 log = logging.getLogger("eventshop.worker")
 
-app = typer.Typer(help="eventshop: an event-sourced shop back end.", no_args_is_help=True)
+app = group("eventshop: an event-sourced shop back end.")
 app.add_typer(audit, name="audit")
 app.add_typer(projections, name="projections")
 app.command()(seed)
+app.command(name="admin-password-hash")(admin_password_hash)
 
 
 @app.command()
 def serve(
     host: Annotated[
-        str, typer.Option(help="interface to listen on", callback=single_line)
+        str, typer.Option(metavar="ADDRESS", help="interface to listen on", callback=single_line)
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, max=64, help="API processes sharing the port")] = 1,
+    port: Annotated[int, typer.Option(metavar="PORT", help="TCP port")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, metavar="N", help="API processes sharing the port")
+    ] = 1,
 ) -> None:
     """Serve the HTTP API on the store EVENTSHOP_DATABASE_URL names (SQLite under ./var/).
 
@@ -94,7 +99,10 @@ def migrate() -> None:
 @app.command()
 def worker(
     checkpoint_seconds: Annotated[
-        float, typer.Option(min=1, help="how often to extend the audit hash-chain checkpoints")
+        float,
+        typer.Option(
+            min=1, metavar="SECONDS", help="how often to extend the audit hash-chain checkpoints"
+        ),
     ] = 60.0,
 ) -> None:
     """Feed the read models from the log until stopped (SIGTERM or Ctrl-C).
@@ -184,15 +192,20 @@ def _beat(shop: Shop, alive: Path) -> None:
 @app.command()
 def token(
     role: Annotated[
-        list[str], typer.Option("--role", "-r", help=f"one of {', '.join(ROLES)}; repeatable")
+        list[str],
+        typer.Option("--role", "-r", metavar="ROLE", help=f"one of {', '.join(ROLES)}; repeatable"),
     ],
     sub: Annotated[
         str | None,
         typer.Option(
-            help="the subject: a customer's id (default: a new UUID)", callback=single_line
+            metavar="ID",
+            help="the subject: a customer's id (default: a new UUID)",
+            callback=single_line,
         ),
     ] = None,
-    ttl: Annotated[int, typer.Option(min=1, help="seconds until the token expires")] = 3600,
+    ttl: Annotated[
+        int, typer.Option(min=1, metavar="SECONDS", help="seconds until the token expires")
+    ] = 3600,
 ) -> None:
     """Print a bearer token signed with the shop's secret (EVENTSHOP_JWT_SECRET)."""
     unknown = sorted(set(role) - set(ROLES))

@@ -1,111 +1,63 @@
-"""``eventshop projections``: the read models' status, blue/green rebuilds and resets.
+"""``eventshop projections``: the read models' status, blue/green rebuilds and resets,
+parked events.
 
 Every command works on the store EVENTSHOP_DATABASE_URL names (eventshop.settings.Settings),
 next to whatever ``eventshop serve`` / ``worker`` processes feed the read models: a
 rebuild here builds the new copy in this process while they keep serving and feeding
 the live one, and the swap hands the read model back to them (projections/engine/rebuild.py).
+Rebuilds and resets are in cli/rebuild.py.
 """
 
 from __future__ import annotations
 
 import getpass
-import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich import box
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from cli.text import shown
-from domain.errors import DomainError
-from eventshop.bootstrap import open_read_side, open_shop
-from eventshop.settings import Settings
-from projections import AlreadyRebuilding, ReadSide, RebuildOutcome
-from projections import Progress as RebuildProgress
+from cli.output import AsJson, emit_json, err, group, out
+from cli.readside import known, read_side, seconds
+from cli.rebuild import rebuild, reset
+from cli.text import literal, shown
 
-projections = typer.Typer(
-    help="Operate the read models: status, blue/green rebuilds, resets, parked events.",
-    no_args_is_help=True,
-)
-parked = typer.Typer(
-    help="Events a read model's handlers failed on, parked: list, retry after a fix, skip.",
-    no_args_is_help=True,
-)
+projections = group("Operate the read models: status, blue/green rebuilds, resets, parked events.")
+parked = group("Events a read model's handlers failed on, parked: list, retry after a fix, skip.")
 projections.add_typer(parked, name="parked")
-
-
-def out() -> Console:
-    return Console()
-
-
-def err() -> Console:
-    return Console(stderr=True)
-
-
-@contextmanager
-def _read_side() -> Iterator[ReadSide]:
-    """The read side of the configured store; nothing is fed here unless a command does."""
-    settings = Settings()
-    if settings.database_url.is_memory:
-        err().print(
-            "[red]memory:// lives inside one process: there is nothing to operate from"
-            " here. Point EVENTSHOP_DATABASE_URL at a sqlite:/// or postgresql:// store.[/red]"
-        )
-        raise typer.Exit(2)
-    # The log's tables are the write side's to create, on a database nothing wrote yet.
-    open_shop(settings).close()
-    read_side = open_read_side(settings)
-    try:
-        yield read_side
-    except (typer.Exit, typer.Abort):
-        raise
-    except AlreadyRebuilding as error:
-        err().print(f"[red]{shown(error.detail)}[/red]")
-        raise typer.Exit(1) from None
-    except DomainError as error:
-        err().print(f"[red]{shown(error.detail)}[/red]")
-        raise typer.Exit(2) from None
-    except Exception as error:
-        # A failed rebuild: the live copy is untouched; say why, no traceback.
-        err().print(f"[red]{type(error).__name__}: {shown(error)}[/red]")
-        raise typer.Exit(1) from None
-    finally:
-        read_side.close()
-
-
-def _known(read_side: ReadSide, name: str) -> None:
-    if name not in read_side.names:
-        err().print(
-            f"[red]no projection named {shown(repr(name))}; there are {', '.join(read_side.names)}"
-        )
-        raise typer.Exit(2)
+projections.command()(rebuild)
+projections.command()(reset)
 
 
 # --- status ------------------------------------------------------------------------------------
 
 
 @projections.command()
-def status(
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON, not a table")] = False,
-) -> None:
-    """Each read model: state, version, position, head, lag, speed, rebuild progress,
-    the last rebuild's outcome, and which worker feeds it."""
-    with _read_side() as read_side:
-        entries = read_side.status()
+def status(as_json: AsJson = False) -> None:
+    """Each read model: state, version, position, lag, speed, rebuild progress, the last
+    rebuild's outcome, and which worker feeds it."""
+    with read_side() as opened:
+        entries = opened.status()
     if as_json:
-        typer.echo(json.dumps(entries, indent=2))
+        emit_json(entries)
         return
     head = max((entry["head"] for entry in entries), default=0)
-    table = Table(title=f"projections (log head {head:,})")
-    for column in ("name", "state", "version", "position", "lag", "events/s"):
-        table.add_column(column, no_wrap=True, justify="left" if column == "name" else "right")
-    table.add_column("rebuild", no_wrap=True)
-    table.add_column("last rebuild", overflow="fold")
-    table.add_column("worker", overflow="fold")
+    # Fits 80 columns: the short columns never wrap, and what can be long (the running
+    # rebuild, the last one, the worker) shares one column that wraps, whole words first.
+    table = Table(
+        title=f"projections (log head {head:,})",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("name", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    for column in ("v", "position", "lag", "ev/s"):
+        table.add_column(column, no_wrap=True, justify="right")
+    table.add_column("rebuild, last rebuild, worker", overflow="fold")
     for entry in entries:
         table.add_row(
             entry["name"],
@@ -114,9 +66,7 @@ def status(
             f"{entry['position']:,}",
             f"{entry['lag']:,}",
             f"{entry['events_per_second']:,.0f}",
-            _running(entry["rebuild"]),
-            _last(entry["last_rebuild"]),
-            entry["worker"] or "-",
+            _notes(entry),
         )
     out().print(table)
     for entry in entries:
@@ -131,6 +81,20 @@ def status(
                 f"[red]{entry['name']} stopped at position {failure.get('position')}:"
                 f" {shown(failure.get('error'))}[/red]"
             )
+
+
+def _notes(entry: dict[str, Any]) -> Text:
+    notes = [
+        Text.from_markup(note)
+        for note in (
+            _running(entry["rebuild"]),
+            _last(entry["last_rebuild"]),
+        )
+        if note
+    ]
+    if entry["worker"]:
+        notes.append(literal(f"fed by {entry['worker']}"))
+    return Text("\n").join(notes) if notes else Text("-")
 
 
 def _state(state: str) -> str:
@@ -150,163 +114,38 @@ def _version(entry: dict[str, Any]) -> str:
     return str(code) if stored in (None, code) else f"{stored} -> {code}"
 
 
-def _running(rebuild: dict[str, Any] | None) -> str:
-    if not rebuild:
-        return "-"
-    share = rebuild["position"] / rebuild["target"] if rebuild["target"] else 1.0
-    eta = rebuild.get("eta_seconds")
+def _running(running: dict[str, Any] | None) -> str:
+    if not running:
+        return ""
+    # Events of the log, as the rebuild's summary counts them (published by an older
+    # version without them: positions).
+    done = running.get("events", running["position"])
+    total = running.get("total", running["target"])
+    share = min(done / total, 1.0) if total else 1.0
     return (
-        f"{rebuild['phase']} {share:.0%} ({rebuild['position']:,}/{rebuild['target']:,},"
-        f" {rebuild['events_per_second']:,.0f}/s, ETA {_seconds(eta)})"
+        f"{running['phase']} {share:.0%} ({done:,}/{total:,} events,"
+        f" {running['events_per_second']:,.0f}/s, ETA {seconds(running.get('eta_seconds'))})"
     )
 
 
 def _last(last: dict[str, Any] | None) -> str:
     if not last:
-        return "-"
+        return ""
     if last.get("error"):
-        return f"[red]{shown(last['error'])}[/red]"
-    when = last.get("finished_at") or "?"
+        return f"[red]last rebuild failed: {shown(last['error'])}[/red]"
+    when = shown(last.get("finished_at") or "?")
     if last.get("reset"):
-        return f"{when}: reset"
+        return f"reset {when}"
     comparison = last["comparison"]
     verdict = (
         "copies equal"
         if comparison["equal"]
-        else f"differed in {', '.join(comparison['differences']) or 'position'}"
+        else f"differed in {shown(', '.join(comparison['differences']) or 'position')}"
     )
-    return f"{when}: v{last['version']}, {last['events_per_second']:,}/s, {verdict}"
-
-
-def _seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    minutes, rest = divmod(int(seconds), 60)
-    return f"{minutes}m{rest:02d}s" if minutes else f"{rest}s"
-
-
-# --- rebuild and reset -------------------------------------------------------------------------
-
-
-def _progress_bar() -> Progress:
-    return Progress(
-        TextColumn("{task.description:<10}"),
-        BarColumn(),
-        TextColumn("{task.completed:>12,.0f}/{task.total:,.0f} events"),
-        TextColumn("{task.fields[rate]:>10}"),
-        TextColumn("ETA {task.fields[eta]:>6}"),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[phase]}"),
-        console=err(),
+    return (
+        f"rebuilt {when}: v{last['version']}, {last.get('events') or 0:,} events,"
+        f" {last['events_per_second']:,}/s, {verdict}"
     )
-
-
-def _follow(progress: Progress, task: TaskID) -> Any:
-    def on_progress(news: RebuildProgress) -> None:
-        progress.update(
-            task,
-            completed=news.position,
-            total=max(news.target, news.position, 1),
-            rate=f"{news.events_per_second:,.0f}/s",
-            eta=_seconds(news.eta_seconds),
-            phase=news.phase,
-        )
-
-    return on_progress
-
-
-@projections.command()
-def rebuild(
-    name: Annotated[str | None, typer.Argument(help="the projection to rebuild")] = None,
-    every: Annotated[bool, typer.Option("--all", help="rebuild every projection")] = False,
-) -> None:
-    """Rebuild blue/green: a new copy of the tables is built from the whole log here, while
-    the live copy keeps answering and following the log; once caught up, the two are
-    compared (rows and a checksum per table; a difference is reported, expected when the
-    projection's code changed) and swapped in one transaction; the old copy is dropped.
-    Interrupted (Ctrl-C, a crash), it leaves the live copy as it was: just run it again."""
-    if (name is None) == (not every):
-        raise typer.BadParameter("name one projection, or give --all", param_hint="NAME")
-    with _read_side() as read_side:
-        names = read_side.names if every else [name or ""]
-        for each in names:
-            _known(read_side, each)
-        outcomes = {}
-        with _progress_bar() as progress:
-            for each in names:
-                task = progress.add_task(each, total=1, rate="", eta="?", phase="starting")
-                outcomes[each] = read_side.rebuild_blocking(each, _follow(progress, task))
-    for each, outcome in outcomes.items():
-        _report(each, outcome)
-
-
-def _report(name: str, outcome: RebuildOutcome) -> None:
-    comparison = outcome.comparison
-    assert comparison is not None  # a rebuild that failed raised instead
-    out().print(
-        f"[bold]{name}[/bold]: version {outcome.version}, {outcome.events or 0:,} events in"
-        f" {outcome.seconds or 0:.1f} s ({outcome.events_per_second or 0:,} events/s),"
-        f" swapped in at position {outcome.position or 0:,}"
-    )
-    table = Table(show_edge=False)
-    for column in ("table", "live rows", "new rows", "live checksum", "new checksum", ""):
-        table.add_column(column, justify="right" if "rows" in column else "left")
-    for table_name, found in comparison.tables.items():
-        table.add_row(
-            table_name,
-            _count(found.live_rows),
-            _count(found.new_rows),
-            found.live_checksum or "-",
-            found.new_checksum or "-",
-            "[green]equal[/green]" if found.equal else "[yellow]differs[/yellow]",
-        )
-    out().print(table)
-    if comparison.live_position != comparison.new_position:
-        out().print(
-            f"  compared at different positions (live {comparison.live_position:,}, new"
-            f" {comparison.new_position:,}): the live copy was not being fed"
-        )
-    if comparison.new_parked or comparison.live_parked:
-        out().print(
-            f"  parked events: {comparison.live_parked:,} live, {comparison.new_parked:,} new"
-            f" ({comparison.kept_parked:,} kept parked from the live copy, not applied)"
-        )
-    if comparison.differences:
-        out().print(
-            "  [yellow]the copies differ: expected when the projection's code changed;"
-            " otherwise the old copy had drifted, and the new one is what the log says[/yellow]"
-        )
-
-
-def _count(rows: int | None) -> str:
-    return "-" if rows is None else f"{rows:,}"
-
-
-@projections.command()
-def reset(
-    name: Annotated[str, typer.Argument(help="the projection to reset")],
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
-) -> None:
-    """Drop the projection's tables and build them again from position 0, in place.
-
-    Unlike ``rebuild``, the projection answers from EMPTY tables at once, then from
-    partial ones until it has caught up with the log (read-your-writes queries wait or
-    get 503 meanwhile). Prefer ``rebuild NAME``, which keeps answering from the old copy;
-    reset is for a copy you no longer trust to answer at all. The tables are fed here
-    unless an ``eventshop serve`` / ``worker`` process feeds them; then this waits for it.
-    """
-    with _read_side() as read_side:
-        _known(read_side, name)
-        if not yes:
-            typer.confirm(
-                f"{name} will answer from empty tables until it has caught up again"
-                f" (`rebuild {name}` would not). Reset it?",
-                abort=True,
-            )
-        with _progress_bar() as progress:
-            task = progress.add_task(name, total=1, rate="", eta="?", phase="resetting")
-            read_side.reset_blocking(name, _follow(progress, task))
-    out().print(f"[bold]{name}[/bold] reset and caught up with the log")
 
 
 # --- parked events -----------------------------------------------------------------------------
@@ -315,43 +154,56 @@ def reset(
 @parked.command("list")
 def list_parked(
     name: Annotated[str, typer.Argument(help="the projection")],
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON, not a table")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """The events NAME's handlers failed on, parked, in log order."""
-    with _read_side() as read_side:
-        _known(read_side, name)
-        entries = read_side.parked(name)
+    with read_side() as opened:
+        known(opened, name)
+        entries = opened.parked(name)
     if as_json:
-        typer.echo(json.dumps([entry.as_dict() for entry in entries], indent=2))
+        emit_json([entry.as_dict() for entry in entries])
         return
-    table = Table(title=f"{name}: {len(entries)} parked event(s)")
-    for column in ("position", "type", "aggregate", "version", "parked at", "retries", "error"):
-        table.add_column(column, overflow="fold")
+    # Fits 80 columns: an event's type, aggregate and version share a cell, as do when it
+    # was parked and its retries; the error takes the rest. Cells wrap, none is cut off.
+    table = Table(title=f"{name}: {len(entries)} parked event(s)", show_lines=True)
+    # An aggregate's id whole (36 characters), to pass to `eventshop audit history`.
+    widest = max([36, *(len(entry.type) for entry in entries)])
+    table.add_column("pos", no_wrap=True, justify="right")
+    table.add_column("event, aggregate", width=widest, no_wrap=True)
+    # No minimum widths on the wrapping columns: Rich meets one by widening the table
+    # past the terminal, and then crops its right edge.
+    table.add_column("parked at, retries", overflow="fold", max_width=32)
+    table.add_column("error", overflow="fold")
     for entry in entries:
         # User text may be in an error: printed as it is, never read as markup.
         table.add_row(
-            str(entry.position),
-            escape(entry.type),
-            entry.aggregate_id,
-            str(entry.aggregate_version),
-            entry.parked_at,
-            str(entry.retries),
-            escape(entry.error),
+            literal(entry.position),
+            _lines(entry.type, entry.aggregate_id, f"version {entry.aggregate_version}"),
+            _lines(entry.parked_at, f"{entry.retries} retries"),
+            literal(entry.error),
         )
     out().print(table)
+
+
+def _lines(*values: object) -> Text:
+    return Text("\n").join(literal(value) for value in values)
 
 
 @parked.command("retry")
 def retry_parked(
     name: Annotated[str, typer.Argument(help="the projection")],
     position: Annotated[int, typer.Argument(help="the parked event's position", min=1)],
+    as_json: AsJson = False,
 ) -> None:
     """Apply the parked event now (after a fix of the code), exactly once, with the events
     of its aggregate parked behind it. If it fails again nothing is written (exit 2)."""
-    with _read_side() as read_side:
-        _known(read_side, name)
-        entry = read_side.retry_parked(name, position)
-        left = len(read_side.parked(name))
+    with read_side() as opened:
+        known(opened, name)
+        entry = opened.retry_parked(name, position)
+        left = len(opened.parked(name))
+    if as_json:
+        emit_json({"applied": entry.as_dict(), "parked": left})
+        return
     out().print(f"{name}: event {entry.position} ({escape(entry.type)}) applied; {left} parked")
 
 
@@ -360,13 +212,17 @@ def skip_parked(
     name: Annotated[str, typer.Argument(help="the projection")],
     position: Annotated[int, typer.Argument(help="the parked event's position", min=1)],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Give up on the parked event: NAME will never apply it (rebuilds skip it too); the
     skip is recorded with who and when."""
-    with _read_side() as read_side:
-        _known(read_side, name)
+    with read_side() as opened:
+        known(opened, name)
         if not yes:
             typer.confirm(f"{name} will never apply the event at {position}. Skip it?", abort=True)
-        entry = read_side.skip_parked(name, position, by=f"cli:{getpass.getuser()}")
-        left = len(read_side.parked(name))
+        entry = opened.skip_parked(name, position, by=f"cli:{getpass.getuser()}")
+        left = len(opened.parked(name))
+    if as_json:
+        emit_json({"skipped": entry.as_dict(), "parked": left})
+        return
     out().print(f"{name}: event {entry.position} ({escape(entry.type)}) skipped; {left} parked")

@@ -18,22 +18,28 @@ from rich.progress import (
 
 from cli.demo import SHOP_ENV
 from cli.demo import seed as run_seed
+from cli.output import AsJson, emit_json
 from eventshop.bootstrap import open_shop
 from eventshop.settings import Settings
 
 
 def seed(
     orders: Annotated[
-        int, typer.Option(min=1, help="orders to place (abandoned carts come on top)")
+        int,
+        typer.Option(min=1, metavar="N", help="orders to place (abandoned carts come on top)"),
     ],
-    seed: Annotated[int, typer.Option(help="the same seed writes the same history")] = 1,
-    threads: Annotated[int, typer.Option(min=1, max=32, help="worker threads")] = 4,
+    seed: Annotated[
+        int, typer.Option(metavar="N", help="the same seed writes the same history")
+    ] = 1,
+    threads: Annotated[int, typer.Option(min=1, max=32, metavar="N", help="worker threads")] = 4,
+    as_json: AsJson = False,
 ) -> None:
     """Write a realistic history through the shop's commands to EVENTSHOP_DATABASE_URL.
 
     Products, stock receipts, carts, checkouts, payments, shipments, deliveries,
     cancellations, stock adjustments and the odd refused checkout; for demos and
-    benchmarks. Prints the events written and the rate.
+    benchmarks. Prints the events written and the rate (with --json as one document, and
+    no progress bars on stderr).
     """
     console = Console(stderr=True)
     shop = open_shop(Settings(), **SHOP_ENV)
@@ -55,6 +61,7 @@ def seed(
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=console,
+            disable=as_json,
         ) as progress:
             tasks: list[TaskID] = []
 
@@ -72,6 +79,21 @@ def seed(
             )
     finally:
         shop.close()
+    if as_json:
+        emit_json(
+            {
+                "products": report.products,
+                "orders": report.orders,
+                "abandoned_carts": report.abandoned_carts,
+                "refused_checkouts": report.refused,
+                "stock_adjustments": report.adjustments,
+                "events": report.events,
+                "seconds": round(report.seconds, 3),
+                "events_per_second": round(report.events_per_second, 1),
+                "threads": threads,
+            }
+        )
+        return
     by_status = ", ".join(f"{n:,} {status}" for status, n in report.orders.items())
     typer.echo(f"products: {report.products:,}")
     typer.echo(f"orders: {sum(report.orders.values()):,} ({by_status})")

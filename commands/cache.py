@@ -39,7 +39,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from copy import deepcopy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -115,7 +117,7 @@ class Aggregates:
         with self._lock:
             ahead = self._ahead.get(aggregate_id) if trusted else None
         if ahead is not None:
-            copy: Aggregate = deepcopy(ahead[0])
+            copy: Aggregate = copied(ahead[0])
             self._local.__dict__.setdefault("used", []).append(ahead[1])
             return copy
         cache = self.repository.cache
@@ -126,7 +128,7 @@ class Aggregates:
             cached: Aggregate = cache.get(aggregate_id)  # type: ignore[assignment]
         except KeyError:
             return self._get(aggregate_id)  # read from the log, and cached
-        aggregate: Aggregate = deepcopy(cached)
+        aggregate: Aggregate = copied(cached)
         if trusted:
             self._local.__dict__.setdefault("cached", []).append((aggregate_id, aggregate.version))
             return aggregate
@@ -233,3 +235,31 @@ def _holds_personal_data(aggregate_class: type[Any]) -> bool:
             for member in vars(aggregate_class).values()
         )
     return found
+
+
+_IMMUTABLE = frozenset({str, int, float, bool, bytes, Decimal, UUID, datetime, date, type(None)})
+
+
+def copied(value: Any) -> Any:
+    """A deep copy of an aggregate (or of a value in its state) for one command to change.
+
+    ``copy.deepcopy`` took about a twentieth of a command's CPU: it keeps a memo of every
+    object and asks each for its reduction. Aggregates hold plain containers, immutable
+    values and small dataclasses, copied here directly; anything else goes to deepcopy.
+    Unlike deepcopy, an object referred to twice is copied twice: no aggregate's state
+    shares a mutable value between two of its attributes.
+    """
+    kind = type(value)
+    if kind in _IMMUTABLE:
+        return value
+    if kind is dict:
+        return {key: copied(item) for key, item in value.items()}
+    if kind is list:
+        return [copied(item) for item in value]
+    if kind is tuple:
+        return tuple(copied(item) for item in value)
+    if isinstance(value, Aggregate) or (is_dataclass(value) and hasattr(value, "__dict__")):
+        twin = object.__new__(kind)
+        twin.__dict__.update({name: copied(item) for name, item in vars(value).items()})
+        return twin
+    return deepcopy(value)

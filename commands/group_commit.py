@@ -18,7 +18,13 @@ and acknowledged together once it has committed:
   and stock events, being one save, stay one unit;
 * each event's hash link (``eventstore/links.py``) goes in with one more INSERT, sent
   with the keys' and the COMMIT: the events' INSERT returns the last link before them
-  (read under the lock, so no other writer can move it), the links are hashed here.
+  (read under the lock, so no other writer can move it), the links are hashed here;
+* a batch is first written hopefully: the lock, the checks and the INSERT go in one
+  round trip, and the COMMIT in a second. Only if a save does not fit (its versions
+  moved, its key is stored, the primary key refuses a row) is that transaction rolled
+  back and the batch written checked: lock and checks first, then the saves that fit
+  (three round trips). A rolled-back try leaves its positions unused: the log's
+  positions may skip, as they may after any failed write on PostgreSQL.
 
 Only this recorder inserts keys, always under the lock, so the keys checked under it
 cannot change before the transaction commits. The table's primary key on (aggregate,
@@ -31,20 +37,27 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
-from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg import Connection, Cursor, Pipeline
+from psycopg.errors import UniqueViolation
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composable, Identifier
 
+from commands.batches import (
+    Save,
+    all_follow,
+    current_queueing,
+    followed_written,
+    keys_free,
+    uuid_of,
+    versions_free,
+    when_queued,
+)
 from commands.idempotency import SAVE_KWARG, KeyRecord, KeyStore
 from domain.errors import Busy
 from eventstore import links
@@ -56,41 +69,17 @@ MAX_BATCH = 256
 DEFAULT_QUEUE_TIMEOUT = 10.0
 
 
-@dataclass(frozen=True)
-class _Queueing:
-    on_queued: Callable[[object], None]
-    after: Sequence[object]
+__all__ = ["GroupCommitRecorder", "when_queued"]
+
+_Writer = Callable[[Connection[DictRow], Pipeline, list[Save]], None]
 
 
-_queueing: ContextVar[_Queueing | None] = ContextVar("queueing", default=None)
+def _rendered(statement: Any) -> Any:
+    return statement.as_bytes(None) if isinstance(statement, Composable) else statement
 
 
-@contextmanager
-def when_queued(callback: Callable[[object], None], after: Sequence[object] = ()) -> Iterator[None]:
-    """Call ``callback`` with a save made in the block once it is queued to be written,
-    before its caller waits for the commit (commands/service.py then lets the next command
-    on the same aggregates decide, on the state this save will leave). ``after``: the
-    queued saves (as given to such callbacks) whose states the save was decided on: it is
-    written only if they were (another process may have taken their versions meanwhile,
-    and the version check alone would not see that the state differs)."""
-    token = _queueing.set(_Queueing(callback, after))
-    try:
-        yield
-    finally:
-        _queueing.reset(token)
-
-
-@dataclass(eq=False)
-class _Save:
-    """One caller's save: its events, its key, and what became of it."""
-
-    events: Sequence[StoredEvent]
-    key: KeyRecord | None
-    taken: bool = False
-    done: bool = False
-    ids: list[int] = field(default_factory=list)
-    error: BaseException | None = None
-    after: list[_Save] = field(default_factory=list)  # decided on their states
+class _Undo(Exception):
+    """The hopeful write found a save that does not fit: roll back, write checked."""
 
 
 class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
@@ -137,16 +126,19 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
         self._insert = SQL(
             "INSERT INTO {events} (originator_id, originator_version, topic, state)"
             " SELECT originator_id, originator_version, topic, state"
-            " FROM unnest(%s::{schema}.{event_type}[])"
+            # Four arrays of plain types: psycopg dumps them in C, where an array of the
+            # composite type is escaped field by field in Python.
+            " FROM unnest(%s::{id_type}[], %s::bigint[], %s::text[], %s::bytea[])"
+            " AS rows(originator_id, originator_version, topic, state)"
             " RETURNING originator_id, originator_version, notification_id,"
             # The chain's last link before these events (one InitPlan, not one per row).
             " (SELECT link FROM {links} ORDER BY position DESC LIMIT 1) AS previous_link"
         ).format(
             events=events,
-            schema=schema,
-            event_type=Identifier(self.stored_event_type_name),
+            id_type=Identifier(datastore.originator_id_type),
             links=links_table,
         )
+        self._notify = SQL("NOTIFY {0}").format(Identifier(self.channel_name))
         self._insert_links = SQL(
             "INSERT INTO {links} (position, link) SELECT * FROM unnest(%s::bigint[], %s::bytea[])"
         ).format(links=links_table)
@@ -168,8 +160,14 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
             " created_at FROM {keys} WHERE caller = %s AND key = %s"
         ).format(keys=keys)
         self._purge = SQL("DELETE FROM {keys} WHERE created_at < %s").format(keys=keys)
-        self._pending: deque[_Save] = deque()
-        self._turn = threading.Condition()
+        # Rendered once: a composed statement is rendered again at every execute.
+        self._lock_statements = [_rendered(statement) for statement in self.lock_table_statements]
+        for name in ("_versions", "_insert", "_insert_links", "_live_keys", "_delete_keys"):
+            setattr(self, name, _rendered(getattr(self, name)))
+        for name in ("_insert_keys", "_select_key", "_purge", "_notify"):
+            setattr(self, name, _rendered(getattr(self, name)))
+        self._pending: deque[Save] = deque()
+        self._lock = threading.Lock()  # guards the queue and the writer's role
         self._writing = False
 
     # --- saving ------------------------------------------------------------------------------
@@ -181,69 +179,72 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
         their positions once the transaction that holds them has committed."""
         if not stored_events:
             return []
-        queueing = _queueing.get()
-        save = _Save(stored_events, kwargs.get(SAVE_KWARG))
+        queueing = current_queueing()
+        save = Save(stored_events, kwargs.get(SAVE_KWARG))
         if queueing is not None:
-            save.after = [a for a in queueing.after if isinstance(a, _Save)]
+            save.after = [a for a in queueing.after if isinstance(a, Save)]
         deadline = time.monotonic() + self.queue_timeout
-        with self._turn:
+        with self._lock:
             self._pending.append(save)
+            if not self._writing:
+                self._writing = save.writer = True
         if queueing is not None:
             queueing.on_queued(save)
-        with self._turn:
-            while self._writing and not save.done:
-                remaining = deadline - time.monotonic()
-                if not save.taken and remaining <= 0:
-                    self._pending.remove(save)
-                    save.error = Busy(
-                        f"waited {self.queue_timeout:g}s for a turn to write; the store is busy"
-                    )
-                    raise save.error
-                # A taken save is being written: that transaction is bounded by the
-                # lock and statement timeouts, so its outcome is awaited, not abandoned.
-                self._turn.wait(remaining if not save.taken else None)
-            if not save.done:
-                self._writing = True
-        if not save.done:
+        if not save.writer:
+            self._await(save, deadline)
+        if not save.done:  # made the writer
             self._write_until_done(save)
         if save.error is not None:
             raise save.error
         return save.ids
 
-    def _write_until_done(self, own: _Save) -> None:
-        """Write batches of pending saves until ``own`` is written; then hand over."""
+    def _await(self, save: Save, deadline: float) -> None:
+        """Until ``save`` is written or its caller is made the writer. Each caller waits
+        on its own event, so that a batch wakes its callers alone, not every waiter."""
+        while not save.woken.wait(None if save.taken else max(0.0, deadline - time.monotonic())):
+            with self._lock:
+                if save.taken or save.writer:
+                    # Being written: that transaction is bounded by the lock and
+                    # statement timeouts, so its outcome is awaited, not abandoned.
+                    continue
+                self._pending.remove(save)
+                save.error = Busy(
+                    f"waited {self.queue_timeout:g}s for a turn to write; the store is busy"
+                )
+                raise save.error
+
+    def _write_until_done(self, own: Save) -> None:
+        """Write batches of pending saves until ``own`` is written; then hand over to the
+        first caller still waiting, if any."""
         try:
             while not own.done:
-                with self._turn:
+                with self._lock:
                     batch = [
                         self._pending.popleft() for _ in range(min(MAX_BATCH, len(self._pending)))
                     ]
                     for save in batch:
                         save.taken = True
-                self._write(batch)
-                with self._turn:
+                try:
+                    self._write(batch)
+                finally:
                     for save in batch:
                         save.done = True
-                    self._turn.notify_all()
+                        save.woken.set()
         finally:
-            with self._turn:
-                self._writing = False
-                # A waiting caller whose save is still pending becomes the next writer.
-                self._turn.notify_all()
+            with self._lock:
+                if self._pending:
+                    successor = self._pending[0]
+                    successor.writer = True
+                    successor.woken.set()
+                else:
+                    self._writing = False
 
-    def _write(self, batch: list[_Save]) -> None:
-        """Write the batch in one transaction, pipelined: three round trips in all."""
-        failed: Exception | None = None
+    def _write(self, batch: list[Save]) -> None:
+        """Write the batch in one transaction, pipelined: two round trips when no save
+        conflicts (the common case), else three, after a first try rolled back."""
         try:
-            with self.datastore.get_connection() as conn:
-                with conn.pipeline() as pipeline, conn.transaction():
-                    try:
-                        self._write_in(conn, pipeline, batch)
-                    except Exception as error:
-                        # Raised once the pipeline has closed (psycopg warns otherwise).
-                        failed = error
-                if failed is not None:
-                    raise failed
+            if not self._in_transaction(self._write_hopeful, batch):
+                self._in_transaction(self._write_checked, batch)
         except BaseException as error:
             for save in batch:
                 if save.error is None:
@@ -252,11 +253,61 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
             if not isinstance(error, Exception):
                 raise
 
-    def _write_in(self, conn: Connection[DictRow], pipeline: Pipeline, batch: list[_Save]) -> None:
-        ids = list({_uuid(event.originator_id) for save in batch for event in save.events})
+    def _in_transaction(self, write: _Writer, batch: list[Save]) -> bool:
+        """Run ``write`` in a pipelined transaction; False if it asked to be undone."""
+        failed: Exception | None = None
+        with self.datastore.get_connection() as conn, conn.pipeline() as pipeline:
+            try:
+                with conn.transaction():  # rolled back by whatever ``write`` raises
+                    write(conn, pipeline, batch)
+            except Exception as error:
+                # Raised once the pipeline has closed (psycopg warns otherwise).
+                failed = error
+        if isinstance(failed, (_Undo, UniqueViolation)):
+            return False
+        if failed is not None:
+            raise failed
+        return True
+
+    def _write_hopeful(
+        self, conn: Connection[DictRow], pipeline: Pipeline, batch: list[Save]
+    ) -> None:
+        """Lock, check and insert in one round trip, on the hope that every save fits; if
+        one does not (its versions moved, its key is stored, a save it follows failed),
+        raise ``_Undo``, and the transaction is rolled back for ``_write_checked``."""
+        if any(before.error is not None for save in batch for before in save.after):
+            raise _Undo
+        ids = list({uuid_of(event.originator_id) for save in batch for event in save.events})
+        keyed = [save.key for save in batch if save.key is not None]
+        with (
+            conn.cursor() as lock,
+            conn.cursor() as versions,
+            conn.cursor() as keys,
+            conn.cursor() as insert,
+        ):
+            for statement in self._lock_statements:
+                lock.execute(statement, prepare=True)
+            versions.execute(self._versions, (ids,), prepare=True)
+            if keyed:
+                names = ([k.caller for k in keyed], [k.key for k in keyed])
+                keys.execute(self._live_keys, names, prepare=True)
+            self._insert_rows(insert, batch)
+            pipeline.sync()
+            latest = {row["originator_id"]: row["version"] or 0 for row in versions.fetchall()}
+            if (keyed and keys.fetchall()) or not all_follow(batch, latest):
+                raise _Undo
+            returned = insert.fetchall()
+        with conn.cursor() as write:
+            self._finish(write, batch, returned)
+
+    def _write_checked(
+        self, conn: Connection[DictRow], pipeline: Pipeline, batch: list[Save]
+    ) -> None:
+        """Lock and check first; insert the saves that fit; the others fail alone."""
+        ids = list({uuid_of(event.originator_id) for save in batch for event in save.events})
         keyed = [save.key for save in batch if save.key is not None]
         with conn.cursor() as lock, conn.cursor() as versions, conn.cursor() as keys:
-            for statement in self.lock_table_statements:
+            for statement in self._lock_statements:
                 lock.execute(statement, prepare=True)
             versions.execute(self._versions, (ids,), prepare=True)
             if keyed:
@@ -267,108 +318,52 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
             stored = (
                 {(r["caller"], r["key"]): r["created_at"] for r in keys.fetchall()} if keyed else {}
             )
-        accepted, expired = self._keys_free(self._versions_free(batch, latest), stored)
-        accepted = self._followed_written(accepted)
+        accepted, expired = keys_free(versions_free(batch, latest), stored)
+        accepted = followed_written(accepted)
         if not accepted:
             return
         with conn.cursor() as write, conn.cursor() as insert:
             if expired:
                 write.execute(self._delete_keys, ([c for c, _ in expired], [k for _, k in expired]))
-            self._notify_channel(write)
-            rows = [
-                self.construct_pg_stored_event(
-                    e.originator_id, e.originator_version, e.topic, e.state
-                )
-                for save in accepted
-                for e in save.events
-            ]
-            insert.execute(self._insert, (rows,))
+            self._insert_rows(insert, accepted)
             pipeline.sync()
-            returned = insert.fetchall()
-            position = {
-                (row["originator_id"], row["originator_version"]): row["notification_id"]
-                for row in returned
-            }
-            for save in accepted:
-                save.ids = [
-                    position[(_uuid(e.originator_id), e.originator_version)] for e in save.events
-                ]
-            # Sent with the COMMIT.
-            self._insert_keys_of(write, accepted)
-            previous = returned[0]["previous_link"] if returned else None
-            in_order = sorted(
-                ((i, e) for save in accepted for i, e in zip(save.ids, save.events, strict=True)),
-                key=lambda pair: pair[0],
-            )
-            write.execute(self._insert_links, links.chain(previous, in_order))
+            self._finish(write, accepted, insert.fetchall())
 
-    @staticmethod
-    def _versions_free(batch: list[_Save], latest: dict[Any, int]) -> list[_Save]:
-        """The saves each of whose aggregates goes on from the version it is at (in the
-        log, or after a save before it in the batch); the others fail. A save decided on
-        the state another save would have left, which failed, fails too: it would leave
-        a gap."""
-        accepted = []
-        for save in batch:
-            first: dict[Any, int] = {}
-            for event in save.events:
-                first.setdefault(_uuid(event.originator_id), event.originator_version)
-            moved = [i for i, version in first.items() if version != latest.get(i, 0) + 1]
-            if moved:
-                save.error = IntegrityError(
-                    f"{', '.join(map(str, moved))} is not at the version this save follows:"
-                    " a concurrent write got there first"
-                )
-                continue
-            for event in save.events:
-                latest[_uuid(event.originator_id)] = event.originator_version
-            accepted.append(save)
-        return accepted
+    def _insert_rows(self, insert: Cursor[DictRow], saves: list[Save]) -> None:
+        events = [e for save in saves for e in save.events]
+        columns = (
+            [e.originator_id for e in events],
+            [e.originator_version for e in events],
+            [e.topic for e in events],
+            [e.state for e in events],
+        )
+        insert.execute(self._insert, columns, prepare=True)
 
-    @staticmethod
-    def _followed_written(saves: list[_Save]) -> list[_Save]:
-        """The saves every save they were decided after was written (before them in this
-        batch, or earlier); the others fail. Each forgets those saves then (a chain of
-        them would otherwise keep every save of a hot aggregate alive)."""
-        written = []
+    def _finish(self, write: Cursor[DictRow], saves: list[Save], returned: list[DictRow]) -> None:
+        """Give the saves their positions; queue the NOTIFY, their keys and the events'
+        links, to be sent with the COMMIT."""
         for save in saves:
-            failed = any(before.error is not None for before in save.after)
             save.after = []
-            if failed:
-                save.error = IntegrityError("decided on the state of a save that was not written")
-                continue
-            written.append(save)
-        return written
-
-    @staticmethod
-    def _keys_free(
-        saves: list[_Save], stored: dict[tuple[str, str], datetime]
-    ) -> tuple[list[_Save], list[tuple[str, str]]]:
-        """The saves whose idempotency key is not live already (the others fail), and
-        the expired keys they replace, to be deleted first."""
-        expired: list[tuple[str, str]] = []
-        accepted = []
-        claimed: set[tuple[str, str]] = set()
+        position = {
+            (row["originator_id"], row["originator_version"]): row["notification_id"]
+            for row in returned
+        }
         for save in saves:
-            key = save.key
-            if key is None:
-                accepted.append(save)
-                continue
-            ident = (key.caller, key.key)
-            created = stored.get(ident)
-            live = created is not None and (
-                key.replaces_before is None or created >= key.replaces_before
-            )
-            if live or ident in claimed:
-                save.error = IntegrityError(f"Idempotency-Key {key.key!r} is already stored")
-                continue
-            if created is not None:
-                expired.append(ident)
-            claimed.add(ident)
-            accepted.append(save)
-        return accepted, expired
+            save.ids = [
+                position[(uuid_of(e.originator_id), e.originator_version)] for e in save.events
+            ]
+        write.execute(self._notify, prepare=True)
+        self._insert_keys_of(write, saves)
+        self._insert_links_of(write, saves, returned[0]["previous_link"] if returned else None)
 
-    def _insert_keys_of(self, curs: Cursor[DictRow], saves: list[_Save]) -> None:
+    def _insert_links_of(self, write: Cursor[DictRow], saves: list[Save], previous: Any) -> None:
+        in_order = sorted(
+            ((i, e) for save in saves for i, e in zip(save.ids, save.events, strict=True)),
+            key=lambda pair: pair[0],
+        )
+        write.execute(self._insert_links, links.chain(previous, in_order))
+
+    def _insert_keys_of(self, curs: Cursor[DictRow], saves: list[Save]) -> None:
         keys = [(save.key, save.ids[-1]) for save in saves if save.key is not None]
         if not keys:
             return
@@ -399,8 +394,3 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(self._purge, (before,))
             return int(curs.rowcount)
-
-
-def _uuid(originator_id: Any) -> Any:
-    # Stored events may carry an id as a UUID or as its text; the database answers UUIDs.
-    return originator_id if isinstance(originator_id, UUID) else UUID(str(originator_id))

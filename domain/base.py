@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
@@ -14,6 +15,7 @@ Expected = int | frozenset[int] | None
 command can never act), or None for whatever is current."""
 
 
+@lru_cache(maxsize=65_536)  # asked on every command on a SKU; uuid5 hashes each time
 def named_id(kind: str, key: str) -> UUID:
     """A deterministic id, so that e.g. the Stock of a SKU is found without a lookup."""
     return uuid5(NAMESPACE, f"{kind}:{key}")

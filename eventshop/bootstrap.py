@@ -30,8 +30,10 @@ from projections import MODELS, ReadSide, build_read_side
 from projections.audit import receipts
 from projections.audit.auditor import BATCH, CHECKPOINT_EVERY, Auditor
 from projections.audit.links import LinkReport
+from projections.deliveries import Deliveries
 from projections.engine.base import ReadModel
 from projections.integration.jetstream import Publisher, PublisherState, Target
+from projections.webhooks import Webhooks
 
 READ_MODELS: tuple[type[ReadModel], ...] = (*MODELS, *PROCESSES)
 """The shop's read models and its process managers' timers, all fed from the log."""
@@ -280,9 +282,26 @@ def open_publisher(
     if target is None:
         if not settings.nats_url:
             raise ValueError("no NATS server to publish to: set EVENTSHOP_NATS_URL")
-        target = Target(settings.nats_url, source=settings.event_source)
+        target = Target(
+            settings.nats_url,
+            stream=settings.nats_stream,
+            prefix=settings.nats_subject_prefix,
+            source=settings.event_source,
+        )
     state = open_read_side(settings, models=(PublisherState,))
-    return Publisher(state, target, stock_thresholds(settings), **options)
+    publisher = Publisher(state, target, stock_thresholds(settings), **options)
+    with migration_lock(settings.database_url):
+        publisher.health.create_tables()
+    return publisher
+
+
+def open_deliveries(settings: Settings, read_side: ReadSide, webhooks: Webhooks) -> Deliveries:
+    """The status of the outbound channels (JetStream, webhooks) in the database of
+    ``read_side``; the JetStream publisher is listed even before one ran if
+    ``settings`` name a NATS server."""
+    return Deliveries(
+        read_side.runner.source, webhooks.store, publishing=settings.nats_url is not None
+    )
 
 
 def run_worker(settings: Settings, shop: Shop, stop_event: threading.Event) -> None:

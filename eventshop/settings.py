@@ -66,6 +66,21 @@ class Settings(BaseSettings):
         " written (then 503)",
     )
     jwt_secret: str = Field(default="", description="HS256 key; generated under var/ if empty")
+    admin_user: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="the user name of the admin who may sign in with a password (the console's"
+        " login form, POST /api/auth/login); unset: no one signs in with a password",
+    )
+    admin_password_hash: SecretStr | None = Field(
+        default=None,
+        description="that admin's password, hashed with `eventshop admin-password-hash`",
+    )
+    admin_roles: list[str] = Field(
+        default_factory=lambda: ["admin", "auditor", "staff"],
+        description="the roles of the tokens the admin's login gets (a JSON list)",
+    )
     currency: str = DEFAULT_CURRENCY
     var_dir: Path = Path("var")
     max_body_bytes: int = 64 * 1024
@@ -73,6 +88,12 @@ class Settings(BaseSettings):
         default=24 * 3600, gt=0, description="how long an Idempotency-Key is remembered"
     )
     log_level: str = Field(default="INFO", description="of the JSON logs `eventshop serve` writes")
+    opentelemetry: bool = Field(
+        default=False,
+        description="FastAPI's own OpenTelemetry traces, metrics and logs, to the providers"
+        " the OpenTelemetry SDK is configured with (off: /metrics, the request ids and the"
+        " JSON logs remain; on costs an environment lookup per request even with no SDK)",
+    )
     run_projections: bool = Field(
         default=True, description="feed the read models in this process (off: `eventshop worker`)"
     )
@@ -133,6 +154,17 @@ class Settings(BaseSettings):
         default=None,
         description="NATS server (JetStream) the integration events are published to, e.g."
         " nats://127.0.0.1:4222; none: `eventshop worker` publishes nothing",
+    )
+    nats_stream: str = Field(
+        default="EVENTSHOP",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="the JetStream stream the integration events are published to",
+    )
+    nats_subject_prefix: str = Field(
+        default="eventshop",
+        pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$",
+        max_length=100,
+        description="subjects are <prefix>.<type>, e.g. eventshop.order.placed",
     )
     event_source: str = Field(
         default="/eventshop", min_length=1, description="the CloudEvents `source` of every event"

@@ -43,6 +43,7 @@ def open_webhooks(settings: Settings, read_side: ReadSide) -> Webhooks:
         policy,
         thresholds=stock_thresholds(settings),
         event_source=settings.event_source,
+        worker_id=read_side.runner.worker_id,
     )
     return Webhooks(store, source, allow, deliverer)
 

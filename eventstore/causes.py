@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -42,7 +42,8 @@ class Cause:
     correlation_id: str | None = None
 
     def as_dict(self) -> dict[str, str | None]:
-        return asdict(self)
+        # Spelled out: dataclasses.asdict deep-copies field by field, once per stored event.
+        return {"actor": self.actor, "role": self.role, "correlation_id": self.correlation_id}
 
 
 _current: ContextVar[Cause | None] = ContextVar("eventshop_cause", default=None)

@@ -49,8 +49,9 @@ Interface for the API and the CLI
     ``reset_blocking(name, on_progress=None)``: empty the tables and feed them again
     from 0 (it answers from empty tables meanwhile; prefer ``rebuild``).
     While a rebuild runs, ``status()`` says ``state: "rebuilding"`` and gives
-    ``rebuild`` (``position``, ``target``, ``head``, ``events_per_second``,
-    ``eta_seconds``, ``started_at``, ``phase``, ``worker``); ``last_rebuild`` is how the
+    ``rebuild`` (``position``, ``target``, ``events`` of ``total`` (the log's events up
+    to ``target``: positions may have gaps), ``events_per_second``, ``eta_seconds``,
+    ``started_at``, ``phase``, ``worker``); ``last_rebuild`` is how the
     last one ended (``RebuildOutcome.as_dict()``: ``finished_at``, ``comparison``,
     ``error``, ``reset``, ...); ``version`` and ``stored_version`` are the code's and the
     live tables' versions.

@@ -513,6 +513,7 @@ PG_PARAMS = {"postgres", "pg"}
 POSTGRES_BY_HAND = {
     "tests/test_bench_smoke.py": {
         "test_quick_suite_measures_everything_and_saves_table_json_and_plot",
+        "test_delivery_lag_quick_run_sees_every_event_once_in_log_order",
     },
 }
 # Tests that take long: several processes, the benchmarks, fuzzing, long rebuilds.
@@ -522,6 +523,10 @@ SLOW = {
     },
     "tests/test_bench_smoke.py": {
         "test_quick_suite_measures_everything_and_saves_table_json_and_plot",
+        "test_delivery_lag_quick_run_sees_every_event_once_in_log_order",
+    },
+    "tests/integration/test_publisher_kill.py": {
+        "test_a_publisher_killed_mid_stream_leaves_no_gap_and_no_duplicate",
     },
     "tests/hardening/test_fuzz.py": {"test_fuzz_the_api"},
     "tests/projections/test_live_equals_rebuild.py": {

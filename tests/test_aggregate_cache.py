@@ -7,11 +7,13 @@ log's version check tells one what the other wrote.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from commands.cache import copied
 from commands.service import Shop
 from domain.errors import RuleBroken
 from domain.stock import Stock
@@ -127,3 +129,38 @@ def test_a_refusal_decided_on_a_copy_another_process_made_stale_is_decided_again
     done = first.set_cart_quantity(cart, "MUG-1", 3)
     assert [line.quantity for line in done.aggregate.lines.values()] == [3]
     assert retries.count == 1
+
+
+def test_a_copy_for_a_command_equals_the_cached_aggregate_and_changes_apart() -> None:
+    """commands.cache.copied, which stands in for deepcopy: same state, no shared part."""
+    from domain.cart import Cart
+    from domain.order import Order
+    from domain.values import Address
+
+    stock = Stock.open("MUG-1")
+    stock.receive(10, "in")
+    stock.reserve("order-1", 2)
+    cart = Cart.open("alice")
+    cart.add_item("MUG-1", 2, Decimal("3.50"))
+    address = Address("A", "1 Road", "X", "12345", "DE")
+    order = Order.place(
+        "alice",
+        cart.id,
+        {"MUG-1": (2, Decimal("3.50"))},
+        address,
+        "a@example.com",
+        currency="EUR",
+        payment_due_at=datetime(2030, 1, 1, tzinfo=UTC),
+    )
+    for original in (stock, cart, order):
+        copy = copied(original)
+        assert type(copy) is type(original) and vars(copy) == vars(original)
+        before = repr(vars(original))
+        copy.collect_events()
+        if isinstance(copy, Stock):
+            copy.reserve("order-2", 1)
+        elif isinstance(copy, Cart):
+            copy.add_item("MUG-1", 1, Decimal("3.50"))
+        else:
+            copy.cancel("changed my mind")
+        assert repr(vars(original)) == before  # the command changed the copy alone

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench import append_growth, history_length, order_list, run_all, write_path
+from bench import append_growth, delivery_lag, history_length, order_list, run_all, write_path
 from bench.common import ADMIN_URL, bulk_append
 from eventshop.bootstrap import open_read_side
 from eventstore.url import StoreURL
@@ -86,6 +86,23 @@ def test_quick_suite_measures_everything_and_saves_table_json_and_plot(tmp_path:
     assert len(paths["md"].read_text().splitlines()) == 2 + len(rows)
     assert {row[0] for row in rows} == {"P1", "flash", "appends", "P3a", "P3b", "append"}
     assert "FAILED" not in run_all.table(results)
+
+
+def test_delivery_lag_quick_run_sees_every_event_once_in_log_order() -> None:
+    """python -m bench.delivery_lag --quick: the shop and its publisher deployed, one
+    tiny round of the flash sale, every CloudEvent of the log received and measured."""
+    echoed: list[str] = []
+    result = delivery_lag.run(**delivery_lag.QUICK, echo=echoed.append)
+
+    (measured,) = result["rounds"]
+    assert measured["checkouts"] > 0 and measured["non_2xx"] == 0
+    assert measured["events"] > 0 and measured["to_ack_ms"]["n"] == measured["events"]
+    assert measured["to_consumer_ms"]["n"] == measured["events"]
+    assert measured["lag_polls"] > 0  # GET /api/deliveries answered during the round
+    assert (result["missing"], result["unexpected"], result["in_log_order"]) == (0, 0, True)
+    assert result["all"]["duplicates"] == result["all"]["out_of_order"] == 0
+    assert any(line.startswith("round 1:") for line in echoed)
+    assert _databases_of_this_process() == set()
 
 
 def test_bulk_built_histories_are_what_the_shop_would_have_stored(pg_url: str) -> None:

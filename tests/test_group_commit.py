@@ -213,7 +213,7 @@ def test_a_command_decided_after_a_save_that_fails_runs_again_from_the_log(
     shop.add_product("HOT-3", "Hot", "5.00")
     recorder = shop.recorder
     assert isinstance(recorder, GroupCommitRecorder)
-    write_in = recorder._write_in
+    write_in = recorder._write_hopeful
     writing, fail = threading.Event(), threading.Event()
 
     def failing_once(conn: Any, pipeline: Any, batch: Any) -> None:
@@ -223,7 +223,7 @@ def test_a_command_decided_after_a_save_that_fails_runs_again_from_the_log(
             raise RuntimeError("the database went away")
         write_in(conn, pipeline, batch)
 
-    monkeypatch.setattr(recorder, "_write_in", failing_once)
+    monkeypatch.setattr(recorder, "_write_hopeful", failing_once)
     with ThreadPoolExecutor(2) as pool:
         first = pool.submit(shop.receive_stock, "HOT-3", 5)
         assert writing.wait(10)
@@ -263,7 +263,7 @@ def test_a_command_decided_after_a_save_another_process_beat_is_not_written(
     shop.add_product("HOT-4", "Hot", "5.00")
     recorder = shop.recorder
     assert isinstance(recorder, GroupCommitRecorder)
-    write_in = recorder._write_in
+    write_in = recorder._write_hopeful
     writing, go = threading.Event(), threading.Event()
 
     def held_once(conn: Any, pipeline: Any, batch: Any) -> None:
@@ -272,7 +272,7 @@ def test_a_command_decided_after_a_save_another_process_beat_is_not_written(
             assert go.wait(10)
         write_in(conn, pipeline, batch)
 
-    monkeypatch.setattr(recorder, "_write_in", held_once)
+    monkeypatch.setattr(recorder, "_write_hopeful", held_once)
     try:
         with ThreadPoolExecutor(2) as pool:
             first = pool.submit(shop.receive_stock, "HOT-4", 5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,3 +114,14 @@ def test_the_cli_seeds_the_configured_store(
 def test_the_cli_refuses_a_non_positive_count() -> None:
     result = CliRunner().invoke(app, ["seed", "--orders", "0"])
     assert result.exit_code != 0
+
+
+def test_the_cli_reports_as_json_for_scripts(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EVENTSHOP_DATABASE_URL", sqlite_url)
+    result = CliRunner().invoke(app, ["seed", "--orders", "3", "--threads", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert sum(report["orders"].values()) == 3 and report["threads"] == 1
+    assert report["events"] > 3 and result.stderr == ""  # no progress bars

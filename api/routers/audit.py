@@ -1,5 +1,5 @@
 """The auditors' routes: the log, histories, time travel, export, digest, live feed,
-receipts and verification.
+receipts, verification and inclusion proofs.
 
 All of them read the event store itself (not the projections), and only auditors may;
 the receipts' public key is for anyone signed in.
@@ -11,18 +11,18 @@ import json
 import re
 from collections.abc import AsyncGenerator
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
 
 import anyio
-from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from pydantic import BaseModel, Field
 from pydantic_core import to_jsonable_python
-from sse_starlette import EventSourceResponse
 
 from api.deps import Instant, Page, principal, require
 from api.errors import problem_responses
+from api.openapi import CONTENT_DISPOSITION, EventStreamResponse, NDJSONResponse, streamed
 from api.text import SingleLine
 from api.views import SkuPath
 from domain.errors import InvalidValue, NotFound, RuleBroken
@@ -30,6 +30,7 @@ from domain.product import Product
 from domain.stock import Stock
 from projections.audit.auditor import Auditor
 from projections.audit.issuer import ReceiptIssuer
+from projections.audit.proofs import check_proof
 from projections.audit.receipts import key_id, public_pem
 from projections.audit.verification import Verification
 from projections.engine.pagination import MAX_LIMIT
@@ -40,6 +41,8 @@ public = APIRouter(prefix="/api/audit", tags=["audit"], dependencies=[Depends(pr
 
 # How often the live feed looks for new events; one cheap indexed query per client.
 POLL_SECONDS = 0.5
+# The largest position either store can hold (a signed 64-bit integer).
+MAX_POSITION = 2**63 - 1
 # A position as text: ASCII digits only (str.isdigit() also takes "²", which int() refuses).
 _POSITION = re.compile(r"[0-9]+")
 
@@ -109,6 +112,13 @@ class ReceiptView(BaseModel):
     link: str = Field(description="the hash link of the event at that position (hex)")
     time: str = Field(description="when it was signed (ISO 8601, UTC)")
     key_id: str = Field(description="the signing key's id (see /api/audit/public-key)")
+    tree_size: int | None = Field(
+        description="how many events the Merkle tree up to the position has (null: a receipt"
+        " made before inclusion proofs)"
+    )
+    tree_root: str | None = Field(
+        description="the root of that tree (hex), what inclusion proofs are checked against"
+    )
     signature: str = Field(description="Ed25519 signature (base64) of the fields above")
 
 
@@ -117,11 +127,77 @@ class ReceiptPage(BaseModel):
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: done")
 
 
+class ProvedEvent(AuditEvent):
+    topic: str = Field(description="the stored topic")
+    state: str = Field(description="the stored bytes (base64): what the link hashes")
+    link: str | None = Field(description="the hash link stored with the event (hex)")
+
+
+class InclusionProofView(BaseModel):
+    position: int = Field(description="the proved event's position")
+    event: ProvedEvent = Field(description="the event as stored, as in an export")
+    previous_link: str = Field(
+        description="the link of the event before it (hex; zeros for the first): with the"
+        " event's bytes it gives the event's link, the leaf"
+    )
+    leaf_index: int = Field(description="the leaf's index in the tree (its rank in the log)")
+    tree_size: int = Field(description="how many leaves (events) the tree has")
+    audit_path: list[str] = Field(
+        description="the sibling hashes from the leaf up (hex; RFC 9162 §2.1.3)"
+    )
+    root: str = Field(description="the tree's root over the links as stored now (hex)")
+    receipt: ReceiptView = Field(description="the signed receipt the proof is checked against")
+    holds: bool = Field(
+        description="whether this server, with its trusted keys, finds the proof good;"
+        " check it yourself offline: eventshop audit check-proof"
+    )
+    detail: str = Field(description="why it holds or not")
+
+
 class PublicKeyView(BaseModel):
     algorithm: str = Field(examples=["Ed25519"])
     key_id: str
     public_key: str = Field(description="PEM (SubjectPublicKeyInfo)")
     trusted: list[str] = Field(description="ids of every key verify trusts here")
+
+
+class ExportedEvent(AuditEvent):
+    """One line of the export: the event as /events shows it, plus its exact stored bytes."""
+
+    topic: str = Field(description="the stored event's class, as the event store names it")
+    state: str = Field(description="the stored bytes, base64")
+    link: str | None = Field(description="the hash link stored with it (hex); null if none")
+
+
+class VerificationStatus(StrEnum):
+    VERIFIED = "verified"
+    UNANCHORED = "unanchored"
+    TAMPERED = "tampered"
+    BAD_RECEIPT = "bad receipt"
+
+
+class VerifyProgress(BaseModel):
+    position: int = Field(description="how far the log has been read")
+    events: int
+
+
+class VerificationResult(BaseModel):
+    status: VerificationStatus
+    events: int = Field(description="events checked")
+    upto: int = Field(description="the last position checked")
+    verified_upto: int = Field(description="the last position a receipt vouches for")
+    anchors: int = Field(description="receipts (and digests) checked")
+    head: str = Field(description="the chain head at `upto` (hex)")
+    detail: str
+    position: int | None = Field(default=None, description="tampered: the first bad position")
+    after: int | None = None
+
+
+class VerifyLine(BaseModel):
+    """One line of a verification: progress as the log is read, then, last, the result."""
+
+    progress: VerifyProgress | None = None
+    result: VerificationResult | None = None
 
 
 def _start(after: int, cursor: str | None) -> int:
@@ -133,7 +209,7 @@ def _start(after: int, cursor: str | None) -> int:
 
 
 @router.get("/events", response_model=EventPage, responses=problem_responses(401, 403, 422))
-def events(
+def list_audit_events(
     auditor: AuditorDep,
     page: Page,
     after: Annotated[int, Query(ge=0, description="list events after this position")] = 0,
@@ -157,7 +233,7 @@ def events(
     response_model=AggregateHistory,
     responses=problem_responses(401, 403, 404, 422),
 )
-def aggregate_events(aggregate_id: UUID, auditor: AuditorDep) -> Any:
+def get_aggregate_history(aggregate_id: UUID, auditor: AuditorDep) -> Any:
     """One aggregate's whole history, in order."""
     items = auditor.history(aggregate_id)
     return {
@@ -173,7 +249,7 @@ def aggregate_events(aggregate_id: UUID, auditor: AuditorDep) -> Any:
     response_model=AggregateState,
     responses=problem_responses(401, 403, 404, 422),
 )
-def aggregate_state(
+def get_aggregate_state(
     aggregate_id: UUID,
     auditor: AuditorDep,
     version: Annotated[int | None, Query(ge=1, description="the state at this version")] = None,
@@ -185,31 +261,31 @@ def aggregate_state(
 
 @router.get(
     "/export",
-    response_class=StreamingResponse,
+    response_class=NDJSONResponse,
     responses={
-        200: {
-            "content": {"application/x-ndjson": {}},
-            "description": "one JSON event per line: the fields of /events plus `topic` and"
-            " `state` (the stored bytes, base64)",
-        },
+        **streamed(
+            ExportedEvent,
+            "NDJSON, one ExportedEvent per line: the fields of /events plus `topic`, `state`"
+            " (the stored bytes, base64) and `link`",
+            CONTENT_DISPOSITION,
+        ),
         **problem_responses(401, 403, 422),
     },
 )
-def export(
+def export_audit_log(
     auditor: AuditorDep,
     after: Annotated[int, Query(ge=0, description="export events after this position")] = 0,
     until: Annotated[int | None, Query(ge=0, description="up to this position")] = None,
-) -> StreamingResponse:
+) -> NDJSONResponse:
     """The log as NDJSON, streamed in constant memory however long it is."""
-    return StreamingResponse(
+    return NDJSONResponse(
         auditor.export(after, until),
-        media_type="application/x-ndjson",
         headers={"Content-Disposition": 'attachment; filename="eventshop-log.ndjson"'},
     )
 
 
 @router.get("/digest", response_model=DigestView, responses=problem_responses(401, 403, 422))
-def digest(
+def get_audit_digest(
     auditor: AuditorDep,
     upto: Annotated[int | None, Query(ge=0, description="default: the whole log")] = None,
 ) -> Any:
@@ -223,17 +299,17 @@ def digest(
 
 @router.get(
     "/live",
-    response_class=EventSourceResponse,
+    response_class=EventStreamResponse,
     responses={
-        200: {
-            "content": {"text/event-stream": {}},
-            "description": "each new event as it is stored: `id` is its position, `data`"
-            " the event as /events shows it",
-        },
+        **streamed(
+            AuditEvent,
+            "Server-Sent Events, each new event as it is stored: `id` is its position,"
+            " `data` an AuditEvent as JSON",
+        ),
         **problem_responses(401, 403, 422),
     },
 )
-def live(
+def stream_audit_events(
     auditor: AuditorDep,
     after: Annotated[
         int | None, Query(ge=0, description="start after this position (default: now)")
@@ -241,7 +317,7 @@ def live(
     last_event_id: Annotated[
         str | None, Header(alias="Last-Event-ID", description="resume after this event")
     ] = None,
-) -> EventSourceResponse:
+) -> EventStreamResponse:
     """Server-Sent Events: every new event as it is stored; resumes from Last-Event-ID."""
     if last_event_id is not None and _POSITION.fullmatch(last_event_id.strip()):
         start = int(last_event_id)
@@ -249,7 +325,7 @@ def live(
         start = after
     else:
         start = auditor.head()
-    return EventSourceResponse(live_events(auditor, start), ping=15)
+    return EventStreamResponse(live_events(auditor, start), ping=15)
 
 
 async def live_events(
@@ -273,7 +349,7 @@ async def live_events(
 
 
 @public.get("/public-key", response_model=PublicKeyView, responses=problem_responses(401))
-def public_key(request: Request, issuer: IssuerDep) -> Any:
+def get_audit_public_key(request: Request, issuer: IssuerDep) -> Any:
     """The Ed25519 public key receipts are signed with: check receipts with it offline."""
     signer = issuer.signer
     return {
@@ -285,7 +361,7 @@ def public_key(request: Request, issuer: IssuerDep) -> Any:
 
 
 @router.get("/receipts", response_model=ReceiptPage, responses=problem_responses(401, 403, 422))
-def receipts(
+def list_audit_receipts(
     auditor: AuditorDep,
     page: Page,
     after: Annotated[int, Query(ge=0, description="receipts after this position")] = 0,
@@ -306,7 +382,7 @@ def receipts(
     status_code=201,
     responses=problem_responses(401, 403, 409, 422),
 )
-def issue_receipt(issuer: IssuerDep) -> Any:
+def issue_audit_receipt(issuer: IssuerDep) -> Any:
     """Sign a receipt of the log's last event now (the one kept there, if already signed)."""
     receipt = issuer.issue()
     if receipt is None:
@@ -316,25 +392,25 @@ def issue_receipt(issuer: IssuerDep) -> Any:
 
 @router.get(
     "/verify",
-    response_class=StreamingResponse,
+    response_class=NDJSONResponse,
     responses={
-        200: {
-            "content": {"application/x-ndjson": {}},
-            "description": 'NDJSON: `{"progress": {position, events}}` lines as the log is'
-            ' read, then `{"result": {status, position, verified_upto, detail, ...}}`;'
+        **streamed(
+            VerifyLine,
+            'NDJSON, one VerifyLine per line: `{"progress": {position, events}}` as the log'
+            ' is read, then `{"result": {status, position, verified_upto, detail, ...}}`;'
             " status is `verified`, `unanchored`, `tampered` or `bad receipt`",
-        },
+        ),
         **problem_responses(401, 403, 422),
     },
 )
-def verify(
+def verify_audit_log(
     request: Request,
     auditor: AuditorDep,
     from_: Annotated[
         int, Query(alias="from", ge=0, description="start after this position's stored link")
     ] = 0,
     upto: Annotated[int | None, Query(ge=0, description="verify up to this position")] = None,
-) -> StreamingResponse:
+) -> NDJSONResponse:
     """Recompute every event's link and check it against the stored links and receipts.
 
     Reads only. `verified` covers the log up to the last receipt; `unanchored` says the
@@ -347,7 +423,7 @@ def verify(
             kind = "result" if isinstance(step, Verification) else "progress"
             yield json.dumps({kind: to_jsonable_python(step)}) + "\n"
 
-    return StreamingResponse(lines(), media_type="application/x-ndjson")
+    return NDJSONResponse(lines())
 
 
 class SkuAggregates(BaseModel):
@@ -359,9 +435,41 @@ class SkuAggregates(BaseModel):
 @router.get(
     "/skus/{sku}", response_model=SkuAggregates, responses=problem_responses(401, 403, 404, 422)
 )
-def sku_aggregates(sku: SkuPath, auditor: AuditorDep) -> SkuAggregates:
+def get_sku_aggregates(sku: SkuPath, auditor: AuditorDep) -> SkuAggregates:
     """The ids of a SKU's Product and Stock aggregates, for their histories and states."""
     found = SkuAggregates(sku=sku, product_id=Product.create_id(sku), stock_id=Stock.create_id(sku))
     if not auditor.exists(found.product_id):
         raise NotFound(f"Product {sku} does not exist")
     return found
+
+
+@router.get(
+    "/events/{position}/proof",
+    response_model=InclusionProofView,
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+def get_inclusion_proof(
+    request: Request,
+    auditor: AuditorDep,
+    position: Annotated[int, Path(ge=1, le=MAX_POSITION, description="the event's position")],
+    receipt: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=MAX_POSITION,
+            description="the position of the receipt to check against (default: the newest)",
+        ),
+    ] = None,
+) -> Any:
+    """An inclusion proof: the event, the link before it and the audit path from its link
+    up to the Merkle root a signed receipt covers, O(log n) hashes.
+
+    Check it offline with the receipts' public key: `eventshop audit check-proof`.
+    """
+    found = auditor.proof(position, receipt)
+    why = check_proof(found, request.app.state.trusted_keys)
+    detail = why or (
+        f"the event at position {position} is leaf {found.leaf_index} of the"
+        f" {found.tree_size}-leaf tree the receipt at position {found.receipt.position} signed"
+    )
+    return {**found.as_json(), "holds": why is None, "detail": detail}

@@ -11,6 +11,7 @@ from api.bodies import AddItem, CheckOut, OpenCart, SetQuantity
 from api.deps import Caller, Command, for_command, in_thread
 from api.errors import CHANGE_PROBLEMS, problem_responses
 from api.freshness import read_model
+from api.openapi import LOCATION, answer
 from api.views import (
     CartDetail,
     CartResult,
@@ -34,7 +35,7 @@ CustomerOpens = Annotated[Command, Depends(for_command("customer", versioned=Fal
     "",
     status_code=201,
     response_model=CartResult,
-    responses=problem_responses(400, 401, 403, 413, 422),
+    responses={**answer(201, LOCATION), **problem_responses(400, 401, 403, 413, 422, 503)},
 )
 async def open_cart(
     response: Response, command: CustomerOpens, body: OpenCart | None = None
@@ -46,7 +47,7 @@ async def open_cart(
 
 
 @router.post("/{cart_id}/items", response_model=CartResult, responses=CHANGE_PROBLEMS)
-async def add_item(
+async def add_cart_item(
     cart_id: UUID,
     body: AddItem,
     response: Response,
@@ -65,7 +66,7 @@ async def add_item(
 
 
 @router.put("/{cart_id}/items/{sku}", response_model=CartResult, responses=CHANGE_PROBLEMS)
-async def set_quantity(
+async def set_cart_item_quantity(
     cart_id: UUID,
     sku: SkuPath,
     body: SetQuantity,
@@ -87,9 +88,9 @@ async def set_quantity(
 @router.delete(
     "/{cart_id}/items/{sku}",
     response_model=CartResult,
-    responses=problem_responses(400, 401, 403, 404, 409, 412, 422),
+    responses=problem_responses(400, 401, 403, 404, 409, 412, 422, 503),
 )
-async def remove_item(
+async def remove_cart_item(
     cart_id: UUID,
     sku: SkuPath,
     response: Response,
@@ -110,9 +111,9 @@ async def remove_item(
     "/{cart_id}/checkout",
     status_code=201,
     response_model=OrderResult,
-    responses=CHANGE_PROBLEMS,
+    responses={**answer(201, LOCATION), **CHANGE_PROBLEMS},
 )
-async def check_out(
+async def check_out_cart(
     cart_id: UUID,
     body: CheckOut,
     request: Request,

@@ -19,13 +19,13 @@ READY_SECONDS = 1.5
 
 
 @router.get("/live", response_model=Health)
-def live() -> Health:
+def get_liveness() -> Health:
     """The process answers."""
     return Health(status="live")
 
 
 @router.get("/ready", response_model=Health, responses=problem_responses(503))
-async def ready(shop: ShopDep) -> Health:
+async def get_readiness(shop: ShopDep) -> Health:
     """The event store answers within 1.5 s (else 503)."""
     try:
         # In a thread of the event loop's own executor, not of the pool that requests

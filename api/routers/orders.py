@@ -12,8 +12,16 @@ from api.deps import Caller, Command, Instant, Page, StaffCommand, for_command, 
 from api.errors import CHANGE_PROBLEMS, problem_responses
 from api.freshness import read_model
 from api.text import SINGLE_LINE
-from api.views import OrderDetail, OrderResult, OrderSummary, PageOf, committed, order_view, shown
-from domain.order import OrderStatus
+from api.views import (
+    OrderDetail,
+    OrderResult,
+    OrderStatus,
+    OrderSummary,
+    PageOf,
+    committed,
+    order_view,
+    shown,
+)
 from projections.readmodels.orders import Orders as OrdersModel
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
@@ -21,7 +29,7 @@ OwnerOrStaff = Annotated[Command, Depends(for_command("customer", "staff"))]
 
 
 @router.post("/{order_id}/payment", response_model=OrderResult, responses=CHANGE_PROBLEMS)
-async def pay(
+async def pay_order(
     order_id: UUID,
     body: Pay,
     response: Response,
@@ -40,7 +48,7 @@ async def pay(
 
 
 @router.post("/{order_id}/shipment", response_model=OrderResult, responses=CHANGE_PROBLEMS)
-async def ship(
+async def ship_order(
     order_id: UUID,
     body: Ship,
     response: Response,
@@ -58,7 +66,7 @@ async def ship(
 
 
 @router.post("/{order_id}/delivery", response_model=OrderResult, responses=CHANGE_PROBLEMS)
-async def deliver(
+async def deliver_order(
     order_id: UUID,
     response: Response,
     command: StaffCommand,
@@ -72,7 +80,7 @@ async def deliver(
 
 
 @router.post("/{order_id}/cancellation", response_model=OrderResult, responses=CHANGE_PROBLEMS)
-async def cancel(
+async def cancel_order(
     order_id: UUID,
     body: Cancel,
     response: Response,

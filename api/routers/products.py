@@ -10,6 +10,7 @@ from api.bodies import AddProduct, ChangeProduct
 from api.deps import Caller, Command, Page, StaffCommand, for_command, in_thread
 from api.errors import problem_responses
 from api.freshness import read_model
+from api.openapi import LOCATION, answer
 from api.views import (
     PageOf,
     ProductListing,
@@ -30,7 +31,7 @@ StaffAdds = Annotated[Command, Depends(for_command("staff", versioned=False))]
     "",
     status_code=201,
     response_model=ProductResult,
-    responses=problem_responses(400, 401, 403, 409, 413, 422),
+    responses={**answer(201, LOCATION), **problem_responses(400, 401, 403, 409, 413, 422, 503)},
 )
 async def add_product(body: AddProduct, response: Response, command: StaffAdds) -> ProductResult:
     """Add a product to the catalogue (its stock starts empty)."""
@@ -42,7 +43,7 @@ async def add_product(body: AddProduct, response: Response, command: StaffAdds) 
 @router.patch(
     "/{sku}",
     response_model=ProductResult,
-    responses=problem_responses(400, 401, 403, 404, 412, 413, 422),
+    responses=problem_responses(400, 401, 403, 404, 412, 413, 422, 503),
 )
 async def change_product(
     sku: SkuPath, body: ChangeProduct, response: Response, command: StaffCommand

@@ -26,7 +26,7 @@ Day_ = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}$")]
     response_model=SalesReport,
     responses=problem_responses(401, 403, 422, 503),
 )
-def sales_report(
+def get_sales_report(
     _: StaffOrAdmin,
     sales: SalesModel,
     day_from: Annotated[Day_, Query(alias="from", description="first day, YYYY-MM-DD")] = None,

@@ -21,7 +21,7 @@ Reader = Annotated[Principal, Depends(require("staff", "auditor", "admin"))]
 @router.post(
     "/{sku}/receipts",
     response_model=StockResult,
-    responses=problem_responses(400, 401, 403, 404, 412, 413, 422),
+    responses=problem_responses(400, 401, 403, 404, 412, 413, 422, 503),
 )
 async def receive_stock(
     sku: SkuPath, body: ReceiveStock, response: Response, command: StaffCommand
@@ -40,7 +40,7 @@ async def receive_stock(
 @router.post(
     "/{sku}/adjustments",
     response_model=StockResult,
-    responses=problem_responses(400, 401, 403, 404, 409, 412, 413, 422),
+    responses=problem_responses(400, 401, 403, 404, 409, 412, 413, 422, 503),
 )
 async def adjust_stock(
     sku: SkuPath, body: AdjustStock, response: Response, command: StaffCommand

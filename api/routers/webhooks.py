@@ -3,7 +3,8 @@ each delivery went."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from enum import StrEnum
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
@@ -13,6 +14,7 @@ from api.deps import Page, require
 from api.errors import problem_responses
 from projections.integration.events import EVENT_TYPES
 from projections.webhooks import Webhooks
+from projections.webhooks.store import Status
 
 router = APIRouter(prefix="/api/webhooks", tags=["integration"])
 Admin = Annotated[Principal, Depends(require("admin"))]
@@ -28,6 +30,16 @@ DeliveryId = Annotated[
     ),
 ]
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
+
+
+class DeliveryStatus(StrEnum):
+    """Where a delivery is: delivered; failing (being tried again); parked (given up after
+    the last attempt); pending (to be sent again)."""
+
+    DELIVERED = "delivered"
+    FAILING = "failing"
+    PARKED = "parked"
+    PENDING = "pending"
 
 
 def get_webhooks(request: Request) -> Webhooks:
@@ -85,7 +97,7 @@ class DeliveryView(BaseModel):
     )
     position: int = Field(description="the event's position in the log")
     type: str
-    status: Literal["delivered", "failing", "parked", "pending"]
+    status: DeliveryStatus
     attempts: int
     last_status: int | None = Field(description="the receiver's last HTTP status")
     last_error: str | None
@@ -104,7 +116,7 @@ class DeliveryPage(BaseModel):
     summary="Subscribe a URL to integration events, from the next event of the log on",
     responses=problem_responses(400, 401, 403, 422),
 )
-def subscribe(body: NewSubscription, webhooks: WebhooksDep, admin: Admin) -> dict[str, Any]:
+def create_webhook(body: NewSubscription, webhooks: WebhooksDep, admin: Admin) -> dict[str, Any]:
     subscription, secret = webhooks.subscribe(body.url, body.event_types, body.secret, by=admin.sub)
     return {**subscription.as_dict(), "secret": secret}
 
@@ -115,7 +127,7 @@ def subscribe(body: NewSubscription, webhooks: WebhooksDep, admin: Admin) -> dic
     summary="The webhook subscriptions, oldest first (their secrets are never shown again)",
     responses=problem_responses(401, 403, 422),
 )
-def list_subscriptions(webhooks: WebhooksDep, page: Page, _: Admin) -> dict[str, Any]:
+def list_webhooks(webhooks: WebhooksDep, page: Page, _: Admin) -> dict[str, Any]:
     return webhooks.subscriptions(page.keyset("webhooks", 2))
 
 
@@ -125,9 +137,7 @@ def list_subscriptions(webhooks: WebhooksDep, page: Page, _: Admin) -> dict[str,
     summary="A subscription, how far its deliveries have got, and how many per status",
     responses=problem_responses(401, 403, 404, 422),
 )
-def get_subscription(
-    subscription_id: SubscriptionId, webhooks: WebhooksDep, _: Admin
-) -> dict[str, Any]:
+def get_webhook(subscription_id: SubscriptionId, webhooks: WebhooksDep, _: Admin) -> dict[str, Any]:
     return webhooks.subscription(subscription_id)
 
 
@@ -137,7 +147,7 @@ def get_subscription(
     summary="Unsubscribe: nothing more is sent; its deliveries are forgotten",
     responses=problem_responses(401, 403, 404, 422),
 )
-def unsubscribe(subscription_id: SubscriptionId, webhooks: WebhooksDep, _: Admin) -> Response:
+def delete_webhook(subscription_id: SubscriptionId, webhooks: WebhooksDep, _: Admin) -> Response:
     webhooks.unsubscribe(subscription_id)
     return Response(status_code=204)
 
@@ -149,17 +159,18 @@ def unsubscribe(subscription_id: SubscriptionId, webhooks: WebhooksDep, _: Admin
     " parked (given up after the last attempt) or pending (to be sent again)",
     responses=problem_responses(401, 403, 404, 422),
 )
-def list_deliveries(
+def list_webhook_deliveries(
     subscription_id: SubscriptionId,
     webhooks: WebhooksDep,
     page: Page,
     _: Admin,
     status: Annotated[
-        Literal["delivered", "failing", "parked", "pending"] | None,
+        DeliveryStatus | None,
         Query(description="only deliveries in this status"),
     ] = None,
 ) -> dict[str, Any]:
-    return webhooks.deliveries(subscription_id, page.keyset("deliveries", 2), status)
+    wanted = cast(Status | None, None if status is None else status.value)
+    return webhooks.deliveries(subscription_id, page.keyset("deliveries", 2), wanted)
 
 
 @router.post(
@@ -171,7 +182,7 @@ def list_deliveries(
     " event, with its webhook-id unchanged",
     responses=problem_responses(401, 403, 404, 422),
 )
-def redeliver(
+def redeliver_webhook_delivery(
     subscription_id: SubscriptionId, delivery_id: DeliveryId, webhooks: WebhooksDep, _: Admin
 ) -> dict[str, Any]:
     return webhooks.redeliver(subscription_id, delivery_id).as_dict()

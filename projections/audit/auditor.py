@@ -50,6 +50,7 @@ from projections.audit.chain import (
 )
 from projections.audit.checkpoints import checkpoint_table
 from projections.audit.links import LinkReport, link_existing, link_table
+from projections.audit.proofs import EventNotFound, InclusionProof, TreeHeads, covering, inclusion
 from projections.audit.receipts import Receipt, Signer, receipt_table
 from projections.audit.verification import Progress, Verification, check, merged
 from projections.engine.pagination import DEFAULT_LIMIT
@@ -155,6 +156,7 @@ class Auditor:
         self.checkpoints = checkpoint_table(recorder)
         self.links = link_table(recorder)
         self.receipts = receipt_table(recorder)
+        self.trees = TreeHeads(self.links, batch)
 
     def create_tables(self) -> None:
         """Create the checkpoints and receipts tables if missing: at migration, under the
@@ -413,12 +415,31 @@ class Auditor:
     # --- receipts and links ---------------------------------------------------------
 
     def issue_receipt(self, signer: Signer) -> Receipt | None:
-        """Sign the last link now (None if the log is empty); an existing receipt at that
-        position is kept and returned instead."""
+        """Sign the last link and the Merkle tree up to it now (None if the log is empty);
+        an existing receipt at that position is kept and returned instead."""
         last = self.links.last()
         if last is None:
             return None
-        return self.receipts.add(signer.sign(*last))
+        return self.receipts.add(signer.sign(*last, tree=self.trees.upto(last[0])))
+
+    def proof(self, position: int, receipt_at: int | None = None) -> InclusionProof:
+        """The inclusion proof of the event at ``position`` in the log the receipt at
+        ``receipt_at`` (default: the newest) signed (:mod:`.proofs`)."""
+        found = self.recorder.select_notifications(position, 1, stop=position) if position else []
+        if not found or found[0].id != position:
+            raise EventNotFound(f"there is no event at position {position}")
+        receipt = covering(self.receipts, position, receipt_at)
+        path = inclusion(self.links, position, receipt.position, self.batch)
+        record = to_jsonable_python(export_record(self.item(found[0]), found[0], path.link))
+        return InclusionProof(
+            record,
+            path.previous_link,
+            path.leaf_index,
+            path.tree_size,
+            path.path,
+            path.root,
+            receipt,
+        )
 
     def all_receipts(self) -> list[Receipt]:
         found: list[Receipt] = []

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Notification
@@ -95,18 +96,23 @@ def read_export_links(
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-            stored = Notification(
-                id=int(record["position"]),
-                originator_id=UUID(record["aggregate_id"]),
-                originator_version=int(record["version"]),
-                topic=str(record["topic"]),
-                state=base64.b64decode(record["state"]),
-            )
-            exported = record.get("link")
-            stored_link = bytes.fromhex(exported) if exported is not None else None
+            stored, stored_link = read_record(json.loads(line))
         except (ValueError, KeyError, TypeError) as error:
             raise InvalidValue(
                 "export", f"line {number} is not an exported event: {error}"
             ) from None
         yield stored.id, stored, stored_link
+
+
+def read_record(record: Mapping[str, Any]) -> tuple[Notification, bytes | None]:
+    """The stored event and link of one :func:`export_record`; ValueError, KeyError or
+    TypeError if it is not one."""
+    stored = Notification(
+        id=int(record["position"]),
+        originator_id=UUID(record["aggregate_id"]),
+        originator_version=int(record["version"]),
+        topic=str(record["topic"]),
+        state=base64.b64decode(record["state"]),
+    )
+    exported = record.get("link")
+    return stored, bytes.fromhex(exported) if exported is not None else None

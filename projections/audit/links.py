@@ -34,6 +34,10 @@ class LinkTable(Protocol):
 
     def at_or_before(self, position: int) -> Link | None: ...
 
+    def count(self, upto: int) -> int:
+        """How many links there are at or before ``upto``."""
+        ...
+
     def insert(self, links: Sequence[Link]) -> None:
         """Add links (only :func:`link_existing` does: the writers add their own)."""
         ...
@@ -74,6 +78,13 @@ class _PostgresLinks:
     def at_or_before(self, position: int) -> Link | None:
         rows = self._select("WHERE position <= %s ORDER BY position DESC LIMIT 1", (position,))
         return rows[0] if rows else None
+
+    def count(self, upto: int) -> int:
+        query = sql.SQL("SELECT count(*) AS n FROM {} WHERE position <= %s").format(self.table)
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(query, (upto,))
+            row = cursor.fetchone()
+            return int(row["n"]) if row else 0
 
     def insert(self, links: Sequence[Link]) -> None:
         with self.datastore.transaction(commit=True) as cursor:
@@ -116,6 +127,14 @@ class _SQLiteLinks:
         )
         return rows[0] if rows else None
 
+    def count(self, upto: int) -> int:
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                f"SELECT count(*) FROM {LINKS_TABLE} WHERE position <= ?",
+                (min(upto, _SQLITE_MAX),),
+            )
+            return int(cursor.fetchone()[0])
+
     def insert(self, links: Sequence[Link]) -> None:
         with self.datastore.transaction(commit=True) as cursor:
             cursor.executemany(f"INSERT INTO {LINKS_TABLE} (position, link) VALUES (?, ?)", links)
@@ -137,6 +156,9 @@ class _MemoryLinks:
     def at_or_before(self, position: int) -> Link | None:
         below = [p for p in self.kept if p <= position]
         return (top := max(below), self.kept[top]) if below else None
+
+    def count(self, upto: int) -> int:
+        return sum(1 for p in self.kept if p <= upto)
 
     def insert(self, links: Sequence[Link]) -> None:
         self.kept.update(links)

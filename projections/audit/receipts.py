@@ -1,4 +1,5 @@
-"""Signed receipts: ``{position, link, time, key id}`` signed with an Ed25519 key.
+"""Signed receipts: ``{position, link, time, key id, tree size, tree root}`` signed with an
+Ed25519 key.
 
 The private key is never in the database (``EVENTSHOP_AUDIT_SIGNING_KEY``, or a file
 under ``var/``), so whoever can rewrite the events and recompute every link still
@@ -6,6 +7,12 @@ cannot make a receipt for what they wrote: a receipt proves that nothing at or b
 its position changed since it was signed. Receipts are kept in ``audit_receipts``
 beside the log; auditors should keep copies elsewhere too (``GET /api/audit/receipts``),
 as anyone with the database can delete rows.
+
+Since inclusion proofs (``proofs.py``), a receipt also signs the Merkle tree over the
+links up to its position (its size and root): one event can then be shown to be in the
+log the receipt covers with O(log n) hashes. Those receipts are signed as message v2;
+receipts made before (v1, no tree) still verify as they were signed, and a v2 receipt
+stripped of its tree is a v1 message its signature does not match.
 """
 
 from __future__ import annotations
@@ -31,22 +38,34 @@ from psycopg import sql
 from domain.errors import InvalidValue
 
 RECEIPTS_TABLE = "audit_receipts"
-# Signed before the fields, so that a receipt's signature means nothing anywhere else.
-_CONTEXT = b"eventshop audit receipt v1\n"
+# Signed before the fields, so that a receipt's signature means nothing anywhere else;
+# the version says which fields follow.
+_CONTEXT_V1 = b"eventshop audit receipt v1\n"
+_CONTEXT_V2 = b"eventshop audit receipt v2\n"
 
 
 @dataclass(frozen=True)
 class Receipt:
-    """The link at ``position`` as the holder of key ``key_id`` saw it at ``time``."""
+    """The link at ``position`` as the holder of key ``key_id`` saw it at ``time``, and
+    the root of the Merkle tree over the ``tree_size`` links up to it (None: a receipt
+    made before inclusion proofs)."""
 
     position: int
     link: bytes
     time: str
     key_id: str
     signature: bytes
+    tree_size: int | None = None
+    tree_root: bytes | None = None
+
+    @property
+    def tree(self) -> Tree | None:
+        if self.tree_size is None or self.tree_root is None:
+            return None
+        return Tree(self.tree_size, self.tree_root)
 
     def message(self) -> bytes:
-        return _message(self.position, self.link, self.time, self.key_id)
+        return _message(self.position, self.link, self.time, self.key_id, self.tree)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -54,20 +73,25 @@ class Receipt:
             "link": self.link.hex(),
             "time": self.time,
             "key_id": self.key_id,
+            "tree_size": self.tree_size,
+            "tree_root": self.tree_root.hex() if self.tree_root is not None else None,
             "signature": base64.b64encode(self.signature).decode(),
         }
 
     @classmethod
     def from_json(cls, item: Mapping[str, Any]) -> Receipt:
         try:
+            size, root = item.get("tree_size"), item.get("tree_root")
             return cls(
                 int(item["position"]),
                 bytes.fromhex(item["link"]),
                 str(item["time"]),
                 str(item["key_id"]),
                 base64.b64decode(item["signature"], validate=True),
+                int(size) if size is not None else None,
+                bytes.fromhex(root) if root is not None else None,
             )
-        except (KeyError, TypeError, ValueError, binascii.Error) as error:
+        except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as error:
             raise InvalidValue("receipts", f"not a receipt: {error}") from None
 
     def problem(self, keys: Mapping[str, Ed25519PublicKey]) -> str | None:
@@ -85,8 +109,19 @@ class Receipt:
         return None
 
 
-def _message(position: int, link: bytes, time: str, key_id: str) -> bytes:
-    return _CONTEXT + f"{position}\n{link.hex()}\n{time}\n{key_id}".encode()
+@dataclass(frozen=True)
+class Tree:
+    """The Merkle tree over the first ``size`` links of the log (``merkle.py``)."""
+
+    size: int
+    root: bytes
+
+
+def _message(position: int, link: bytes, time: str, key_id: str, tree: Tree | None) -> bytes:
+    fields = f"{position}\n{link.hex()}\n{time}\n{key_id}"
+    if tree is None:
+        return _CONTEXT_V1 + fields.encode()
+    return _CONTEXT_V2 + f"{fields}\n{tree.size}\n{tree.root.hex()}".encode()
 
 
 def read_receipts(text: str) -> list[Receipt]:
@@ -179,10 +214,15 @@ class Signer:
         self.public = key.public_key()
         self.key_id = key_id(self.public)
 
-    def sign(self, position: int, link: bytes, time: datetime | None = None) -> Receipt:
+    def sign(
+        self, position: int, link: bytes, time: datetime | None = None, tree: Tree | None = None
+    ) -> Receipt:
+        """A receipt of ``link`` at ``position``; with ``tree`` (the tree over the links up
+        to it), a v2 receipt that inclusion proofs can be checked against."""
         moment = (time or datetime.now(UTC)).astimezone(UTC).isoformat()
-        signature = self._key.sign(_message(position, link, moment, self.key_id))
-        return Receipt(position, link, moment, self.key_id, signature)
+        signature = self._key.sign(_message(position, link, moment, self.key_id, tree))
+        size, root = (tree.size, tree.root) if tree is not None else (None, None)
+        return Receipt(position, link, moment, self.key_id, signature, size, root)
 
 
 # --- where receipts are kept -----------------------------------------------------------
@@ -214,10 +254,30 @@ def receipt_table(recorder: ApplicationRecorder) -> ReceiptTable:
 
 
 def _receipt(row: Sequence[Any]) -> Receipt:
-    return Receipt(int(row[0]), bytes(row[1]), str(row[2]), str(row[3]), bytes(row[4]))
+    return Receipt(
+        int(row[0]),
+        bytes(row[1]),
+        str(row[2]),
+        str(row[3]),
+        bytes(row[4]),
+        int(row[5]) if row[5] is not None else None,
+        bytes(row[6]) if row[6] is not None else None,
+    )
 
 
-_COLUMNS = "position, link, time, key_id, signature"
+def _values(receipt: Receipt) -> tuple[Any, ...]:
+    return (
+        receipt.position,
+        receipt.link,
+        receipt.time,
+        receipt.key_id,
+        receipt.signature,
+        receipt.tree_size,
+        receipt.tree_root,
+    )
+
+
+_COLUMNS = "position, link, time, key_id, signature, tree_size, tree_root"
 
 
 class _PostgresReceipts:
@@ -234,6 +294,21 @@ class _PostgresReceipts:
                     " signature bytea NOT NULL)"
                 ).format(self.table)
             )
+            # The tree came with inclusion proofs: a table made before gets its columns
+            # (looked for first: ALTER TABLE would lock the table even when they exist).
+            cursor.execute(
+                "SELECT count(*) AS n FROM information_schema.columns WHERE table_schema = %s"
+                " AND table_name = %s AND column_name IN ('tree_size', 'tree_root')",
+                (self.datastore.schema, RECEIPTS_TABLE),
+            )
+            row = cursor.fetchone()
+            if not row or row["n"] < 2:
+                cursor.execute(
+                    sql.SQL(
+                        "ALTER TABLE {} ADD COLUMN IF NOT EXISTS tree_size bigint,"
+                        " ADD COLUMN IF NOT EXISTS tree_root bytea"
+                    ).format(self.table)
+                )
 
     def _select(self, tail: str, params: Sequence[Any]) -> list[Receipt]:
         query = sql.SQL(f"SELECT {_COLUMNS} FROM {{}} {tail}").format(self.table)
@@ -245,10 +320,10 @@ class _PostgresReceipts:
         with self.datastore.transaction(commit=True) as cursor:
             cursor.execute(
                 sql.SQL(
-                    f"INSERT INTO {{}} ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s)"
+                    f"INSERT INTO {{}} ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
                     " ON CONFLICT (position) DO NOTHING"
                 ).format(self.table),
-                (receipt.position, receipt.link, receipt.time, receipt.key_id, receipt.signature),
+                _values(receipt),
             )
         return self._select("WHERE position = %s", (receipt.position,))[0]
 
@@ -271,6 +346,12 @@ class _SQLiteReceipts:
                 " link BLOB NOT NULL, time TEXT NOT NULL, key_id TEXT NOT NULL,"
                 " signature BLOB NOT NULL)"
             )
+            # The tree came with inclusion proofs: a table made before gets its columns.
+            cursor.execute(f"PRAGMA table_info({RECEIPTS_TABLE})")
+            columns = {row[1] for row in cursor.fetchall()}
+            for column, kind in (("tree_size", "INTEGER"), ("tree_root", "BLOB")):
+                if column not in columns:
+                    cursor.execute(f"ALTER TABLE {RECEIPTS_TABLE} ADD COLUMN {column} {kind}")
 
     def _select(self, tail: str, params: Sequence[Any]) -> list[Receipt]:
         with self.datastore.transaction(commit=False) as cursor:
@@ -280,8 +361,8 @@ class _SQLiteReceipts:
     def add(self, receipt: Receipt) -> Receipt:
         with self.datastore.transaction(commit=True) as cursor:
             cursor.execute(
-                f"INSERT OR IGNORE INTO {RECEIPTS_TABLE} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
-                (receipt.position, receipt.link, receipt.time, receipt.key_id, receipt.signature),
+                f"INSERT OR IGNORE INTO {RECEIPTS_TABLE} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                _values(receipt),
             )
         return self._select("WHERE position = ?", (receipt.position,))[0]
 

@@ -12,7 +12,9 @@ kept. The result is one of
   vouched for by nothing yet (a distinct exit code: not OK, not tampered);
 - ``tampered``: at ``position``; or the log up to a receipt is not what it signed
   (rewritten and relinked): then the change lies after ``after`` and at or before it;
-- ``bad receipt``: a receipt does not verify with the trusted keys.
+- ``bad receipt``: a receipt does not verify with the trusted keys, or the Merkle tree
+  it signs is not the tree over the links recomputed up to it (checked when verifying
+  from the start of the log: the tree needs every link).
 
 Verification only reads: it keeps nothing.
 """
@@ -27,7 +29,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from eventsourcing.persistence import Notification
 
 from eventstore.links import GENESIS, link
-from projections.audit.receipts import Receipt
+from projections.audit import merkle
+from projections.audit.receipts import Receipt, Tree
 
 VERIFIED, UNANCHORED, TAMPERED, BAD_RECEIPT = "verified", "unanchored", "tampered", "bad receipt"
 EXIT_CODES = {VERIFIED: 0, TAMPERED: 1, UNANCHORED: 3, BAD_RECEIPT: 4}
@@ -79,6 +82,7 @@ class _Anchor:
     name: str
     # A receipt signs the link of the event at its position; a digest, the head up to it.
     exact: bool
+    tree: Tree | None = None
 
 
 def check(
@@ -109,7 +113,7 @@ def check(
             return
     anchors = sorted(
         [
-            _Anchor(r.position, r.link, f"the receipt at position {r.position}", True)
+            _Anchor(r.position, r.link, f"the receipt at position {r.position}", True, r.tree)
             for r in receipts
             if r.position > begin
         ]
@@ -148,6 +152,8 @@ class _State:
     def __init__(self, begin: int, head: bytes) -> None:
         self.begin, self.head, self.last, self.events = begin, head, begin, 0
         self.verified, self.anchors = begin, 0
+        # Receipts' trees are rebuilt from the recomputed links, never from stored ones.
+        self.tree = merkle.Frontier() if begin == 0 else None
 
     def fail(
         self, status: str, detail: str, position: int, after: int | None = None
@@ -196,6 +202,8 @@ class _State:
                 position,
             )
         self.head, self.last, self.events = computed, position, self.events + 1
+        if self.tree is not None:
+            self.tree.add(computed)
         return None
 
     def anchor(self, anchor: _Anchor) -> Verification | None:
@@ -215,6 +223,19 @@ class _State:
                 f" {anchor.name} vouches for: an event after position"
                 f" {self.verified} and at or before {anchor.position} was changed"
                 " and the links after it rewritten",
+                anchor.position,
+                self.verified,
+            )
+        if (
+            anchor.tree is not None
+            and self.tree is not None
+            and (anchor.tree.size, anchor.tree.root) != (self.tree.size, self.tree.root())
+        ):
+            return self.fail(
+                BAD_RECEIPT,
+                f"{anchor.name} signs a Merkle tree of {anchor.tree.size} leaves that is not"
+                f" the tree over the {self.tree.size} links up to it: inclusion proofs"
+                " against it would not hold",
                 anchor.position,
                 self.verified,
             )

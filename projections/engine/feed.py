@@ -87,25 +87,32 @@ class Source:
             cursor.execute(statement, [*params, limit], prepare=True)
             return cursor.fetchall()
 
-    def count(self, through: int) -> int:
-        """How many events the log holds up to position ``through`` (PostgreSQL's
-        positions may have gaps: a rolled-back append uses some up)."""
+    def count(self, through: int, after: int = 0) -> int:
+        """How many events the log holds after position ``after`` up to ``through``
+        (PostgreSQL's positions may have gaps: a rolled-back append uses some up)."""
+        if through <= after:
+            return 0
         recorder: Any = self.recorder
         if isinstance(recorder, PostgresApplicationRecorder):
-            statement = SQL("SELECT count(*) AS n FROM {}.{} WHERE notification_id <= %s")
+            statement = SQL(
+                "SELECT count(*) AS n FROM {}.{} WHERE notification_id > %s"
+                " AND notification_id <= %s"
+            )
             table = Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name)
             with recorder.datastore.get_connection() as conn:
-                row = conn.execute(statement.format(*table), (through,)).fetchone()
+                row = conn.execute(statement.format(*table), (after, through)).fetchone()
             assert row is not None  # count(*) has a row
             return int(row["n"])
         if isinstance(recorder, SQLiteApplicationRecorder):
             with recorder.datastore.transaction(commit=False) as cursor:
                 cursor.execute(
-                    f"SELECT count(*) FROM {recorder.events_table_name} WHERE rowid <= ?",
-                    (through,),
+                    f"SELECT count(*) FROM {recorder.events_table_name}"
+                    " WHERE rowid > ? AND rowid <= ?",
+                    (after, through),
                 )
                 return int(cursor.fetchone()[0])
-        return min(through, self.head())  # in memory: positions 1, 2, 3, ... without gaps
+        # In memory: positions 1, 2, 3, ... without gaps.
+        return max(min(through, self.head()) - after, 0)
 
 
 Row = tuple[int, Any, int, str, bytes]

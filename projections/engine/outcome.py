@@ -57,7 +57,9 @@ class Comparison:
     def equal(self) -> bool:
         """Same rows in every table and the same events parked, at the same position."""
         return (
-            not self.differences and self.live_position == self.new_position and self.parked_equal
+            not self.differences
+            and self.live_position == self.new_position
+            and self.parked_equal
         )
 
     def as_dict(self) -> dict[str, Any]:

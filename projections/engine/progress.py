@@ -32,22 +32,34 @@ class Progress:
     target: int = 0
     """The head of the log, last seen."""
     events: int = 0
-    """Events of the log read into the copy so far."""
+    """Events of the log read into the copy so far (the copy's own and those it has
+    nothing to do with: every event up to ``position``)."""
+    total: int = 0
+    """Events of the log up to ``target``: what ``events`` counts towards. Positions
+    and events differ where PostgreSQL's positions have gaps."""
     events_per_second: float = 0.0
     _window: deque[tuple[float, int]] = field(default_factory=deque, repr=False)
 
     @property
     def eta_seconds(self) -> float | None:
-        if self.position >= self.target:
+        if self.position >= self.target or self.events >= self.total:
             return 0.0
         if not self.events_per_second:
             return None
-        return round((self.target - self.position) / self.events_per_second, 1)
+        return round((self.total - self.events) / self.events_per_second, 1)
+
+    def aim(self, target: int, events: int) -> None:
+        """The log's head is now ``target``, with ``events`` more events up to it than
+        the last target had."""
+        self.target = target
+        self.total = max(self.total + events, self.events)
 
     def advance(self, position: int, events: int) -> None:
+        """The copy got to ``position``, past ``events`` more events of the log."""
         now = time.monotonic()
         self.position = position
         self.events += events
+        self.total = max(self.total, self.events)
         self._window.append((now, events))
         while self._window and self._window[0][0] < now - 5.0:
             self._window.popleft()

@@ -341,7 +341,8 @@ class Rebuilder:
             self._jobs.finish(job, outcome)
 
     def _refill(self, job: Job, live: ReadModel, feed_here: bool) -> None:
-        job.progress.target = self.source.head()
+        head = self.source.head()
+        job.progress.aim(head, self.source.count(head))
         self._jobs.publish(job, force=True)
         if feed_here and self.feeding_locks.try_acquire(live.name):
             try:
@@ -351,13 +352,14 @@ class Rebuilder:
             return
         # Another worker feeds it: watch it catch up.
         app = self.source.application_name
-        job.progress.target = self.source.head()
+        head = self.source.head()
+        job.progress.aim(head, self.source.count(head, after=job.progress.target))
         last, still = -1, time.monotonic()
         while True:
             self._jobs.check(job)
             position = live.view.position(app)
             if position != last:
-                job.progress.advance(position, max(position - max(last, 0), 0))
+                job.progress.advance(position, self.source.count(position, after=max(last, 0)))
                 last, still = position, time.monotonic()
             elif time.monotonic() - still > 60:
                 raise TimeoutError(f"{live.name} has not moved from {position} for a minute")

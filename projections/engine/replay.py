@@ -32,8 +32,9 @@ database scan the whole rest of the log every time (it does when the log's stati
 are stale: 1.4 s instead of 6 ms per read on a 1M log)."""
 
 
-Writing = tuple[Future[int], int, Sequence[Any], int]
-"""A batch being written: (its commit, the position it follows, its events, its end)."""
+Writing = tuple[Future[int], int, Sequence[Any], int, int]
+"""A batch being written: (its commit, the position it follows, its events, its end, the
+events of the log it covers)."""
 
 
 class LogReplay:
@@ -74,17 +75,19 @@ class LogReplay:
         its read stopped (the head read before it, or a window short of it), and the
         tracked position says so."""
         app, mapper = self.source.application_name, self.source.mapper
-        progress.target = self.source.head()
+        head = self.source.head()
+        # The progress may have been aimed already (a reset's): count only what is new.
+        progress.aim(head, self.source.count(head, after=max(position, progress.target)))
         preparers = self._preparers(model, progress.target - position if by_topic else 0)
         topics = model.topics if by_topic else None
         reader = LogReader(self.source, self.batch_size, topics, rows=preparers is not None)
         checked = time.monotonic()
         # Batches handed to workers and not yet written: enough to keep every one busy.
         depth = 2 * preparers.processes if preparers is not None else 0
-        pending: deque[tuple[Future[Prepared], int, Sequence[Any], int]] = deque()
+        pending: deque[tuple[Future[Prepared], int, Sequence[Any], int, int]] = deque()
 
         def wait_written(writing: Writing, position: int) -> int:
-            future, start, batch, through = writing
+            future, start, batch, through, covered = writing
             try:
                 new = future.result()
             except (EventFailed, Unblocked) as failed:
@@ -94,7 +97,7 @@ class LogReplay:
                 # was prepared before the batch ahead of it parked an event: again.
                 events = [notification(r) for r in batch] if preparers else list(batch)
                 new = model.apply_split(events, mapper, app, start, through)
-            progress.advance(new, new - position)
+            progress.advance(new, covered)
             written()
             return new
 
@@ -107,7 +110,7 @@ class LogReplay:
             writing: Writing | None = None
             while True:
                 check()
-                batch, read_from, through, last = reading.result()
+                batch, read_from, through, last, covered = reading.result()
                 if not last:
                     reading = pool.submit(reader.read, through)
                 if through > read_from:
@@ -116,21 +119,23 @@ class LogReplay:
                         preparing = preparers.submit(list(batch), through, held, model.blocked)
                     else:
                         preparing = _done(model.prepare(batch, mapper, through))
-                    pending.append((preparing, read_from, batch, through))
+                    pending.append((preparing, read_from, batch, through, covered))
                 while pending and (last or len(pending) > depth):
-                    preparing, start, done, until = pending.popleft()
+                    preparing, start, done, until, count = pending.popleft()
                     prepared = preparing.result()
                     if writing is not None:
                         position = wait_written(writing, position)
-                    writing = (pool.submit(model.commit, prepared, app, start), start, done, until)
+                    commit = pool.submit(model.commit, prepared, app, start)
+                    writing = (commit, start, done, until, count)
                 if time.monotonic() - checked > HEARTBEAT_SECONDS:
-                    progress.target = max(self.source.head(), position)
+                    head = max(self.source.head(), progress.target)
+                    progress.aim(head, self.source.count(head, after=progress.target))
                     checked = time.monotonic()
                 if last:
                     break
             if writing is not None:
                 position = wait_written(writing, position)
-        progress.target = max(progress.target, position)
+        progress.aim(max(progress.target, position), 0)
         return position
 
     def _preparers(self, model: ReadModel, events: int) -> Preparers | None:
@@ -158,23 +163,27 @@ class LogReader:
         self._read: Callable[..., Sequence[Any]] = source.read_rows if rows else source.read
         self._position: Callable[[Any], int] = itemgetter(0) if rows else attrgetter("id")
 
-    def read(self, after: int) -> tuple[Sequence[Any], int, int, bool]:
-        """``(batch, after, through, last)``: the events after ``after``; the position the
-        batch takes the copy to; whether it reached the head (no more to read now)."""
+    def read(self, after: int) -> tuple[Sequence[Any], int, int, bool, int]:
+        """``(batch, after, through, last, covered)``: the events after ``after``; the
+        position the batch takes the copy to; whether it reached the head (no more to
+        read now); how many events of the log the batch covers (by topic, those of
+        other topics too: counted by the database, the progress counts events)."""
         if self.topics is None:
             batch = self._read(after, self.batch_size)
             full = len(batch) == self.batch_size
-            return batch, after, self._position(batch[-1]) if batch else after, not full
+            through = self._position(batch[-1]) if batch else after
+            return batch, after, through, not full, len(batch)
         head = self.source.head()
         stop = min(head, after + self.window)
         batch = self._read(after, self.batch_size, stop=stop, topics=self.topics)
         if len(batch) == self.batch_size:  # the window was wide enough: keep it about so
             last = self._position(batch[-1])
             self.window = max(self.batch_size, 2 * (last - after))
-            return batch, after, last, False
+            return batch, after, last, False, self.source.count(last, after=after)
         self.window *= 2
         # By topic, the batch covers the log up to where the read stopped.
-        return batch, after, max(stop, after), stop == head
+        through = max(stop, after)
+        return batch, after, through, stop == head, self.source.count(through, after=after)
 
 
 def _done(prepared: Prepared) -> Future[Prepared]:

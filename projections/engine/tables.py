@@ -59,6 +59,11 @@ class Tx:
         self._compile = compile_
         self._options = {} if prepare is None else {"prepare": prepare}
 
+    @property
+    def cursor(self) -> Any:
+        """The cursor itself, for another store's statements in the same transaction."""
+        return self._cursor
+
     def execute(self, template: str, params: Mapping[str, Any] | None = None) -> Tx:
         self._cursor.execute(self._compile(template), params or {}, **self._options)
         return self

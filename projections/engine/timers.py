@@ -135,7 +135,9 @@ class TimerModel(ReadModel):
             if skipped
             else ""
         )
-        select = f"SELECT * FROM {{{self.table}}} WHERE {where} ORDER BY due_at, timer_key LIMIT :n"
+        select = (
+            f"SELECT * FROM {{{self.table}}} WHERE {where} ORDER BY due_at, timer_key LIMIT :n"
+        )
         delete = f"DELETE FROM {{{self.table}}} WHERE timer_key = :key AND due_at = :due"
         params = {"now": stamp(now), "n": limit, **{f"s{i}": k for i, k in enumerate(skipped)}}
         if self._dialect == "postgres":

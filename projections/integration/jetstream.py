@@ -38,6 +38,7 @@ from nats.js.errors import NotFoundError
 
 from eventstore.log import LOG_NAME
 from projections.engine.base import Prepared, ReadModel
+from projections.engine.channels import ChannelHealth
 from projections.engine.failures import EventFailed
 from projections.engine.parking import STOP
 from projections.engine.tables import LostOwnership
@@ -58,6 +59,8 @@ PREFIX = "eventshop"
 DUPLICATE_WINDOW = 120.0
 """Seconds JetStream remembers a message id (its default), for a stream made here."""
 ACK_TIMEOUT = 5.0
+HEARTBEAT_SECONDS = 2.0
+"""How often the publisher writes its state, and its last success, to ``channel_health``."""
 
 
 class PublisherState(ReadModel):
@@ -138,6 +141,11 @@ class Target:
     def subject(self, event: IntegrationEvent) -> str:
         return f"{self.prefix}.{event.name}"
 
+    def describe(self) -> str:
+        """Where it publishes, as status shows it (never the server's URL: it may hold a
+        password)."""
+        return f"stream {self.stream}, subjects {self.prefix}.>"
+
 
 class State(StrEnum):
     STARTING = "starting"
@@ -152,7 +160,9 @@ class Publisher:
     asyncio loop for the NATS client), while this process holds the publisher's lock.
 
     ``read_side`` holds :class:`PublisherState` (``open_publisher`` builds it); it is
-    closed with the publisher.
+    closed with the publisher. While it publishes (or retries) it writes its state, its
+    last success and each failure to ``channel_health`` (row ``jetstream``), where any
+    process reads them (``projections/deliveries.py``).
     """
 
     def __init__(
@@ -183,6 +193,11 @@ class Publisher:
         """Events JetStream acknowledged as duplicates (sent again after a restart)."""
         self.skipped = 0
         """Events not sent again because the stream held them already (past its window)."""
+        self.health = ChannelHealth(self.model.view)
+        self.worker_id = read_side.runner.worker_id
+        self.heartbeat_interval = HEARTBEAT_SECONDS
+        self._success: datetime | None = None
+        """The last acknowledgement not yet written to ``channel_health``."""
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -220,6 +235,7 @@ class Publisher:
     async def _run(self) -> None:
         delay = 0.5
         client: Client | None = None
+        beating = asyncio.create_task(self._beat())
         try:
             while not self._stopping.is_set():
                 try:
@@ -243,10 +259,14 @@ class Publisher:
                         level, "publisher %s failed; again in %.1f s: %s", self.name, delay, error
                     )
                     self.state = State.RETRYING
+                    await asyncio.to_thread(self._failed, error)
                     await self._sleep(delay)
                     delay = min(delay * 2, 30.0)
         finally:
+            beating.cancel()
             self.state = State.STOPPED
+            if self._success is not None:  # acknowledged since the last beat
+                await self._report()
             if client is not None:
                 with contextlib.suppress(Exception):
                     await client.close()
@@ -255,8 +275,15 @@ class Publisher:
         if old is not None:
             with contextlib.suppress(Exception):
                 await old.close()
+        # nats-py never gives up on an unreachable server when max_reconnect_attempts
+        # is 0 (it only counts attempts when it is above 0): with 1, connect() raises
+        # after a second refusal, and this loop's own backoff takes over.
         return await nats.connect(
-            self.target.url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False
+            self.target.url,
+            connect_timeout=2,
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0.1,
+            allow_reconnect=False,
         )
 
     async def _publish_while_held(self, js: JetStreamContext) -> None:
@@ -268,6 +295,7 @@ class Publisher:
         held_through = await self._held_through(js, position)
         self.position = position
         self.state = State.LIVE
+        await self._report()
         log.info("publisher %s live from position %s", self.name, position)
         while not self._stopping.is_set():
             if not self.locks.holds(self.name):
@@ -302,6 +330,7 @@ class Publisher:
             self.duplicates += 1
         else:
             self.published += 1
+        self._success = datetime.now(UTC)
 
     async def _ensure_stream(self, js: JetStreamContext) -> None:
         """Make the stream if it is missing; an existing one is left as its operator set it."""
@@ -340,6 +369,44 @@ class Publisher:
             through,
         )
         return through
+
+    # --- what it tells of itself ----------------------------------------------------------
+
+    async def _beat(self) -> None:
+        """Write the state while this process publishes or retries (a standby writes
+        nothing: the row is the holder's)."""
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            if self.state in (State.LIVE, State.RETRYING):
+                await self._report()
+
+    async def _report(self) -> None:
+        # Taken here, on the loop that sets it, then written from a thread.
+        success, self._success = self._success, None
+        try:
+            await asyncio.to_thread(
+                self.health.beat,
+                self.name,
+                self.state.value,
+                self.worker_id,
+                target=self.target.describe(),
+                last_success=success,
+            )
+        except Exception as error:  # best effort: publishing goes on without it
+            self._success = self._success or success
+            log.debug("publisher %s: could not write its health: %s", self.name, error)
+
+    def _failed(self, error: BaseException) -> None:
+        try:
+            self.health.failed(
+                self.name,
+                datetime.now(UTC),
+                error,
+                state=self.state.value,
+                worker=self.worker_id,
+            )
+        except Exception as failure:  # the database may be what failed
+            log.debug("publisher %s: could not record its failure: %s", self.name, failure)
 
     async def _sleep(self, seconds: float) -> None:
         end = asyncio.get_running_loop().time() + seconds

@@ -22,7 +22,10 @@ event, with the same ``webhook-id`` and the body it was first sent with.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -34,6 +37,7 @@ from projections.integration.events import DEFAULT_SOURCE, TOPICS, Thresholds, T
 from projections.webhooks.sender import DeliveryFailed, Message, Sender
 from projections.webhooks.store import (
     DELIVERED,
+    DELIVERER,
     FAILING,
     PARKED,
     Delivery,
@@ -47,6 +51,8 @@ log = logging.getLogger("eventshop.webhooks")
 
 LOCK = "webhooks"
 """The name of the lock that one deliverer at a time holds."""
+HEARTBEAT_SECONDS = 2.0
+"""How often the deliverer holding the lock says so in ``channel_health``."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,7 @@ class Deliverer:
         *,
         thresholds: Thresholds | None = None,
         event_source: str = DEFAULT_SOURCE,
+        worker_id: str | None = None,
     ) -> None:
         self.store = store
         self.source = source
@@ -83,6 +90,8 @@ class Deliverer:
         self.thresholds = thresholds or Thresholds()
         self.event_source = event_source
         """The CloudEvents ``source`` (the publisher's, so both channels send the same)."""
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
+        self._beaten = 0.0
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._followers: dict[str, tuple[threading.Thread, threading.Event]] = {}
@@ -111,11 +120,19 @@ class Deliverer:
             try:
                 if self.locks.try_acquire(LOCK):
                     self._follow_all()
+                    self._beat()
                 else:
                     self._stop_followers(set(self._followers))
             except Exception as error:  # the database failed: the next round tries again
                 log.warning("webhooks: could not look at the subscriptions: %s", error)
             self._stopping.wait(self.policy.poll)
+
+    def _beat(self) -> None:
+        """Say in ``channel_health`` that this process delivers (now and then)."""
+        if time.monotonic() - self._beaten < HEARTBEAT_SECONDS:
+            return
+        self.store.health.beat(DELIVERER, "live", self.worker_id)
+        self._beaten = time.monotonic()
 
     def _follow_all(self) -> None:
         wanted = {subscription.id for subscription in self.store.all()}

@@ -22,7 +22,7 @@ These are operational tables, not derived from the log: no rebuild touches them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from domain.errors import NotFound
 from projections.engine.base import stamp
+from projections.engine.channels import ChannelHealth
 from projections.engine.pagination import Keyset
 from projections.engine.parking import describe
 from projections.engine.tables import LostOwnership, ReadModelStore, Tx
@@ -52,6 +53,15 @@ PARKED: Status = "parked"
 PENDING: Status = "pending"
 """Asked to be delivered again; the deliverer sends it before any new event."""
 STATUSES: tuple[Status, ...] = (DELIVERED, FAILING, PARKED, PENDING)
+
+
+DELIVERER = "webhooks"
+"""The deliverer's row in ``channel_health``; each subscription's is :func:`channel`."""
+
+
+def channel(subscription_id: str) -> str:
+    """A subscription's row in ``channel_health``: its last success and failure."""
+    return f"{DELIVERER}/{subscription_id}"
 
 
 class SubscriptionNotFound(NotFound):
@@ -134,6 +144,7 @@ class WebhookStore:
             "orders": view.qualify(ORDERS),
             "p": "",
         }
+        self.health = ChannelHealth(view)
 
     def sql(self, template: str) -> str:
         return self.view.compile_sql(template, self._tables)
@@ -158,6 +169,11 @@ class WebhookStore:
                 'CREATE INDEX IF NOT EXISTS "webhook_deliveries_in_order" ON {deliveries}'
                 " (subscription_id, position, id)"
             )
+            # Status counts the parked and failing ones without reading every delivery.
+            tx.execute(
+                'CREATE INDEX IF NOT EXISTS "webhook_deliveries_by_status" ON {deliveries}'
+                " (status, subscription_id)"
+            )
             tx.execute(
                 "CREATE TABLE IF NOT EXISTS {stock} (subscription_id TEXT NOT NULL,"
                 " stock_id TEXT NOT NULL, sku TEXT NOT NULL, available INTEGER NOT NULL,"
@@ -169,6 +185,7 @@ class WebhookStore:
                 " PRIMARY KEY (subscription_id, order_id))"
             )
             self._upgrade(cursor, tx)
+            self.health.create_tables(cursor)
 
     def _upgrade(self, cursor: Any, tx: Tx) -> None:
         """Tables made before the translator's state was kept (no ``starts_after``, no
@@ -243,6 +260,7 @@ class WebhookStore:
             for table in ("deliveries", "stock", "orders"):
                 tx.execute(f"DELETE FROM {{{table}}} WHERE subscription_id = :id", params)
             tx.execute("DELETE FROM {subs} WHERE id = :id", params)
+            self.health.forget(channel(subscription_id), tx.cursor)
 
     # --- the position, fenced ------------------------------------------------------------
 
@@ -301,6 +319,12 @@ class WebhookStore:
             " updated_at = excluded.updated_at",
             row,
         )
+        at = datetime.fromisoformat(delivery.updated_at)
+        if delivery.status == DELIVERED:
+            self.health.succeeded(channel(subscription_id), at, tx.cursor)
+        elif delivery.status in (FAILING, PARKED):
+            error = row["last_error"] or f"HTTP {delivery.last_status}"
+            self.health.failed(channel(subscription_id), at, error, tx.cursor)
 
     # --- the translator's state ------------------------------------------------------------
 
@@ -411,6 +435,19 @@ class WebhookStore:
             ).rows()
         return [_delivery(row) for row in rows]
 
+    def unsettled(self) -> dict[str, dict[str, int]]:
+        """Per subscription, its deliveries parked and failing (being retried) now."""
+        with self._reading() as tx:
+            rows = tx.execute(
+                "SELECT subscription_id, status, count(*) AS n FROM {deliveries}"
+                " WHERE status IN (:parked, :failing) GROUP BY subscription_id, status",
+                {"parked": PARKED, "failing": FAILING},
+            ).rows()
+        found: dict[str, dict[str, int]] = {}
+        for row in rows:
+            found.setdefault(row["subscription_id"], {})[row["status"]] = int(row["n"])
+        return found
+
     def counts(self, subscription_id: str) -> dict[str, int]:
         """How many deliveries the subscription has, per status."""
         with self._reading() as tx:
@@ -460,16 +497,3 @@ def _delivery(row: dict[str, Any]) -> Delivery:
         updated_at=row["updated_at"],
         body=row.get("body"),
     )
-
-
-__all__: Sequence[str] = (
-    "DELIVERED",
-    "FAILING",
-    "PARKED",
-    "PENDING",
-    "Delivery",
-    "DeliveryNotFound",
-    "Subscription",
-    "SubscriptionNotFound",
-    "WebhookStore",
-)

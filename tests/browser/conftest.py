@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -31,6 +32,7 @@ from playwright.sync_api import (
 
 from api.app import create_app
 from api.auth import mint
+from api.passwords import hash_password
 from commands.service import Shop
 from eventshop.settings import Settings
 from tests.audit.conftest import History, make_history
@@ -39,6 +41,8 @@ from tests.conftest import open_shop
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-background-networking"]
 SECRET = "test-secret-of-the-browser-tests-0123456789"
+ADMIN_USER, ADMIN_PASSWORD = "root", "a password of the browser tests"
+NATS_URL = "nats://127.0.0.1:4222"
 # Long enough for a loaded 2-core machine; a passing test waits far less.
 expect.set_options(timeout=10_000)
 
@@ -56,11 +60,19 @@ class Served:
 
 
 @contextmanager
-def serve(database_url: str, var_dir: Path) -> Iterator[Served]:
-    """``eventshop serve`` in a thread: the app with its read models fed in-process."""
+def serve(database_url: str, var_dir: Path, **more: Any) -> Iterator[Served]:
+    """``eventshop serve`` in a thread: the app with its read models fed in-process; ``more``
+    settings (an admin, say)."""
     shop = open_shop(database_url)
     history = make_history(shop)
-    settings = Settings(database_url=database_url, jwt_secret=SECRET, var_dir=var_dir)
+    # A NATS server named: the read models' view lists the JetStream publisher (none runs).
+    settings = Settings(
+        database_url=database_url,
+        jwt_secret=SECRET,
+        var_dir=var_dir,
+        nats_url=NATS_URL,
+        **more,
+    )
     app = create_app(settings, shop=shop)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -84,9 +96,11 @@ def serve(database_url: str, var_dir: Path) -> Iterator[Served]:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """One server on SQLite for the module's browser tests."""
+    """One server on SQLite for the module's browser tests, with an admin who may sign in
+    with a password."""
     folder = tmp_path_factory.mktemp("console")
-    with serve(f"sqlite:///{folder / 'eventshop.db'}", folder) as running:
+    admin = {"admin_user": ADMIN_USER, "admin_password_hash": hash_password(ADMIN_PASSWORD)}
+    with serve(f"sqlite:///{folder / 'eventshop.db'}", folder, **admin) as running:
         yield running
 
 
@@ -127,7 +141,7 @@ class Tab:
     def sign_in(self, *roles: str, sub: str = "someone") -> None:
         self.open()
         self.page.get_by_label("Bearer token").fill(self.served.token(*roles, sub=sub))
-        self.page.get_by_role("button", name="Sign in").click()
+        self.page.get_by_role("button", name="Sign in", exact=True).click()
         expect(self.page.locator("#who-text")).to_contain_text(sub)
 
     def screenshot(self, name: str) -> None:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import Served, Tab
+from tests.browser.conftest import ADMIN_PASSWORD, ADMIN_USER, Served, Tab
 
 OpenTab = Callable[..., Tab]
 EVERY_ROLE = ("auditor", "staff", "admin")
@@ -132,6 +132,10 @@ def test_an_admin_rebuilds_a_read_model_and_sees_it_end(
     expect(page.get_by_role("heading", name="Read models")).to_be_visible()
     orders = page.locator('tr[data-name="orders"]')
     expect(orders).to_have_attribute("data-state", "live")
+    # Under the read models, the outbound channels: a publisher is configured, none runs.
+    jetstream = page.locator('tr[data-name="jetstream"]')
+    expect(jetstream).to_have_attribute("data-state", "not_running")
+    expect(jetstream).to_contain_text("JetStream")
     started = datetime.now(UTC)
 
     page.get_by_role("button", name="Rebuild orders").click()
@@ -230,6 +234,43 @@ def test_the_token_is_typed_with_the_keyboard_and_kept_for_the_tab_only(
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_label("Bearer token")).to_be_visible()
     assert page.evaluate("sessionStorage.length") == 0
+
+
+def test_the_configured_admin_signs_in_with_a_password(tab_on: OpenTab, served: Served) -> None:
+    tab = tab_on(served)
+    page = tab.page
+    tab.open()
+    # Signed out: no way to sign out is offered.
+    expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
+    page.get_by_label("User name").fill(ADMIN_USER)
+    tab.screenshot("console-sign-in")
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in as admin").click()
+    expect(page.get_by_role("alert")).to_contain_text("wrong user name or password")
+    expect(page.get_by_label("Password")).to_have_value("")
+
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.locator("#who-text")).to_have_text(f"{ADMIN_USER} (admin, auditor, staff)")
+    expect(page.get_by_role("heading", name="Log", exact=True)).to_be_focused()
+    page.get_by_role("link", name="Read models").click()
+    expect(page.locator("tr[data-name='orders']")).to_be_visible()
+    # The token the login answered, kept for this tab only, like a pasted one.
+    stored = page.evaluate("[sessionStorage.length, localStorage.length, document.cookie]")
+    assert stored == [1, 0, ""]
+
+
+def test_without_an_admin_only_the_token_is_offered(tab_on: OpenTab, served: Served) -> None:
+    tab = tab_on(served)
+    page = tab.page
+    # A server with no admin configured says so (tests/api/test_login.py).
+    page.route(
+        "**/api/auth/login", lambda route: route.fulfill(json={"password": False}, status=200)
+    )
+    tab.open()
+    expect(page.locator("#no-password-sign-in")).to_contain_text("No admin is configured")
+    expect(page.get_by_label("Password")).to_have_count(0)
+    expect(page.get_by_label("Bearer token")).to_be_focused()
 
 
 @pytest.mark.slow  # two big bundles to parse and render: about 5 s on a quiet machine

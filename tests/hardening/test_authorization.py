@@ -108,6 +108,11 @@ TABLE = [
     Row("GET", "/metrics", everyone()),
     Row("GET", "/openapi.json", everyone()),
     Row("GET", "/api/integration/schemas", everyone()),
+    # The admin's password login reads no token; none is configured here (tests/api/test_login.py).
+    Row("GET", "/api/auth/login", everyone()),
+    Row(
+        "POST", "/api/auth/login", everyone(404), body=lambda t: {"username": "a", "password": "b"}
+    ),
     Row("GET", "/docs", everyone()),
     Row("GET", "/docs/oauth2-redirect", everyone()),
     Row("GET", "/redoc", everyone()),
@@ -180,6 +185,7 @@ TABLE = [
     Row("GET", "/api/projections/{name}/parked", only(200, "admin"), "projection"),
     Row("POST", "/api/projections/{name}/parked/{position}/retry", only(200, "admin"), "parked"),
     Row("POST", "/api/projections/{name}/parked/{position}/skip", only(200, "admin"), "parked"),
+    Row("GET", "/api/deliveries", only(200, "admin")),
     Row("GET", "/api/audit/events", only(200, "auditor")),
     Row("GET", "/api/audit/aggregates/{cart}/events", only(200, "auditor"), "cart"),
     Row("GET", "/api/audit/aggregates/{cart}/state", only(200, "auditor"), "cart"),
@@ -191,6 +197,7 @@ TABLE = [
     Row("GET", "/api/audit/receipts", only(200, "auditor")),
     Row("POST", "/api/audit/receipts", only(201, "auditor")),
     Row("GET", "/api/audit/public-key", only(200, *SIGNED_IN)),
+    Row("GET", "/api/audit/events/{position}/proof", only(200, "auditor"), "proved"),
     Row("POST", "/api/webhooks", only(201, "admin"), body=lambda t: WEBHOOK),
     Row("GET", "/api/webhooks", only(200, "admin")),
     Row("GET", "/api/webhooks/{webhook}", only(200, "admin"), "webhook"),
@@ -241,6 +248,11 @@ def build(world: World, target: str) -> dict[str, Any]:
         return {"name": "customers"}
     if target == "parked":
         return park(world)
+    if target == "proved":
+        # The newest event, and a receipt covering it (the proof's default receipt).
+        position = world.call("POST", "/api/carts", ALICE, {})["position"]
+        world.client.app.state.receipts.issue()  # type: ignore[attr-defined]
+        return {"position": position}
     if target in ("webhook", "delivery"):
         return webhook(world, delivered=target == "delivery")
     if target == "customer":
@@ -405,7 +417,7 @@ def test_an_auditor_who_is_also_a_customer_reads_others_but_changes_only_its_own
 
 # --- another customer's cart, order or account is indistinguishable from none at all ----------
 
-OWNED = [row for row in TABLE if row.expect["other"] == 404]
+OWNED = [row for row in TABLE if row.expect["other"] == 404 != row.expect["owner"]]
 
 
 @pytest.mark.parametrize("if_match", [None, '"1"'], ids=["plain", "stale-if-match"])

@@ -14,7 +14,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.routers.audit import live
+from api.routers.audit import stream_audit_events
 from commands.service import Shop
 from tests.api.conftest import bearer, fields_of, problem_of
 from tests.hardening.conftest import ALICE, AUDITOR, STAFF, World, make_app
@@ -68,7 +68,7 @@ def test_a_hostile_query_parameter_is_a_422_naming_it(
 
 def test_a_last_event_id_of_unicode_digits_starts_the_feed_from_now(app: FastAPI) -> None:
     # "²".isdigit() held, and int("²") raised: a 500 before the stream began.
-    assert live(app.state.auditor, None, "\u00b2").status_code == 200
+    assert stream_audit_events(app.state.auditor, None, "\u00b2").status_code == 200
 
 
 def test_a_token_whose_subject_holds_a_control_character_is_refused(client: TestClient) -> None:

@@ -354,7 +354,9 @@ def test_an_expired_key_is_ignored_then_purged(database_url: str, tmp_path: Path
         # Executed anew, and its key replaced the expired one in the same transaction.
         assert again.status_code == 201
         assert again.json()["id"] != first.json()["id"]
-        assert shop.head() == head + 1
+        # One event more (its position may skip: a first try at writing it, which
+        # found the expired key, was rolled back).
+        assert len(shop.recorder.select_notifications(start=head + 1, limit=10)) == 1
         assert answer(client.post("/api/carts", json={}, headers=keyed(ALICE, "k-old"))) == (
             answer(again)
         )

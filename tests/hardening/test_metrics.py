@@ -108,7 +108,9 @@ def test_concurrency_retries_are_counted(client: TestClient, app: FastAPI) -> No
     assert sample(samples, "eventshop_commands_total", command="receive_stock", outcome="ok") == 1
 
 
-def test_the_log_head_and_projection_progress_are_gauges(client: TestClient, app: FastAPI) -> None:
+def test_the_log_head_and_projection_progress_are_gauges(
+    client: TestClient, app: FastAPI
+) -> None:
     shop: Shop = app.state.shop
     read_side = app.state.read_side
     client.post("/api/products", json=PRODUCT, headers=STAFF)

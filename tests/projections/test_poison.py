@@ -250,9 +250,17 @@ def test_the_cli_lists_retries_and_skips_parked_events(
 
     listed = cli.invoke(projections, ["parked", "list", "sales", "--json"])
     assert [item["position"] for item in json.loads(listed.stdout)] == [int(first), int(second)]
-    assert "sales: 2 parked event(s)" in cli.invoke(projections, ["parked", "list", "sales"]).stdout
+    table = cli.invoke(projections, ["parked", "list", "sales"], env={"COLUMNS": "80"}).stdout
+    assert "sales: 2 parked event(s)" in table
+    # At 80 columns, what each is and why it was parked is there whole.
+    assert all(len(line) <= 80 for line in table.splitlines()), table
+    aggregate, kind = str(products[0].originator_id), products[0].topic.rsplit(":", 1)[-1]
+    for text in (kind, aggregate, "version 1", "parked", "test"):
+        assert text in table, text
     assert cli.invoke(projections, ["status"]).stderr.count("2 parked event(s)") == 1
-    assert cli.invoke(projections, ["parked", "retry", "sales", first]).exit_code == 0
+    retried = cli.invoke(projections, ["parked", "retry", "sales", first, "--json"])
+    assert retried.exit_code == 0
+    assert json.loads(retried.stdout)["applied"]["position"] == int(first)
     again = cli.invoke(projections, ["parked", "retry", "sales", first])
     assert again.exit_code == 2 and "is parked for sales" in again.stderr
     assert cli.invoke(projections, ["parked", "skip", "sales", second, "--yes"]).exit_code == 0

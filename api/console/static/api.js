@@ -67,6 +67,18 @@ export async function api(path, { method = "GET", params, body, signal } = {}) {
   return response.status === 204 ? null : response.json();
 }
 
+/** Call a JSON route that needs no token (the admin's login); the answer's body, or an ApiError. */
+export async function anonymous(path, { method = "GET", body } = {}) {
+  const init = { method, headers: { Accept: "application/json" } };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(url(path), init);
+  if (!response.ok) throw await failure(response);
+  return response.json();
+}
+
 /**
  * Server-Sent Events from a route, read through fetch (EventSource cannot send the
  * Authorization header). Yields {id, data} until `signal` aborts.

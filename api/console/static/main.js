@@ -1,6 +1,6 @@
 // The console's shell: sign-in, the navigation by role, and the view named by the URL's
 // fragment (#/log, #/aggregate/<id>?version=3 …). Each view is a module with a render().
-import { api, session } from "./api.js";
+import { anonymous, api, session } from "./api.js";
 import { field, fill, h, problem } from "./dom.js";
 import * as aggregate from "./views/aggregate.js";
 import * as audit from "./views/audit.js";
@@ -43,16 +43,22 @@ function showChrome(signedIn) {
   }
 }
 
-function signInForm(message) {
+// After a sign-in (token or password): the view asked for, or the first the roles may open.
+function signedIn() {
+  const wanted = VIEWS[route().name] ? route().name : firstView();
+  if (wanted && location.hash !== `#/${wanted}`) location.hash = `#/${wanted}`;
+  else render();
+}
+
+function tokenForm(status) {
   const token = h("textarea", {
     id: "token", name: "token", required: true, autocomplete: "off", spellcheck: "false",
     "aria-describedby": "token-help",
   });
-  const status = h("div", { "aria-live": "polite" }, message && h("p", { class: "notice" }, message));
   const form = h(
     "form",
     {
-      "aria-labelledby": "sign-in-title",
+      "aria-labelledby": "token-title",
       onsubmit: async (event) => {
         event.preventDefault();
         session.signIn(token.value.trim());
@@ -64,20 +70,73 @@ function signInForm(message) {
           fill(status, problem(error));
           return;
         }
-        const wanted = VIEWS[route().name] ? route().name : firstView();
-        if (wanted && location.hash !== `#/${wanted}`) location.hash = `#/${wanted}`;
-        else render();
+        signedIn();
       },
     },
     field("Bearer token", token),
     h("button", { type: "submit" }, "Sign in"),
   );
-  return [
-    h("h1", { id: "sign-in-title" }, "Sign in"),
+  return h("section", { class: "sign-in" },
+    h("h2", { id: "token-title" }, "With a token"),
     h("p", { id: "token-help" },
       "Paste a token from ", h("code", {}, "eventshop token --role auditor"),
-      " (or staff, admin), run where the server's key is. It is kept for this browser tab only."),
-    form,
+      " (or staff, admin), run where the server's key is."),
+    form);
+}
+
+// The configured admin's login (EVENTSHOP_ADMIN_USER): its token is kept like a pasted one.
+function passwordForm(status) {
+  const user = h("input", { id: "username", name: "username", required: true, autocomplete: "username" });
+  const password = h("input", {
+    id: "password", name: "password", type: "password", required: true,
+    autocomplete: "current-password",
+  });
+  const form = h(
+    "form",
+    {
+      "aria-labelledby": "password-title",
+      onsubmit: async (event) => {
+        event.preventDefault();
+        let answer;
+        try {
+          answer = await anonymous("/api/auth/login", {
+            method: "POST", body: { username: user.value, password: password.value },
+          });
+        } catch (error) {
+          password.value = "";
+          fill(status, h("p", { class: "problem", role: "alert" }, error.problem?.detail || error.message));
+          return;
+        }
+        session.signIn(answer.token);
+        signedIn();
+      },
+    },
+    field("User name", user),
+    field("Password", password),
+    h("button", { type: "submit" }, "Sign in as admin"),
+  );
+  return h("section", { class: "sign-in", id: "password-sign-in" },
+    h("h2", { id: "password-title" }, "As the admin"),
+    h("p", {}, "The admin this server is configured with signs in with a password."),
+    form);
+}
+
+function signInForm(message) {
+  const status = h("div", { "aria-live": "polite" }, message && h("p", { class: "notice" }, message));
+  const ways = h("div", { class: "sign-in-ways" }, tokenForm(status));
+  // Offered only where an admin is configured; without one the token is the way in.
+  anonymous("/api/auth/login").then(
+    (options) => {
+      if (options.password) ways.append(passwordForm(status));
+      else ways.append(h("p", { class: "notice", id: "no-password-sign-in" },
+        "No admin is configured for a password sign-in here: use a token."));
+    },
+    () => {},
+  );
+  return [
+    h("h1", { id: "sign-in-title" }, "Sign in"),
+    h("p", {}, "Your token is kept for this browser tab only."),
+    ways,
     status,
   ];
 }

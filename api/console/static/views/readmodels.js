@@ -1,7 +1,9 @@
 // Read models: each one's state, position and lag; a blue/green rebuild with its progress
 // and the comparison of the new copy with the live one; parked events, retried or skipped.
+// Under them, the outbound channels of the integration events (deliveries.js).
 import { api, ApiError } from "../api.js";
 import { announce, fill, h, keepingFocus, problem, table, when } from "../dom.js";
+import { deliveriesTable, showParkedDeliveries } from "./deliveries.js";
 
 const IDLE_POLL_MS = 3000;
 const BUSY_POLL_MS = 400;
@@ -32,8 +34,9 @@ function progress(model) {
 export function render(root) {
   const status = h("p", { class: "muted", "aria-live": "polite" });
   const list = h("div");
+  const outbound = h("div");
   const parked = h("section", { "aria-live": "polite" });
-  fill(root, status, list, parked);
+  fill(root, status, list, outbound, parked);
   let timer = null;
   let stopped = false;
   const watching = new Set(); // rebuilds started here, announced when they end
@@ -86,7 +89,10 @@ export function render(root) {
     clearTimeout(timer);
     let busy = false;
     try {
-      const { items } = await api("/api/projections");
+      const [{ items }, deliveries] = await Promise.all([
+        api("/api/projections"),
+        api("/api/deliveries").catch((error) => error),
+      ]);
       if (stopped) return;
       busy = items.some((m) => m.rebuild);
       for (const model of items) {
@@ -110,6 +116,9 @@ export function render(root) {
           h("button", { type: "button", class: "secondary", "aria-label": `Parked events of ${m.name}`,
             onclick: () => showParked(m.name) }, `Parked (${m.parked})`))],
       ], items, (m) => ({ "data-name": m.name, "data-state": m.state }))));
+      keepingFocus(outbound, () => fill(outbound, deliveries instanceof Error
+        ? problem(deliveries)
+        : deliveriesTable(deliveries.items, (c) => showParkedDeliveries(parked, c, refresh))));
       status.textContent = `Updated ${when(new Date().toISOString())}.`;
     } catch (error) {
       fill(list, problem(error));
