@@ -62,7 +62,7 @@ def get_customer(
     response_model=ErasureView,
     responses=problem_responses(401, 403, 404, 409, 422, 503),
 )
-async def erase(
+async def erase_customer(
     customer_id: CustomerId, shop: ShopDep, customers: Customers, _: Admin
 ) -> ErasureView:
     """Erase the customer's personal data (GDPR Art. 17; admin): its data key is
@@ -93,7 +93,7 @@ async def erase(
     response_model=PersonalDataView,
     responses=problem_responses(401, 403, 404, 422, 503),
 )
-def personal_data(
+def get_customer_data(
     customer_id: CustomerId, caller: Caller, shop: ShopDep, customers: Customers, orders: Orders
 ) -> PersonalDataView:
     """Every piece of personal data held about the customer, as JSON (GDPR Art. 15 and
