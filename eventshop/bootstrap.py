@@ -162,7 +162,10 @@ def open_keys(
             with migration_lock(store):
                 store.prepare()
                 keys.create_table()
-        keys.check_master_key()
+        # Readers that need no personal data (verify, proofs) still work: warn, and let
+        # each read of a sealed field fail (MasterKeyMismatch).
+        if (wrong := keys.foreign_master_keys()) is not None:
+            logging.getLogger("eventshop.personal").error("personal data: %s", wrong)
     except BaseException:
         keys.close()
         raise

@@ -126,16 +126,19 @@ class KeyRing:
     def create_table(self) -> None:
         self.table.create_table()
 
-    def check_master_key(self) -> None:
-        """Refuse a master key that did not wrap the keys already stored (a host that
-        generated its own instead of being given the deployment's)."""
+    def foreign_master_keys(self) -> str | None:
+        """What is wrong if the stored keys were wrapped by another master key than this
+        one (a host that generated its own instead of being given the deployment's):
+        every read of their sealed fields would fail (None: nothing wrong)."""
         others = self.table.master_ids() - {self.master_id}
-        if others:
-            raise MasterKeyMismatch(
-                f"the store's data keys were wrapped by master key {', '.join(sorted(others))},"
-                f" not by this process's ({self.master_id}): give every process the same"
-                " EVENTSHOP_PERSONAL_DATA_MASTER_KEY, the one the store was written with"
-            )
+        if not others:
+            return None
+        return (
+            f"the store's data keys were wrapped by master key {', '.join(sorted(others))},"
+            f" not by this process's ({self.master_id}): sealed personal data cannot be"
+            " read; give every process the same EVENTSHOP_PERSONAL_DATA_MASTER_KEY, the one"
+            " the store was written with"
+        )
 
     def key_for(self, subject: str) -> tuple[str, AESGCM]:
         """The subject's key (made now if it has none) and its id: for sealing."""
