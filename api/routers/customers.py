@@ -73,8 +73,8 @@ async def erase_customer(
 
     Asked again with nothing stored since, it answers with that erasure
     (`already_erased`) and records nothing; a customer the shop holds nothing of is 404.
-    The answer comes once no process can still hold the key (a few seconds:
-    EVENTSHOP_PERSONAL_KEY_CACHE_SECONDS)."""
+    The answer comes once no process can still hold the key or what it decrypted
+    (twice EVENTSHOP_PERSONAL_KEY_CACHE_SECONDS: 6 s by default)."""
     order_ids = [UUID(order_id) for order_id in customers.order_ids(customer_id)]
     done = await in_thread(shop.erase_customer, customer_id, order_ids)
     return ErasureView.model_validate(
