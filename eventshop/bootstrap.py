@@ -62,15 +62,19 @@ def _open_shop(settings: Settings, link: bool, library_env: dict[str, str]) -> S
     with migration_lock(store):
         store.prepare()
         keys = open_keys(settings, store, locked=True)
-        shop = Shop(
-            {**pool_env(settings), **library_env},
-            store=store,
-            keys=keys,
-            encrypt=settings.personal_data_encryption,
-            currency=settings.currency,
-            idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
-            command_wait=settings.command_wait_seconds,
-        )
+        try:
+            shop = Shop(
+                {**pool_env(settings), **library_env},
+                store=store,
+                keys=keys,
+                encrypt=settings.personal_data_encryption,
+                currency=settings.currency,
+                idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
+                command_wait=settings.command_wait_seconds,
+            )
+        except BaseException:
+            keys.close()
+            raise
         try:
             if link and (report := _link(shop)) is not None:
                 log.warning("audit links: %s", report.detail)

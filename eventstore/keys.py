@@ -54,8 +54,8 @@ class KeyTable(ABC):
         """Delete the subject's key; the ids of the keys deleted."""
 
     @abstractmethod
-    def master_ids(self) -> set[str]:
-        """The ids of the master keys that wrapped the stored keys."""
+    def other_master(self, master_id: str) -> str | None:
+        """The id of a master key other than ``master_id`` that wrapped a stored key."""
 
     def close(self) -> None:  # noqa: B027 (a table without connections has none to close)
         """Let go of connections."""
@@ -100,8 +100,8 @@ class MemoryKeyTable(KeyTable):
                 del self._rows[key_id]
             return gone
 
-    def master_ids(self) -> set[str]:
-        return {key.master_id for key in self._rows.values()}
+    def other_master(self, master_id: str) -> str | None:
+        return next((k.master_id for k in self._rows.values() if k.master_id != master_id), None)
 
     def __reduce__(self) -> Any:
         # Keys held in one process's memory cannot travel to another (rebuild workers).
@@ -155,10 +155,12 @@ class SQLiteKeyTable(KeyTable):
             ).fetchall()
         return [row[0] for row in rows]
 
-    def master_ids(self) -> set[str]:
+    def other_master(self, master_id: str) -> str | None:
         with closing(self._connect()) as conn:
-            rows = conn.execute(f"SELECT DISTINCT master_id FROM {KEYS_TABLE}").fetchall()
-        return {row[0] for row in rows}
+            found = conn.execute(
+                f"SELECT master_id FROM {KEYS_TABLE} WHERE master_id <> ? LIMIT 1", (master_id,)
+            ).fetchone()
+        return found[0] if found else None
 
 
 class PostgresKeyTable(KeyTable):
@@ -232,12 +234,15 @@ class PostgresKeyTable(KeyTable):
             ).fetchall()
         return [row[0] for row in rows]
 
-    def master_ids(self) -> set[str]:
+    def other_master(self, master_id: str) -> str | None:
         with self._pool_open().connection() as conn:
-            rows = conn.execute(
-                sql.SQL("SELECT DISTINCT master_id FROM {}").format(self._table)
-            ).fetchall()
-        return {row[0] for row in rows}
+            found = conn.execute(
+                sql.SQL("SELECT master_id FROM {} WHERE master_id <> %s LIMIT 1").format(
+                    self._table
+                ),
+                (master_id,),
+            ).fetchone()
+        return found[0] if found else None
 
     def close(self) -> None:
         self._pool.close()

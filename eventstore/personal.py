@@ -130,11 +130,11 @@ class KeyRing:
         """What is wrong if the stored keys were wrapped by another master key than this
         one (a host that generated its own instead of being given the deployment's):
         every read of their sealed fields would fail (None: nothing wrong)."""
-        others = self.table.master_ids() - {self.master_id}
-        if not others:
+        other = self.table.other_master(self.master_id)
+        if other is None:
             return None
         return (
-            f"the store's data keys were wrapped by master key {', '.join(sorted(others))},"
+            f"the store's data keys were wrapped by master key {other},"
             f" not by this process's ({self.master_id}): sealed personal data cannot be"
             " read; give every process the same EVENTSHOP_PERSONAL_DATA_MASTER_KEY, the one"
             " the store was written with"
