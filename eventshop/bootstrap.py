@@ -8,11 +8,9 @@ so that each is wired the same way wherever it runs.
 from __future__ import annotations
 
 import logging
-import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -115,36 +113,17 @@ def signing_key(settings: Settings, *, create: bool = True) -> Ed25519PrivateKey
     if not path.exists():
         if not create:
             return None
-        _write_once(path, lambda: receipts.private_pem(Ed25519PrivateKey.generate()))
+        personal.write_once(path, lambda: receipts.private_pem(Ed25519PrivateKey.generate()))
     return receipts.private_key(str(path))
-
-
-def _write_once(path: Path, make: Callable[[], str]) -> None:
-    """Write a new secret to ``path`` unless another process got there first."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Written whole under another name, then linked into place (which fails if the
-    # name exists): processes starting together keep the first one's key, and none
-    # reads a key file half written.
-    draft = path.with_name(f".{path.name}.{os.getpid()}")
-    with open(os.open(draft, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600), "w") as file:
-        file.write(make())
-    try:
-        os.link(draft, path)
-    except FileExistsError:
-        pass
-    finally:
-        draft.unlink()
 
 
 def master_key(settings: Settings) -> bytes:
     """The key wrapping the customers' data keys: the configured one, else one generated
     once and kept under var/ (like the signing key; production: keep it elsewhere)."""
-    if settings.personal_data_master_key is not None:
-        return personal.master_key(settings.personal_data_master_key.get_secret_value())
-    path = settings.var_dir / "personal-data-master-key"
-    if not path.exists():
-        _write_once(path, personal.new_master_key)
-    return personal.master_key(str(path))
+    configured = settings.personal_data_master_key
+    return personal.master_key_at(
+        configured.get_secret_value() if configured is not None else None, settings.var_dir
+    )
 
 
 def open_keys(

@@ -32,6 +32,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -68,6 +69,34 @@ def master_key(value: str) -> bytes:
 def new_master_key() -> str:
     """A fresh master key, base64 (as ``master_key`` reads it)."""
     return base64.b64encode(AESGCM.generate_key(bit_length=256)).decode()
+
+
+def master_key_at(configured: str | None, var_dir: Path) -> bytes:
+    """The master key: the configured one, else one generated once and kept in
+    ``var_dir`` (like the audit signing key; production: configure it, kept elsewhere)."""
+    if configured is not None:
+        return master_key(configured)
+    path = var_dir / "personal-data-master-key"
+    if not path.exists():
+        write_once(path, new_master_key)
+    return master_key(str(path))
+
+
+def write_once(path: Path, make: Callable[[], str]) -> None:
+    """Write a new secret to ``path`` unless another process got there first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written whole under another name, then linked into place (which fails if the
+    # name exists): processes starting together keep the first one's secret, and none
+    # reads a file half written.
+    draft = path.with_name(f".{path.name}.{os.getpid()}")
+    with open(os.open(draft, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600), "w") as file:
+        file.write(make())
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        pass
+    finally:
+        draft.unlink()
 
 
 class _Expiring:

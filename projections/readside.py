@@ -287,15 +287,19 @@ def run_worker(
     prefix: str = "",
     batch_size: int = 500,
     worker_id: str | None = None,
+    keys: KeyRing | None = None,
 ) -> None:
-    """Feed every read model of ``store`` until ``stop_event`` is set (``eventshop worker``).
+    """Feed every read model of ``store`` until ``stop_event`` is set (``eventshop worker``);
+    ``keys`` read the sealed personal fields (without them, those read as erased).
 
     Start as many as you like on one PostgreSQL database: each read model is fed by one
     of them at a time, and another takes over within seconds when that one dies.
     """
     if store.is_memory:
         raise ValueError("a worker needs a shared store: sqlite:// or postgresql://, not memory://")
-    read_side = build_read_side(store, prefix=prefix, batch_size=batch_size, worker_id=worker_id)
+    read_side = build_read_side(
+        store, prefix=prefix, batch_size=batch_size, worker_id=worker_id, keys=keys
+    )
     try:
         read_side.start()
         log.info("projection worker %s running", read_side.runner.worker_id)

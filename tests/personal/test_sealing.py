@@ -143,23 +143,30 @@ def test_a_key_ring_travels_to_a_rebuild_worker(tmp_path: Path) -> None:
 def test_a_process_with_another_master_key_says_so_and_reads_no_sealed_field(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A host that generated a master key of its own under var/ (instead of being given
-    the deployment's) says so when it starts, and fails every read of a sealed field
-    rather than show it as erased; readers of the bytes alone (verify) still work."""
+    """A host given another master key than the deployment's (or none, generating its own
+    under var/) says so when it starts, and fails every read of a sealed field rather than
+    show it as erased; readers of the bytes alone (verify) still work."""
     url = f"sqlite:///{tmp_path / 'shop.db'}"
-    first = bootstrap.open_keys(settings_for(url, var_dir=tmp_path / "host-1"))
+    first = bootstrap.open_keys(settings_for(url, personal_data_master_key=None))
     key_id, _ = first.key_for("alice")
     first.close()
     with caplog.at_level("ERROR", logger="eventshop.personal"):
-        other = bootstrap.open_keys(settings_for(url, var_dir=tmp_path / "host-2"))
+        other = bootstrap.open_keys(
+            settings_for(url, personal_data_master_key=personal.new_master_key())
+        )
     assert "same EVENTSHOP_PERSONAL_DATA_MASTER_KEY" in caplog.text
     with pytest.raises(MasterKeyMismatch):
         other.key(key_id)
     other.close()
-    given = (tmp_path / "host-1" / "personal-data-master-key").read_text()
-    caplog.clear()
-    again = bootstrap.open_keys(
-        settings_for(url, var_dir=tmp_path / "host-2", personal_data_master_key=given)
-    )
-    assert again.key(key_id) is not None and "MASTER_KEY" not in caplog.text
+
+
+def test_an_unset_master_key_is_generated_once_under_var(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    settings = settings_for(url, var_dir=tmp_path / "var", personal_data_master_key=None)
+    first = bootstrap.open_keys(settings)
+    key_id, _ = first.key_for("alice")
+    first.close()
+    assert (tmp_path / "var" / "personal-data-master-key").stat().st_mode & 0o777 == 0o600
+    again = bootstrap.open_keys(settings)
+    assert again.key(key_id) is not None
     again.close()
