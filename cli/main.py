@@ -26,7 +26,7 @@ from cli.projections import projections
 from cli.seed import seed
 from cli.text import single_line
 from commands.service import Shop
-from eventshop import bootstrap
+from eventshop import bootstrap, collector
 from eventshop.bootstrap import open_auditor, open_shop
 from eventshop.settings import Settings
 
@@ -67,7 +67,7 @@ def serve(
     level = Settings().log_level
     configure_logging(level)
     uvicorn.run(
-        "api.app:create_app",
+        "api.app:create_server_app",
         factory=True,
         host=host,
         port=port,
@@ -116,6 +116,7 @@ def worker(
     """
     settings = Settings()
     configure_logging(settings.log_level)
+    collector.tune()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -138,6 +139,7 @@ def worker(
     alive = settings.var_dir / WORKER_ALIVE_FILE
     try:
         auditor = open_auditor(shop)
+        collector.settle()
         next_checkpoint = time.monotonic() + checkpoint_seconds
         while not stop.is_set():
             _beat(shop, alive)
@@ -170,9 +172,11 @@ def publisher() -> None:
         signal.signal(signum, lambda *_: stop.set())
     # The write side first: it creates the log's tables if this is a fresh database.
     open_shop(settings).close()
+    collector.tune()
     the_publisher = bootstrap.open_publisher(settings)
     try:
         the_publisher.start()
+        collector.settle()
         stop.wait()
     finally:
         the_publisher.close()
