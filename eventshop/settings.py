@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     run_projections: bool = Field(
         default=True, description="feed the read models in this process (off: `eventshop worker`)"
     )
+    projections_process: bool = Field(
+        default=True,
+        description="on PostgreSQL, `eventshop serve` feeds the read models from an `eventshop"
+        " worker` process it starts and supervises (off: from threads of the API process)",
+    )
     payment_window_seconds: float = Field(
         default=1800.0,
         gt=0,
