@@ -337,7 +337,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
             [e.topic for e in events],
             [e.state for e in events],
         )
-        insert.execute(self._insert, columns, prepare=True)
+        insert.execute(self._insert, columns, prepare=True, binary=True)
 
     def _finish(self, write: Cursor[DictRow], saves: list[Save], returned: list[DictRow]) -> None:
         """Give the saves their positions; queue the NOTIFY, their keys and the events'
@@ -361,7 +361,8 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
             ((i, e) for save in saves for i, e in zip(save.ids, save.events, strict=True)),
             key=lambda pair: pair[0],
         )
-        write.execute(self._insert_links, links.chain(previous, in_order))
+        chained = links.chain(previous, in_order)
+        write.execute(self._insert_links, chained, prepare=True, binary=True)
 
     def _insert_keys_of(self, curs: Cursor[DictRow], saves: list[Save]) -> None:
         keys = [(save.key, save.ids[-1]) for save in saves if save.key is not None]
