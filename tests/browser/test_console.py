@@ -88,6 +88,47 @@ def test_an_auditor_steps_back_through_an_order_downloads_and_verifies_the_log(
     expect(page.locator("#verify-status")).to_have_attribute("data-status", "verified")
 
 
+def test_an_auditor_proves_a_middle_event_is_in_the_signed_log(
+    tab_on: OpenTab, served: Served
+) -> None:
+    auditor = {"Authorization": f"Bearer {served.token('auditor')}"}
+    receipt = httpx.post(f"{served.url}/api/audit/receipts", headers=auditor).json()
+    middle = receipt["position"] // 2
+    proof = httpx.get(
+        f"{served.url}/api/audit/events/{middle}/proof",
+        params={"receipt": receipt["position"]},
+        headers=auditor,
+    ).json()
+    tab = tab_on(served)
+    page = tab.page
+    tab.sign_in("auditor", sub="audit-2")
+    page.get_by_role("link", name="Audit").click()
+    page.get_by_role("button", name=f"Prove against the receipt at {receipt['position']}").click()
+    expect(page.get_by_label("Receipt position")).to_have_value(str(receipt["position"]))
+    page.keyboard.type(str(middle))  # the event's field has the keyboard
+    page.keyboard.press("Enter")
+
+    verdict = page.locator("#proof-verdict")
+    expect(verdict).to_have_attribute("data-holds", "true")
+    expect(verdict).to_contain_text(f"Holds: the event at position {middle} is leaf")
+    expect(page.locator("#proof-leaf")).to_have_text(str(proof["leaf_index"]))
+    expect(page.locator("#proof-size")).to_have_text(str(receipt["tree_size"]))
+    expect(page.locator("#proof-root")).to_have_text(receipt["tree_root"])
+    expect(page.locator("#proof-path li")).to_have_count(len(proof["audit_path"]))
+    expect(page.locator("#proof-receipt")).to_contain_text(receipt["signature"])
+    page.locator("#proof-title").evaluate("title => title.scrollIntoView()")
+    tab.screenshot("console-proof")
+
+    # A proof that does not hold is said as plainly (the answer changed on its way here).
+    broken = {**proof, "holds": False, "detail": "the audit path does not lead to the root"}
+    page.route("**/proof?*", lambda route: route.fulfill(json=broken))
+    page.get_by_role("button", name="Get the proof").click()
+    expect(verdict).to_have_attribute("data-holds", "false")
+    expect(verdict).to_have_class(re.compile(r"\bbad\b"))
+    expect(verdict).to_contain_text("Does not hold: the audit path does not lead to the root")
+    assert tab.errors == []
+
+
 def test_a_product_and_its_stock_are_found_by_sku(tab_on: OpenTab, served: Served) -> None:
     tab = tab_on(served)
     page = tab.page
@@ -168,7 +209,8 @@ def test_a_customer_cannot_open_the_audit_views(tab_on: OpenTab, served: Served)
         )
     # What the console asked for, the API refuses to this token itself.
     alice = {"Authorization": f"Bearer {served.token('customer', sub='alice')}"}
-    for route in ("/api/audit/events", "/api/audit/export", "/api/audit/digest"):
+    refused = ("events", "export", "digest", "events/1/proof")
+    for route in (f"/api/audit/{path}" for path in refused):
         assert httpx.get(f"{served.url}{route}", headers=alice).status_code == 403
     assert all(urlsplit(url).path.startswith(("/console", "/api/")) for url in tab.requests)
 
