@@ -35,6 +35,7 @@ from api.routers import (
 )
 from commands import idempotency
 from commands.service import Shop
+from eventshop import collector
 from eventshop.bootstrap import (
     open_auditor,
     open_deliveries,
@@ -73,14 +74,27 @@ def _version() -> str:
         return "0+unknown"
 
 
+def create_server_app() -> FastAPI:
+    """The API as ``eventshop serve`` runs it, one per process: its garbage collector
+    tuned for a long-running server (eventshop/collector.py)."""
+    collector.tune()
+    return create_app(own_process=True)
+
+
 def create_app(
-    settings: Settings | None = None, shop: Shop | None = None, read_side: ReadSide | None = None
+    settings: Settings | None = None,
+    shop: Shop | None = None,
+    read_side: ReadSide | None = None,
+    *,
+    own_process: bool = False,
 ) -> FastAPI:
     """Build the API; without ``shop`` and ``read_side``, open them on ``settings.database_url``.
 
     What is opened here is started with the app (the read models are fed in this
     process unless ``run_projections`` is off) and closed when it shuts down; what is
-    passed in stays the caller's to start and close.
+    passed in stays the caller's to start and close. ``own_process``: the app is all
+    its process serves, which may then leave what it made at start out of the garbage
+    collector's sight (not so in tests, which make many apps in one process).
     """
     settings = settings or Settings()
     owns_shop, owns_read_side = shop is None, read_side is None
@@ -105,6 +119,8 @@ def create_app(
             the_webhooks.start()
         the_shop.observers.append(issuer)
         issuer.start()
+        if own_process:
+            collector.settle()
         try:
             yield
         finally:

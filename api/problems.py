@@ -83,6 +83,12 @@ TYPES: dict[str, ProblemType] = {
         "The Idempotency-Key was first sent with another request (route, body or If-Match).",
         "Use a new key for a new request; repeat a request only exactly as it was.",
     ),
+    "already-erased": ProblemType(
+        "Already erased",
+        409,
+        "The customer's personal data was erased, and none was stored since.",
+        "Nothing to do: POST /api/customers/{id}/erasure answers with that erasure again.",
+    ),
     # Operations on the read models (admin).
     "already-rebuilding": ProblemType(
         "Rebuild already running",

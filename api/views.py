@@ -373,3 +373,49 @@ class SalesReport(BaseModel):
 class Health(BaseModel):
     status: Literal["live", "ready"]
     position: int | None = Field(default=None, description="the head of the event log")
+
+
+class PlainEvent(BaseModel):
+    aggregate_id: UUID
+    version: int
+
+
+class ErasureView(BaseModel):
+    """What an erasure did."""
+
+    customer_id: str
+    already_erased: bool = Field(
+        description="true when the customer was erased before and nothing was stored since:"
+        " this repeats that erasure's answer and records nothing"
+    )
+    erasures: int = Field(description="how many erasures the customer has had")
+    still_plain: list[PlainEvent] = Field(
+        description="the customer's events stored before personal data was encrypted (or"
+        " with encryption switched off): events are never rewritten, so their personal"
+        " fields stay readable in the log"
+    )
+    position: int = Field(
+        description="a log position at or after the erasure: read models that reached it"
+        " show the customer's personal fields as erased (use as ?min_position=)"
+    )
+
+
+class OrderPersonalData(BaseModel):
+    order_id: UUID
+    placed_at: str
+    email: str
+    shipping_address: AddressView
+
+
+class PersonalDataView(BaseModel):
+    """Every piece of personal data the shop holds about one customer (GDPR Art. 15/20)."""
+
+    customer_id: str
+    erased: bool = Field(description="whether the customer's personal data was erased")
+    erasures: int
+    orders: list[OrderPersonalData] = Field(
+        description="each order's e-mail and shipping address (`[erased]` once erased)"
+    )
+    still_plain: list[PlainEvent] = Field(
+        description="events of the customer whose personal fields are stored in plain text"
+    )

@@ -1,13 +1,14 @@
 """Delivery lag: from an event's commit to JetStream, while the write path's load runs.
 
-The shop is deployed as a user deploys it (bench/deploy.py): ``eventshop serve`` (read
-models in-process) and ``eventshop publisher`` beside it, or with ``--worker``
-``EVENTSHOP_RUN_PROJECTIONS=false`` and an ``eventshop worker`` that feeds the read models
-and publishes, on a PostgreSQL database made for the run, publishing to a stream and
-subjects of the run's own on the NATS server (``EVENTSHOP_BENCH_NATS``, default
-``nats://127.0.0.1:4222``; the stream is deleted at the end). The load is the write-path
-benchmark's flash sale (bench/load.py, one process: customers looping open a cart, add
-one unit, check out), so that every checkout makes an ``order.placed`` integration event.
+The shop is deployed as a user deploys it (bench/deploy.py): ``eventshop serve`` with
+``EVENTSHOP_NATS_URL`` set (the worker process it starts feeds the read models and
+publishes), or with ``--worker`` ``EVENTSHOP_RUN_PROJECTIONS=false`` and an ``eventshop
+worker`` started apart that does, on a PostgreSQL database made for the run, publishing
+to a stream and subjects of the run's own on the NATS server (``EVENTSHOP_BENCH_NATS``,
+default ``nats://127.0.0.1:4222``; the stream is deleted at the end). The load is the
+write-path benchmark's flash sale (bench/load.py, one process: customers looping open a
+cart, add one unit, check out), so that every checkout makes an ``order.placed``
+integration event.
 
 A JetStream consumer in this process (an ordered push consumer of the run's subjects)
 takes, for every event of the stream:
@@ -54,7 +55,7 @@ import httpx
 import nats
 
 from bench.common import database, open_shop
-from bench.deploy import RESULTS, Deployment, Side, eventshop_command, load_round, start_shop
+from bench.deploy import RESULTS, Deployment, Side, load_round, start_shop
 from bench.load import percentiles
 from bench.write_path import flash_specs, make_products, probe_purchase
 from projections.integration.events import TOPICS, Translator
@@ -263,13 +264,6 @@ def deployed(cfg: dict[str, Any], stream: str, prefix: str) -> Iterator[tuple[Si
                 separate_worker=cfg["worker"],
                 env=nats_env,
             )
-            if not cfg["worker"]:  # serve publishes nothing: a publisher beside it
-                deployment.process(
-                    "publisher",
-                    [*eventshop_command(), "publisher"],
-                    side.server.env,
-                    deployment.workdir,
-                )
             yield side, url
         finally:
             deployment.stop()

@@ -258,12 +258,15 @@ def start_shop(
     *,
     workers: int = 1,
     separate_worker: bool,
+    threads: bool = False,
     env: dict[str, str] | None = None,
 ) -> Side:
     """``eventshop serve`` (and ``eventshop worker`` when the read models run apart);
     ``env``: more settings for both (``EVENTSHOP_NATS_URL`` ...)."""
     var_dir = deployment.workdir / "var"
     extra = {"EVENTSHOP_RUN_PROJECTIONS": "false"} if separate_worker else {}
+    if threads:  # the read models in threads of the API process, not its worker child
+        extra["EVENTSHOP_PROJECTIONS_PROCESS"] = "false"
     env = shop_env(url, var_dir, **extra, **(env or {}))
     cli = eventshop_command()
     # Several processes on one store: make the tables first, as the README says to.

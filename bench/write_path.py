@@ -15,9 +15,12 @@ process of its own, started afresh for every round) drives both:
 Scenarios:
 
 - **P1 spread**: ``POST /api/stock/{sku}/receipts`` over 256 SKUs (made before timing)
-  from 32 connections, on three deployments of the shop: default ``eventshop serve``
-  (read models fed in-process), ``EVENTSHOP_RUN_PROJECTIONS=false`` plus an ``eventshop
-  worker`` process, and ``serve --workers 2`` (against a floor with ``--workers 2``);
+  from 32 connections, on four deployments of the shop: default ``eventshop serve``
+  (on PostgreSQL it feeds the read models from an ``eventshop worker`` process it starts;
+  its CPU counts that child's), the same with ``EVENTSHOP_PROJECTIONS_PROCESS=false``
+  (read models in threads of the API process), ``EVENTSHOP_RUN_PROJECTIONS=false`` plus
+  an ``eventshop worker`` started apart, and ``serve --workers 2`` (against a floor with
+  ``--workers 2``);
 - **P1 hot**: every receipt on one SKU (default serve): the ratio, and the non-2xx
   answers (target 0);
 - **flash sale**: 32 customers each looping open a cart, add one unit of one SKU that
@@ -89,7 +92,15 @@ ADDRESS = {
     "postal_code": "10115",
     "country": "DE",
 }
-SCENARIOS = ("spread", "hot", "flash", "spread_worker", "spread_workers2", "appends")
+SCENARIOS = (
+    "spread",
+    "hot",
+    "flash",
+    "spread_threads",
+    "spread_worker",
+    "spread_workers2",
+    "appends",
+)
 
 DEFAULTS: dict[str, Any] = {
     "rounds": 3,
@@ -275,7 +286,7 @@ def receipt_specs(cfg: dict[str, Any], skus: Sequence[str], headers: dict[str, s
 
 @contextlib.contextmanager
 def deployed(
-    label: str, *, workers: int = 1, separate_worker: bool = False
+    label: str, *, workers: int = 1, separate_worker: bool = False, threads: bool = False
 ) -> Iterator[tuple[Side, Side]]:
     """A fresh database with the shop and the floor serving it, each in its own processes."""
     with database(label) as url, tempfile.TemporaryDirectory(prefix=f"bench-{label}-") as tmp:
@@ -292,6 +303,7 @@ def deployed(
                     dbname,
                     workers=workers,
                     separate_worker=separate_worker,
+                    threads=threads,
                 )
                 floor_started = pool.submit(start_floor, deployment, dsn, dbname, workers=workers)
                 shop, floor = shop_started.result(), floor_started.result()
@@ -459,6 +471,11 @@ def run(
 
     if {"spread", "hot", "flash"} & set(only):
         group("serve", lambda: run_default(cfg, only, echo))
+    if "spread_threads" in only:
+        group(
+            "spread_threads",
+            lambda: {"spread_threads": run_spread_on("spread_threads", cfg, echo, threads=True)},
+        )
     if "spread_worker" in only:
         group(
             "spread_worker",

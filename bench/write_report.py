@@ -8,7 +8,10 @@ from typing import Any
 
 TITLES = {
     "spread": "P1 spread: POST /api/stock/{{sku}}/receipts over {skus} SKUs, {connections}"
-    " connections; `eventshop serve` (read models in-process) vs floor (1 process)",
+    " connections; `eventshop serve` (read models fed by its worker process) vs floor"
+    " (1 process)",
+    "spread_threads": "P1 spread, `eventshop serve` with EVENTSHOP_PROJECTIONS_PROCESS=false"
+    " (read models in threads of the API process) vs floor (1 process)",
     "hot": "P1 hot: every receipt on one SKU, {connections} connections; `eventshop serve`"
     " vs floor",
     "flash": "Flash sale: {connections} customers loop open cart, add 1 unit, check out;"
@@ -23,6 +26,7 @@ SHORT = {
     "spread": "P1 spread, serve",
     "hot": "P1 hot SKU, serve",
     "flash": "flash sale, serve",
+    "spread_threads": "P1 spread, serve, read models in threads",
     "spread_worker": "P1 spread, serve + worker",
     "spread_workers2": "P1 spread, serve --workers 2",
     "appends": "appends, {threads} threads",

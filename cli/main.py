@@ -7,6 +7,7 @@ sub-apps with ``app.add_typer(other, name=...)``.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -21,12 +22,13 @@ from api.auth import ROLES, mint
 from api.observability import configure_logging
 from cli.admin import admin_password_hash
 from cli.audit import audit
+from cli.feeding import FeedingWorker
 from cli.output import group
 from cli.projections import projections
 from cli.seed import seed
 from cli.text import single_line
 from commands.service import Shop
-from eventshop import bootstrap
+from eventshop import bootstrap, collector
 from eventshop.bootstrap import open_auditor, open_shop
 from eventshop.settings import Settings
 
@@ -58,16 +60,45 @@ def serve(
 ) -> None:
     """Serve the HTTP API on the store EVENTSHOP_DATABASE_URL names (SQLite under ./var/).
 
-    Projections run inside the API process(es) unless EVENTSHOP_RUN_PROJECTIONS=false;
-    with several processes each read model is fed by one of them at a time (a lock).
+    The read models are fed unless EVENTSHOP_RUN_PROJECTIONS=false: on PostgreSQL by an
+    `eventshop worker` process this command starts and restarts beside the API (threads
+    of the API process instead with EVENTSHOP_PROJECTIONS_PROCESS=false), on SQLite by
+    threads of the API process.
 
     Logs are JSON lines on stderr (level: EVENTSHOP_LOG_LEVEL); the app writes its own
     access log, with each request's id, in place of uvicorn's.
     """
-    level = Settings().log_level
+    settings = Settings()
+    level = settings.log_level
     configure_logging(level)
+    feeding = None
+    if (
+        settings.run_projections
+        and settings.projections_process
+        and settings.database_url.is_postgres
+    ):
+        bootstrap.migrate(settings)  # the tables first: two processes start on the store
+        feeding = FeedingWorker()
+        feeding.start()
+        # uvicorn ends by raising the signal it stopped for again, under the handler
+        # found before it ran: this one, so that the worker is stopped with the API.
+        signal.signal(signal.SIGTERM, _stop_serving)
+        # For the API process(es) uvicorn starts: the worker feeds the read models.
+        os.environ["EVENTSHOP_RUN_PROJECTIONS"] = "false"
+    try:
+        _serve(host, port, workers, level)
+    finally:
+        if feeding is not None:
+            feeding.stop()
+
+
+def _stop_serving(signum: int, _: object) -> None:
+    raise SystemExit(0)
+
+
+def _serve(host: str, port: int, workers: int, level: str) -> None:
     uvicorn.run(
-        "api.app:create_app",
+        "api.app:create_server_app",
         factory=True,
         host=host,
         port=port,
@@ -104,6 +135,12 @@ def worker(
             min=1, metavar="SECONDS", help="how often to extend the audit hash-chain checkpoints"
         ),
     ] = 60.0,
+    exit_with: Annotated[
+        int | None,
+        typer.Option(
+            metavar="PID", hidden=True, help="end when the process PID (the parent) has ended"
+        ),
+    ] = None,
 ) -> None:
     """Feed the read models from the log until stopped (SIGTERM or Ctrl-C).
 
@@ -116,6 +153,7 @@ def worker(
     """
     settings = Settings()
     configure_logging(settings.log_level)
+    collector.tune()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -138,8 +176,12 @@ def worker(
     alive = settings.var_dir / WORKER_ALIVE_FILE
     try:
         auditor = open_auditor(shop)
+        collector.settle()
         next_checkpoint = time.monotonic() + checkpoint_seconds
         while not stop.is_set():
+            if exit_with is not None and os.getppid() != exit_with:
+                log.warning("the process that started this worker (pid %s) ended", exit_with)
+                break
             _beat(shop, alive)
             if time.monotonic() >= next_checkpoint:
                 auditor.checkpoint()
@@ -170,9 +212,11 @@ def publisher() -> None:
         signal.signal(signum, lambda *_: stop.set())
     # The write side first: it creates the log's tables if this is a fresh database.
     open_shop(settings).close()
+    collector.tune()
     the_publisher = bootstrap.open_publisher(settings)
     try:
         the_publisher.start()
+        collector.settle()
         stop.wait()
     finally:
         the_publisher.close()

@@ -21,6 +21,11 @@ aggregate fails too (and runs again from the log). A command that a rule refuses
 such a state, is refused only once that state has committed (``confirmed``): the save
 it followed may fail, or be its own twin's under one idempotency key.
 
+An aggregate holding personal data (one whose events declare personal fields, like an
+Order) is kept at most ``personal_ttl`` seconds from the moment it was read from the
+log, then read again: its customer's data may have been erased meanwhile by another
+process (eventstore/personal.py says why that bounds how long erased data can live on).
+
 Cached aggregates are never changed in place, so that copies can be taken without a
 lock: a load hands out a deep copy, and a save replaces the entry with the saved
 aggregate, if it is newer than the entry (the library's own fast-forward, which would
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from copy import deepcopy
 from dataclasses import dataclass, field, is_dataclass
@@ -41,6 +47,8 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Repository, project_aggregate
 from eventsourcing.domain import Aggregate
+
+from domain.personal import personal_data
 
 # Aggregates kept (the least recently used go first), unless the Shop is given another
 # AGGREGATE_CACHE_MAXSIZE; and the library's settings this module relies on.
@@ -60,11 +68,20 @@ class _Flight:
 class Aggregates:
     """Loads aggregates through the repository's cache (see the module's docstring)."""
 
-    def __init__(self, repository: Repository[Any], trusted: Callable[[UUID], bool]) -> None:
+    def __init__(
+        self,
+        repository: Repository[Any],
+        trusted: Callable[[UUID], bool],
+        personal_ttl: float = float("inf"),
+    ) -> None:
         """``trusted(id)``: whether this thread may take the cached copy of ``id`` as it
-        is (it holds the aggregate's turn, and no other process contends it)."""
+        is (it holds the aggregate's turn, and no other process contends it);
+        ``personal_ttl``: how long a copy holding personal data may be kept."""
         self.repository = repository
         self.trusted = trusted
+        self.personal_ttl = personal_ttl
+        # When each cached aggregate holding personal data was read from the log.
+        self._read_at: dict[UUID, float] = {}
         # Queued to be written, not yet committed, each with its save's flight.
         self._ahead: dict[UUID, tuple[Aggregate, _Flight]] = {}
         self._lock = threading.Lock()
@@ -106,6 +123,7 @@ class Aggregates:
         cache = self.repository.cache
         if cache is None:
             return self._get(aggregate_id)
+        self._expire(aggregate_id)
         try:
             cached: Aggregate = cache.get(aggregate_id)  # type: ignore[assignment]
         except KeyError:
@@ -148,6 +166,8 @@ class Aggregates:
                     cached = None
                 if cached is None or cached.version < aggregate.version:
                     cache.put(aggregate_id, aggregate)
+                    if _holds_personal_data(type(aggregate)):
+                        self._read_at.setdefault(aggregate_id, time.monotonic())
         self._settle(ok=True)
 
     def failed(self, aggregates: Mapping[UUID, Any]) -> None:
@@ -156,11 +176,17 @@ class Aggregates:
         self._forget(aggregates)
         self._settle(ok=False)
 
+    def forget(self, aggregate_ids: Iterable[UUID]) -> None:
+        """Drop these aggregates from memory (their customer's data was erased): the
+        next command on one reads it from the log, where its personal fields are erased."""
+        self._forget(aggregate_ids)
+
     def _forget(self, aggregate_ids: Iterable[UUID]) -> None:
         cache = self.repository.cache
         with self._lock:
             for aggregate_id in aggregate_ids:
                 self._ahead.pop(aggregate_id, None)
+                self._read_at.pop(aggregate_id, None)
                 if cache is not None:
                     with contextlib.suppress(KeyError):
                         cache.get(aggregate_id, evict=True)
@@ -173,8 +199,42 @@ class Aggregates:
             self._local.flight = None
 
     def _get(self, aggregate_id: UUID) -> Aggregate:
+        since = time.monotonic()
         aggregate: Aggregate = self.repository.get(aggregate_id)
+        if _holds_personal_data(type(aggregate)):
+            with self._lock:
+                self._read_at.setdefault(aggregate_id, since)
         return aggregate
+
+    def _expire(self, aggregate_id: UUID) -> None:
+        """Drop the cached copy of an aggregate holding personal data once it is older
+        than ``personal_ttl``."""
+        with self._lock:
+            read_at = self._read_at.get(aggregate_id)
+        if read_at is not None and read_at + self.personal_ttl <= time.monotonic():
+            self._forget([aggregate_id])
+        if len(self._read_at) > 2 * _CACHE_LIMIT:
+            now = time.monotonic()
+            with self._lock:
+                for old in [i for i, t in self._read_at.items() if t + self.personal_ttl <= now]:
+                    del self._read_at[old]
+
+
+_CACHE_LIMIT = int(CACHE_SIZE)
+
+
+_PERSONAL: dict[type[Any], bool] = {}
+
+
+def _holds_personal_data(aggregate_class: type[Any]) -> bool:
+    """Whether any event of the class declares personal fields."""
+    found = _PERSONAL.get(aggregate_class)
+    if found is None:
+        found = _PERSONAL[aggregate_class] = any(
+            isinstance(member, type) and personal_data(member) is not None
+            for member in vars(aggregate_class).values()
+        )
+    return found
 
 
 _IMMUTABLE = frozenset({str, int, float, bool, bytes, Decimal, UUID, datetime, date, type(None)})

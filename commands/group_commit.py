@@ -46,7 +46,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from psycopg import Connection, Cursor, Pipeline
 from psycopg.errors import UniqueViolation
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composable, Identifier
 
 from commands.batches import (
     Save,
@@ -72,6 +72,10 @@ DEFAULT_QUEUE_TIMEOUT = 10.0
 __all__ = ["GroupCommitRecorder", "when_queued"]
 
 _Writer = Callable[[Connection[DictRow], Pipeline, list[Save]], None]
+
+
+def _rendered(statement: Any) -> Any:
+    return statement.as_bytes(None) if isinstance(statement, Composable) else statement
 
 
 class _Undo(Exception):
@@ -156,6 +160,12 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
             " created_at FROM {keys} WHERE caller = %s AND key = %s"
         ).format(keys=keys)
         self._purge = SQL("DELETE FROM {keys} WHERE created_at < %s").format(keys=keys)
+        # Rendered once: a composed statement is rendered again at every execute.
+        self._lock_statements = [_rendered(statement) for statement in self.lock_table_statements]
+        for name in ("_versions", "_insert", "_insert_links", "_live_keys", "_delete_keys"):
+            setattr(self, name, _rendered(getattr(self, name)))
+        for name in ("_insert_keys", "_select_key", "_purge", "_notify"):
+            setattr(self, name, _rendered(getattr(self, name)))
         self._pending: deque[Save] = deque()
         self._lock = threading.Lock()  # guards the queue and the writer's role
         self._writing = False
@@ -275,7 +285,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
             conn.cursor() as keys,
             conn.cursor() as insert,
         ):
-            for statement in self.lock_table_statements:
+            for statement in self._lock_statements:
                 lock.execute(statement, prepare=True)
             versions.execute(self._versions, (ids,), prepare=True)
             if keyed:
@@ -297,7 +307,7 @@ class GroupCommitRecorder(PostgresApplicationRecorder, KeyStore):
         ids = list({uuid_of(event.originator_id) for save in batch for event in save.events})
         keyed = [save.key for save in batch if save.key is not None]
         with conn.cursor() as lock, conn.cursor() as versions, conn.cursor() as keys:
-            for statement in self.lock_table_statements:
+            for statement in self._lock_statements:
                 lock.execute(statement, prepare=True)
             versions.execute(self._versions, (ids,), prepare=True)
             if keyed:

@@ -9,39 +9,38 @@ answered from its first execution instead, and its key is saved with its events.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import os
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import (
     AggregateNotFoundError,
-    Application,
-    ProcessingEvent,
-    Recording,
 )
-from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import ApplicationRecorder, Mapper, RecordConflictError
+from eventsourcing.persistence import ApplicationRecorder, Mapper
 from eventsourcing.utils import Environment, EnvType
+from tenacity import Retrying
 
-from commands import idempotency, turns
+from commands import erasure, idempotency, turns
 from commands.cache import CACHE_ENV, CACHE_SIZE, Aggregates
-from commands.group_commit import GroupCommitRecorder, when_queued
+from commands.group_commit import GroupCommitRecorder
 from commands.idempotency import IdempotencyKeys, KeyStore, POPOKeyRecorder
-from commands.outcome import CommandObserver, Done, outcome_of
+from commands.outcome import CommandObserver, Done
 from commands.recorders import RECORDER_TOPICS
+from commands.running import CommandRunner, retry_on_conflict
 from domain.base import Expected, ShopAggregate
 from domain.cart import Cart
-from domain.errors import AlreadyExists, ConcurrencyConflict, DomainError, NotFound
+from domain.errors import AlreadyExists, NotFound
 from domain.order import DEFAULT_PAYMENT_WINDOW, Order
 from domain.product import Product
 from domain.stock import Stock
 from domain.values import DEFAULT_CURRENCY, Address, currency_code, sku
-from eventstore import log, retry
-from eventstore.causes import current_cause
+from eventstore import log
+from eventstore.keys import MemoryKeyTable
+from eventstore.personal import KeyRing
 from eventstore.url import StoreURL
 
 __all__ = ["CommandObserver", "Done", "Shop"]
@@ -49,36 +48,8 @@ __all__ = ["CommandObserver", "Done", "Shop"]
 P = ParamSpec("P")
 A = TypeVar("A", bound=ShopAggregate)
 
-MAX_ATTEMPTS = retry.CONFLICT_ATTEMPTS
-"""Runs of a command that keeps losing races before it gives up (eventstore/retry.py,
-which also says how long it waits between them)."""
 
-
-def retry_on_conflict(
-    method: Callable[Concatenate[Shop, P], Done],
-) -> Callable[Concatenate[Shop, P], Done]:
-    """Run a command: replay it if its idempotency key was done, else execute it,
-    re-running from a fresh load when a concurrent write got there first.
-
-    The key is looked up again before every attempt: the write that won the race may
-    have been this very request's twin, which stored the key.
-    """
-
-    @functools.wraps(method)
-    def wrapper(shop: Shop, /, *args: P.args, **kwargs: P.kwargs) -> Done:
-        name = method.__name__
-        try:
-            done = shop._attempt(name, functools.partial(method, shop, *args, **kwargs))
-        except BaseException as error:
-            shop._tell("command_finished", name, outcome_of(error))
-            raise
-        shop._tell("command_finished", name, "replayed" if done.replayed else "ok")
-        return done
-
-    return wrapper
-
-
-class Shop(Application[UUID]):
+class Shop(CommandRunner):
     """The eventshop write side over any eventsourcing store.
 
     Prices and orders are in the shop's currency (default EUR).
@@ -97,13 +68,20 @@ class Shop(Application[UUID]):
         currency: str = DEFAULT_CURRENCY,
         idempotency_ttl: timedelta = idempotency.DEFAULT_TTL,
         command_wait: float = turns.DEFAULT_TIMEOUT,
+        keys: KeyRing | None = None,
+        encrypt: bool = True,
     ) -> None:
         """The write side on ``store`` (default: in memory).
 
         ``env`` adds eventsourcing settings (pool sizes, the aggregate cache), first as
         the library's runners pass it. ``command_wait``: how long a command waits for
         its turn on a busy aggregate, or to be written, before it is refused (Busy: 503).
+        ``keys``: the customers' data keys, which seal personal fields (default: keys
+        kept in memory, with a random master key); ``encrypt`` off stores them plain.
         """
+        # The library's __init__ makes the mapper, which seals with these.
+        self.data_keys = keys or KeyRing(MemoryKeyTable(), os.urandom(32), ttl=0.0)
+        self.encrypt = encrypt
         # Checked before connecting: a misconfigured currency must not reach an event.
         self.currency = currency_code(currency)
         self.store = store or StoreURL("memory")
@@ -118,7 +96,10 @@ class Shop(Application[UUID]):
         self.keys = IdempotencyKeys(self.recorder, idempotency_ttl)
         self.observers: list[CommandObserver] = []
         self.turns = turns.Turns(command_wait, turns.DatabaseTurns.for_store(self.store))
-        self.aggregates = Aggregates(self.repository, self.turns.trusts)
+        # A cached aggregate holding personal data lives no longer than a cached key.
+        self.aggregates = Aggregates(self.repository, self.turns.trusts, self.data_keys.ttl)
+        # One retry policy per command name, made once (tenacity keeps its state per thread).
+        self._retrying: dict[str, Retrying] = {}
         if isinstance(self.recorder, GroupCommitRecorder):
             self.recorder.queue_timeout = command_wait
 
@@ -134,6 +115,7 @@ class Shop(Application[UUID]):
 
     def close(self) -> None:
         self.turns.close()
+        self.data_keys.close()
         super().close()
 
     def construct_recorder(self) -> ApplicationRecorder:
@@ -144,7 +126,12 @@ class Shop(Application[UUID]):
 
     def construct_mapper(self) -> Mapper[UUID]:
         # The log's own mapper, which the read side decodes with too (eventstore/log.py).
-        return log.mapper(cipher=self.factory.cipher(), compressor=self.factory.compressor())
+        return log.mapper(
+            self.data_keys,
+            encrypt=self.encrypt,
+            cipher=self.factory.cipher(),
+            compressor=self.factory.compressor(),
+        )
 
     # --- catalogue and stock -------------------------------------------------
 
@@ -341,6 +328,12 @@ class Shop(Application[UUID]):
                 done = self._save(order, *stocks)
         return Done(order, done.position)
 
+    # --- personal data (commands/erasure.py) ----------------------------------
+
+    erase_customer = retry_on_conflict(erasure.erase_customer)
+    plain_personal_events = erasure.plain_personal_events
+    customer = erasure.customer
+
     # --- taking turns ---------------------------------------------------------
 
     def _change(
@@ -389,10 +382,6 @@ class Shop(Application[UUID]):
             raise NotFound(f"Order {order_id} does not exist")
         return order
 
-    def head(self) -> int:
-        """The position of the last event in the global log (0 when empty)."""
-        return self.recorder.max_notification_id() or 0
-
     def _get(self, kind: type[A], aggregate_id: UUID, missing: str) -> A:
         try:
             aggregate = self.aggregates.load(aggregate_id)
@@ -408,93 +397,3 @@ class Shop(Application[UUID]):
     def purge_idempotency_keys(self) -> int:
         """Delete the expired idempotency keys now (commands also do it now and then)."""
         return self.keys.purge()
-
-    def _attempt(self, name: str, run: Callable[[], Done]) -> Done:
-        """Replay or run the command ``name``, running it again after each lost race."""
-        request = idempotency.current_request()
-
-        def once() -> Done:
-            if request is not None and (done := self._replay(request)) is not None:
-                return done
-            self.aggregates.begin()
-            try:
-                return run()
-            except DomainError:
-                if not self.aggregates.confirmed(self.turns.timeout):
-                    raise RecordConflictError("decided on a save that failed") from None
-                # A twin with this key may have won meanwhile and left this run a mix of
-                # old and new state that it refuses (a stale open cart beside the twin's
-                # fresh reservations): then the answer is the twin's.
-                if request is not None and (done := self._replay(request)) is not None:
-                    return done
-                raise
-
-        retrying = retry.on_conflict(
-            attempts=MAX_ATTEMPTS, before_retry=lambda: self._tell("command_retried", name)
-        )
-        try:
-            return retrying(once)
-        except RecordConflictError:
-            raise ConcurrencyConflict(
-                f"{name} lost to concurrent writes {MAX_ATTEMPTS} times; try again"
-            ) from None
-
-    def _replay(self, request: idempotency.IdempotentRequest) -> Done | None:
-        """The first execution's answer if this request's key was done (else None)."""
-        record = self.keys.find(current_cause().actor, request)
-        if record is None:
-            return None
-        aggregate: Aggregate = self.repository.get(
-            record.aggregate_id, version=record.aggregate_version
-        )
-        return Done(aggregate, record.position, replayed=True)
-
-    def _tell(self, what: str, *args: str) -> None:
-        for observer in self.observers:
-            getattr(observer, what)(*args)
-
-    def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
-        # The library's own, with the cache kept by commands/cache.py.
-        try:
-            recordings = self.events.put(
-                processing_event.events,
-                tracking=processing_event.tracking,
-                **processing_event.saved_kwargs,
-            )
-        except BaseException:
-            self.aggregates.failed(processing_event.aggregates)
-            raise
-        self.aggregates.saved(processing_event.aggregates)
-        return recordings
-
-    def _save_aggregates(
-        self, aggregates: Sequence[Aggregate], kwargs: dict[str, Any]
-    ) -> list[Recording[UUID]]:
-        # Application.save() less ProcessingEvent.collect_events(), whose isinstance checks
-        # against runtime Protocols cost about a tenth of a save on Python 3.11: all that
-        # is saved here is aggregates.
-        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
-        for aggregate in aggregates:
-            processing_event.events.extend(aggregate.collect_events())
-            processing_event.aggregates[aggregate.id] = aggregate
-        processing_event.saved_kwargs.update(kwargs)
-        recordings = self._record(processing_event)
-        self._take_snapshots(processing_event)
-        self._notify(recordings)
-        return recordings
-
-    def _save(self, *aggregates: Aggregate) -> Done:
-        request = idempotency.current_request()
-        kwargs: dict[str, Any] = {}
-        if request is not None:
-            first = aggregates[0]
-            key = self.keys.record(current_cause().actor, request, first.id, first.version)
-            kwargs[idempotency.SAVE_KWARG] = key
-
-        def queued(save: object) -> None:  # the next command on them may decide now
-            self.aggregates.queued({a.id: a for a in aggregates}, save)
-            self.turns.release_held()
-
-        with when_queued(queued, after=self.aggregates.followed()):
-            recordings = self._save_aggregates(aggregates, kwargs)
-        return Done(aggregates[0], recordings[-1].notification.id if recordings else self.head())

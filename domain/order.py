@@ -18,11 +18,15 @@ from eventsourcing.domain import event
 
 from domain.base import ShopAggregate, named_id
 from domain.errors import InvalidValue, RuleBroken
+from domain.personal import ERASED, PersonalData
 from domain.values import MAX_PRICE, V1_CURRENCY, Address, currency_code, money, plain, text
 
 OrderStatus = Literal["placed", "paid", "shipped", "delivered", "cancelled"]
 """Where an order is on its way; the HTTP API's ``status`` filter takes exactly these."""
 STATUSES: tuple[OrderStatus, ...] = get_args(OrderStatus)
+ERASED_ADDRESS = {field: ERASED for field in ("name", "line1", "line2", "city", "postal_code")}
+ERASED_ADDRESS["country"] = ERASED
+"""What a shipping address reads as once its customer's data is erased."""
 PLACED, PAID, SHIPPED, DELIVERED, CANCELLED = STATUSES
 DEFAULT_PAYMENT_WINDOW = timedelta(minutes=30)
 """How long an order may stay unpaid before it is cancelled (the shop's setting may differ)."""
@@ -33,6 +37,11 @@ class Order(ShopAggregate):
         # v2 names the currency of the order's amounts; v1 did not. v3 says by when it
         # must be paid.
         class_version = 3
+        # The customer's e-mail and address are theirs: stored encrypted with their key.
+        personal_data = PersonalData(
+            subject="customer_id",
+            erased={"email": ERASED, "shipping_address": ERASED_ADDRESS},
+        )
 
         customer_id: str
         cart_id: UUID

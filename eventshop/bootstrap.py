@@ -8,7 +8,6 @@ so that each is wired the same way wherever it runs.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Sequence
 from datetime import timedelta
@@ -20,7 +19,10 @@ from commands.service import Shop
 from eventshop.processes import PROCESSES, open_processes
 from eventshop.settings import Settings
 from eventshop.webhooks import open_webhooks, stock_thresholds
+from eventstore import personal
 from eventstore.database import migration_lock
+from eventstore.keys import KeyTable
+from eventstore.personal import KeyRing
 from eventstore.url import POSTGRES_OPTIONS, StoreURL
 from projections import MODELS, ReadSide, build_read_side
 from projections.audit import receipts
@@ -57,13 +59,20 @@ def _open_shop(settings: Settings, link: bool, library_env: dict[str, str]) -> S
     # Many processes may start at once (serve --workers N): one creates the tables.
     with migration_lock(store):
         store.prepare()
-        shop = Shop(
-            {**pool_env(settings), **library_env},
-            store=store,
-            currency=settings.currency,
-            idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
-            command_wait=settings.command_wait_seconds,
-        )
+        keys = open_keys(settings, store, locked=True)
+        try:
+            shop = Shop(
+                {**pool_env(settings), **library_env},
+                store=store,
+                keys=keys,
+                encrypt=settings.personal_data_encryption,
+                currency=settings.currency,
+                idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
+                command_wait=settings.command_wait_seconds,
+            )
+        except BaseException:
+            keys.close()
+            raise
         try:
             if link and (report := _link(shop)) is not None:
                 log.warning("audit links: %s", report.detail)
@@ -104,20 +113,46 @@ def signing_key(settings: Settings, *, create: bool = True) -> Ed25519PrivateKey
     if not path.exists():
         if not create:
             return None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Written whole under another name, then linked into place (which fails if the
-        # name exists): processes starting together keep the first one's key, and none
-        # reads a key file half written.
-        draft = path.with_name(f".{path.name}.{os.getpid()}")
-        with open(os.open(draft, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600), "w") as file:
-            file.write(receipts.private_pem(Ed25519PrivateKey.generate()))
-        try:
-            os.link(draft, path)
-        except FileExistsError:
-            pass
-        finally:
-            draft.unlink()
+        personal.write_once(path, lambda: receipts.private_pem(Ed25519PrivateKey.generate()))
     return receipts.private_key(str(path))
+
+
+def master_key(settings: Settings) -> bytes:
+    """The key wrapping the customers' data keys: the configured one, else one generated
+    once and kept under var/ (like the signing key; production: keep it elsewhere)."""
+    configured = settings.personal_data_master_key
+    return personal.master_key_at(
+        configured.get_secret_value() if configured is not None else None, settings.var_dir
+    )
+
+
+def open_keys(
+    settings: Settings, store: StoreURL | None = None, *, locked: bool = False
+) -> KeyRing:
+    """The customers' data keys on the store of ``settings`` (their table made if absent;
+    ``locked``: the caller holds the migration lock already)."""
+    store = store or store_of(settings)
+    keys = KeyRing(
+        KeyTable.for_store(store, wait=settings.database_wait_seconds),
+        master_key(settings),
+        ttl=settings.personal_key_cache_seconds,
+        size=settings.personal_key_cache_size,
+    )
+    try:
+        if locked:
+            keys.create_table()
+        else:
+            with migration_lock(store):
+                store.prepare()
+                keys.create_table()
+        # Readers that need no personal data (verify, proofs) still work: warn, and let
+        # each read of a sealed field fail (MasterKeyMismatch).
+        if (wrong := keys.foreign_master_keys()) is not None:
+            logging.getLogger("eventshop.personal").error("personal data: %s", wrong)
+    except BaseException:
+        keys.close()
+        raise
+    return keys
 
 
 def trusted_keys(settings: Settings, *given: str) -> dict[str, Ed25519PublicKey]:
@@ -176,14 +211,24 @@ def open_read_side(
 
     ``shop`` is needed only on ``memory://``, whose log lives in that object alone.
     """
-    return build_read_side(
-        store_of(settings),
-        log=shop.recorder if shop is not None else None,
-        prefix=prefix,
-        batch_size=batch_size,
-        worker_id=worker_id,
-        models=models,
-    )
+    own_keys = open_keys(settings) if shop is None else None
+    try:
+        read_side = build_read_side(
+            store_of(settings),
+            log=shop.recorder if shop is not None else None,
+            prefix=prefix,
+            batch_size=batch_size,
+            worker_id=worker_id,
+            models=models,
+            keys=shop.data_keys if shop is not None else own_keys,
+        )
+    except BaseException:
+        if own_keys is not None:
+            own_keys.close()
+        raise
+    if own_keys is not None:
+        read_side.closing(own_keys)
+    return read_side
 
 
 def open_auditor(

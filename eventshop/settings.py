@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     run_projections: bool = Field(
         default=True, description="feed the read models in this process (off: `eventshop worker`)"
     )
+    projections_process: bool = Field(
+        default=True,
+        description="on PostgreSQL, `eventshop serve` feeds the read models from an `eventshop"
+        " worker` process it starts and supervises (off: from threads of the API process)",
+    )
     payment_window_seconds: float = Field(
         default=1800.0,
         gt=0,
@@ -127,6 +132,28 @@ class Settings(BaseSettings):
     )
     audit_receipt_seconds: float = Field(
         default=60.0, gt=0, description="... or this long after the last one, if events came"
+    )
+    personal_data_master_key: SecretStr | None = Field(
+        default=None,
+        description="AES-256 key (base64 or hex, or a file of one) wrapping the customers'"
+        " data keys; generated once under var/ if unset. Keep it off the database host:"
+        " with it lost, no sealed personal data can be read",
+    )
+    personal_data_encryption: bool = Field(
+        default=True,
+        description="seal personal fields of new events with the customer's key (off: stored"
+        " in plain text, e.g. to measure the cost; sealed ones are still read)",
+    )
+    personal_key_cache_seconds: float = Field(
+        default=3.0,
+        ge=0,
+        le=300,
+        description="how long a process keeps a data key it unwrapped (and an aggregate"
+        " decrypted with one); an erasure waits twice this long before it answers, so that"
+        " no process still holds either then",
+    )
+    personal_key_cache_size: int = Field(
+        default=10_000, ge=1, description="most data keys a process keeps unwrapped"
     )
     nats_url: str | None = Field(
         default=None,

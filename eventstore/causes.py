@@ -26,6 +26,8 @@ from uuid import UUID
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Mapper, StoredEvent
 
+from eventstore.personal import SEALED_KEY, Sealer
+
 # The key under which the cause is stored; no domain event has an attribute by that name.
 CAUSE_KEY = "__cause__"
 SYSTEM = "system"
@@ -84,22 +86,33 @@ def identify(actor: str, roles: Iterable[str]) -> None:
 
 
 class CausedMapper(Mapper[UUID]):
-    """A mapper that stores each event's cause with it and strips it when reading back."""
+    """A mapper that stores each event's cause with it and strips it when reading back.
+
+    With a ``sealer`` (``eventstore/personal.py``) it also encrypts the personal fields
+    an event class declares before storing, and decrypts them (or shows them erased)
+    when reading back; without one, sealed fields read as erased.
+    """
+
+    def __init__(self, *args: Any, sealer: Sealer | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sealer = sealer or Sealer(None, self.transcoder.encode, self.transcoder.decode)
 
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
         # Encode a stand-in carrying the cause, so the caller's event stays untouched.
         stand_in = object.__new__(type(domain_event))
         state = {**vars(domain_event), CAUSE_KEY: current_cause().as_dict()}
+        self.sealer.seal(type(domain_event), state)
         object.__setattr__(stand_in, "__dict__", state)
         return super().to_stored_event(stand_in)
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
-        domain_event = super().to_domain_event(stored_event)
-        vars(domain_event).pop(CAUSE_KEY, None)
-        return domain_event
+        return self.decode(stored_event)[0]
 
     def decode(self, stored_event: StoredEvent) -> tuple[DomainEventProtocol[UUID], Cause | None]:
         """The domain event and its cause (None for an event stored without one)."""
         domain_event = super().to_domain_event(stored_event)
-        stored: dict[str, Any] | None = vars(domain_event).pop(CAUSE_KEY, None)
+        state = vars(domain_event)
+        stored: dict[str, Any] | None = state.pop(CAUSE_KEY, None)
+        if SEALED_KEY in state:
+            self.sealer.unseal(type(domain_event), state)
         return domain_event, Cause(**stored) if stored is not None else None

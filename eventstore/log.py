@@ -14,6 +14,7 @@ from uuid import UUID
 from eventsourcing.persistence import DatetimeAsISO, DecimalAsStr, Mapper, UUIDAsHex
 
 from eventstore.causes import CausedMapper
+from eventstore.personal import KeyRing, Sealer
 from eventstore.transcoder import ShopTranscoder
 from eventstore.url import StoreURL
 
@@ -35,9 +36,14 @@ def transcoder() -> ShopTranscoder:
     return transcoder
 
 
-def mapper(**kwargs: Any) -> Mapper[UUID]:
-    """The mapper of stored events: each one carries who caused it (``eventstore.causes``).
+def mapper(keys: KeyRing | None = None, *, encrypt: bool = True, **kwargs: Any) -> Mapper[UUID]:
+    """The mapper of stored events: each one carries who caused it (``eventstore.causes``);
+    personal fields are sealed with their subject's key from ``keys``
+    (``eventstore.personal``; without keys, sealed fields read as erased; with
+    ``encrypt`` off, new events are stored in plain text).
 
     ``kwargs`` are the library's mapper options (``cipher``, ``compressor``).
     """
-    return CausedMapper(transcoder=transcoder(), **kwargs)
+    codec = transcoder()
+    sealer = Sealer(keys, codec.encode, codec.decode, encrypt=encrypt)
+    return CausedMapper(transcoder=codec, sealer=sealer, **kwargs)

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import threading
+from pathlib import Path
 
+from eventstore import personal
+from eventstore.keys import KeyTable
+from eventstore.personal import KeyRing
 from eventstore.url import StoreURL
 from projections.readside import run_worker
 
@@ -22,13 +27,24 @@ def main() -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    run_worker(
-        StoreURL.parse(args.url),
-        stop,
-        prefix=args.prefix,
-        batch_size=args.batch_size,
-        worker_id=args.worker_id,
+    store = StoreURL.parse(args.url)
+    # The master key as `eventshop worker` finds it (its setting, else var/).
+    master = personal.master_key_at(
+        os.environ.get("EVENTSHOP_PERSONAL_DATA_MASTER_KEY"),
+        Path(os.environ.get("EVENTSHOP_VAR_DIR", "var")),
     )
+    keys = KeyRing(KeyTable.for_store(store), master)
+    try:
+        run_worker(
+            store,
+            stop,
+            prefix=args.prefix,
+            batch_size=args.batch_size,
+            worker_id=args.worker_id,
+            keys=keys,
+        )
+    finally:
+        keys.close()
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from eventsourcing.utils import Environment
 from eventstore.database import advisory_key, migration_lock
 from eventstore.log import LOG_NAME, events_table
 from eventstore.log import mapper as log_mapper
+from eventstore.personal import KeyRing
 from eventstore.postgres import Factory, LogRecorder
 from eventstore.url import StoreURL
 from projections.engine import parking
@@ -194,6 +195,10 @@ class ReadSide:
             entry["last_rebuild"] = None if ended is None else ended.as_dict()
         return answer
 
+    def closing(self, closer: Any) -> None:
+        """Close ``closer`` too when the read side closes."""
+        self._closers = [*self._closers, closer]
+
     def close(self) -> None:
         """Stop rebuilding and feeding, and close the read side's connections."""
         self.rebuilder.stop()
@@ -215,8 +220,12 @@ def build_read_side(
     batch_size: int = 500,
     worker_id: str | None = None,
     models: Sequence[type[ReadModel]] = MODELS,
+    keys: KeyRing | None = None,
 ) -> ReadSide:
     """Every read model of the shop, in the database of ``store`` (the event store's own).
+
+    ``keys``: the customers' data keys, to read sealed personal fields (without them,
+    those read as erased).
 
     Creates the tables that are missing (serialised across processes on PostgreSQL).
     ``prefix`` names another copy of every table (a rebuild next to the live copy).
@@ -257,7 +266,7 @@ def build_read_side(
             )
             # Tables another version built stay as they are until a rebuild replaces them.
             built.append(model_class(view, create=stored == model_class.version))
-    source = Source(reader, log_mapper(), LOG_NAME, subscribe=where.subscribe)
+    source = Source(reader, log_mapper(keys), LOG_NAME, subscribe=where.subscribe)
     runner = Runner(built, source, where.locks, batch_size=batch_size, worker_id=worker_id)
     rebuilder = Rebuilder(
         {model.name: model for model in built},
@@ -278,15 +287,19 @@ def run_worker(
     prefix: str = "",
     batch_size: int = 500,
     worker_id: str | None = None,
+    keys: KeyRing | None = None,
 ) -> None:
-    """Feed every read model of ``store`` until ``stop_event`` is set (``eventshop worker``).
+    """Feed every read model of ``store`` until ``stop_event`` is set (``eventshop worker``);
+    ``keys`` read the sealed personal fields (without them, those read as erased).
 
     Start as many as you like on one PostgreSQL database: each read model is fed by one
     of them at a time, and another takes over within seconds when that one dies.
     """
     if store.is_memory:
         raise ValueError("a worker needs a shared store: sqlite:// or postgresql://, not memory://")
-    read_side = build_read_side(store, prefix=prefix, batch_size=batch_size, worker_id=worker_id)
+    read_side = build_read_side(
+        store, prefix=prefix, batch_size=batch_size, worker_id=worker_id, keys=keys
+    )
     try:
         read_side.start()
         log.info("projection worker %s running", read_side.runner.worker_id)

@@ -51,6 +51,13 @@ from eventstore.url import StoreURL
 if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
     os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", "/dev/shm")
 
+# Every process a test starts (servers, workers, publishers, each perhaps with a var/ of
+# its own) wraps the customers' data keys with one master key, as the processes of one
+# deployment must (EVENTSHOP_PERSONAL_DATA_MASTER_KEY; generated under var/ otherwise).
+os.environ.setdefault(
+    "EVENTSHOP_PERSONAL_DATA_MASTER_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+)
+
 ADMIN_URL = os.environ.get(
     "EVENTSHOP_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )

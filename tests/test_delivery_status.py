@@ -156,9 +156,13 @@ def test_a_webhook_receiver_down_shows_lag_failures_and_parked_then_recovers(
 
 
 @contextlib.contextmanager
-def publishing(url: str, target: Target) -> Iterator[Any]:
+def publishing(url: str, var_dir: Path, target: Target) -> Iterator[Any]:
+    # Beside the app, as a worker of its deployment: with its var/ (its master key).
     publisher = open_publisher(
-        settings_for(url), target=target, poll_interval=0.02, standby_interval=0.05
+        settings_for(url, var_dir=var_dir),
+        target=target,
+        poll_interval=0.02,
+        standby_interval=0.05,
     )
     publisher.heartbeat_interval = 0.05
     try:
@@ -181,7 +185,7 @@ def test_jetstream_unreachable_shows_lag_and_the_failure_then_lag_0(
 
         World(client).order("paid")
         unreachable = Target(f"nats://127.0.0.1:{free_port()}", target.stream, target.prefix)
-        with publishing(pg_reused_url, unreachable):
+        with publishing(pg_reused_url, tmp_path, unreachable):
             wait_until(lambda: channels(client)["jetstream"]["state"] == "retrying")
         down = channels(client)["jetstream"]
         assert down["lag_events"] == down["head"] > 0 and down["lag_seconds"] > 0
@@ -189,7 +193,7 @@ def test_jetstream_unreachable_shows_lag_and_the_failure_then_lag_0(
         labels = {"channel": "jetstream", "subscription": ""}
         assert scraped(client, "eventshop_delivery_lag_events", **labels) == down["lag_events"]
 
-        with publishing(pg_reused_url, target) as publisher:
+        with publishing(pg_reused_url, tmp_path, target) as publisher:
             shop = app.state.shop
             assert publisher.wait_for(shop.head())
             wait_until(lambda: channels(client)["jetstream"]["last_success_at"] is not None)

@@ -48,6 +48,10 @@ def test_every_eventshop_service_points_at_the_postgres_service(
     postgres_password = services["postgres"]["environment"]["POSTGRES_PASSWORD"]
     assert env["EVENTSHOP_DATABASE_PASSWORD"] == postgres_password
     assert env["EVENTSHOP_JWT_SECRET"].startswith("${EVENTSHOP_JWT_SECRET")
+    # Every container wraps and unwraps the customers' data keys with the same key.
+    assert env["EVENTSHOP_PERSONAL_DATA_MASTER_KEY"].startswith(
+        "${EVENTSHOP_PERSONAL_DATA_MASTER_KEY:?"
+    )
     assert services[name]["build"] == "."
 
 
@@ -97,7 +101,11 @@ AWKWARD_PASSWORD = "p@ss:w/rd#1"
 def test_a_password_with_url_delimiters_reaches_libpq_intact(
     services: dict[str, Any], name: str
 ) -> None:
-    environ = {"POSTGRES_PASSWORD": AWKWARD_PASSWORD, "EVENTSHOP_JWT_SECRET": "k"}
+    environ = {
+        "POSTGRES_PASSWORD": AWKWARD_PASSWORD,
+        "EVENTSHOP_JWT_SECRET": "k",
+        "EVENTSHOP_PERSONAL_DATA_MASTER_KEY": "m",
+    }
     given = services[name]["environment"]
     env = {key: interpolate(str(value), environ) for key, value in given.items()}
     postgres_env = services["postgres"]["environment"]

@@ -17,7 +17,7 @@ import pytest
 from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import RecordConflictError
 
-from commands import service
+from commands import running
 from commands.service import Done, Shop
 from domain.cart import Cart
 from domain.errors import (
@@ -547,13 +547,13 @@ def test_a_command_that_keeps_losing_gives_up_with_a_conflict(
     stocked(shop, "MUG-1", 1)
     cart_id = cart_with(shop, MUG_1=1)
     monkeypatch.setattr(retry.time, "sleep", lambda _: None)
-    cues = interfere(monkeypatch, shop, rival, times=service.MAX_ATTEMPTS)
+    cues = interfere(monkeypatch, shop, rival, times=running.MAX_ATTEMPTS)
     head = shop.head()
     with pytest.raises(ConcurrencyConflict, match="check_out lost"):
         shop.check_out(cart_id, ADDRESS, EMAIL)
-    assert len(cues) == service.MAX_ATTEMPTS
+    assert len(cues) == running.MAX_ATTEMPTS
     # Only the rival's receipts were stored; the checkout left no trace.
-    assert logged_after(shop, head) == ["Stock.Received"] * service.MAX_ATTEMPTS
+    assert logged_after(shop, head) == ["Stock.Received"] * running.MAX_ATTEMPTS
     assert shop.cart(cart_id).is_open
     assert shop.stock("MUG-1").reserved == 0
 

@@ -102,6 +102,16 @@ class Customers(ReadModel):
         found = _customer(rows[0]) if rows else _customer({"customer_id": customer_id})
         return {**found, "recent_orders": keys.page(history, _history_key, _entry)["items"]}
 
+    def order_ids(self, customer_id: str) -> list[str]:
+        """The ids of every order of the customer."""
+        with self.reading() as tx:
+            rows = tx.execute(
+                "SELECT order_id FROM {customer_orders} WHERE customer_id = :customer_id"
+                " ORDER BY order_id",
+                {"customer_id": customer_id},
+            ).rows()
+        return [row["order_id"] for row in rows]
+
     def order_history(
         self, customer_id: str, limit: int | None = None, cursor: str | None = None
     ) -> dict[str, Any]:

@@ -8,8 +8,19 @@ from datetime import date, datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
+from domain.customer import Customer
 from domain.errors import InvalidValue, NotFound
-from domain.order import CANCELLED, DELIVERED, PAID, PLACED, SHIPPED, STATUSES, Order
+from domain.order import (
+    CANCELLED,
+    DELIVERED,
+    ERASED_ADDRESS,
+    PAID,
+    PLACED,
+    SHIPPED,
+    STATUSES,
+    Order,
+)
+from domain.personal import ERASED
 from projections.engine.base import ReadModel, cents, handles, money, parse_moment, stamp
 from projections.engine.pagination import Keyset
 from projections.engine.writes import Writes
@@ -101,6 +112,20 @@ class Orders(ReadModel):
         refund = None if event.refund is None else cents(event.refund)
         self._status(tx, event, CANCELLED, cancel_reason=event.reason, refund_cents=refund)
 
+    @handles(Customer.Erased)
+    def _erased(self, tx: Writes, event: Customer.Erased) -> None:
+        # What the events of the customer's orders read as from now on: a rebuild,
+        # reading them after the key is gone, finds the same.
+        tx.execute(
+            "UPDATE {orders} SET email = :email, shipping_address = :address"
+            " WHERE customer_id = :customer_id",
+            {
+                "email": ERASED,
+                "address": json.dumps(ERASED_ADDRESS, sort_keys=True),
+                "customer_id": event.customer_id,
+            },
+        )
+
     def _status(self, tx: Writes, event: Order.Event, status: str, **columns: Any) -> None:
         order_id, version, at = (
             str(event.originator_id),
@@ -161,6 +186,24 @@ class Orders(ReadModel):
                 {**params, "n": keys.fetch},
             ).rows()
         return keys.page(rows, lambda row: [row["placed_at"], row["order_id"]], _summary)
+
+    def personal_data(self, customer_id: str) -> list[dict[str, Any]]:
+        """The personal data of each of the customer's orders, oldest first."""
+        with self.reading() as tx:
+            rows = tx.execute(
+                "SELECT order_id, placed_at, email, shipping_address FROM {orders}"
+                " WHERE customer_id = :customer_id ORDER BY placed_at, order_id",
+                {"customer_id": customer_id},
+            ).rows()
+        return [
+            {
+                "order_id": row["order_id"],
+                "placed_at": row["placed_at"],
+                "email": row["email"],
+                "shipping_address": json.loads(row["shipping_address"]),
+            }
+            for row in rows
+        ]
 
     def get_order(self, order_id: UUID | str, owner: str | None = None) -> dict[str, Any]:
         """An order in full; with ``owner``, NotFound unless it is that customer's."""

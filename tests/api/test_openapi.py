@@ -24,7 +24,7 @@ from tests.conftest import settings_for
 
 # A verb, then what it acts on: addProduct, listAuditEvents, checkOutCart.
 VERBS = (
-    "add|adjust|cancel|change|check|create|delete|deliver|export|get|issue|list|open|pay"
+    "add|adjust|cancel|change|check|create|delete|deliver|erase|export|get|issue|list|open|pay"
     "|rebuild|receive|redeliver|remove|retry|set|ship|skip|stream|verify|log"
 )
 OPERATION_ID = re.compile(rf"^(?:{VERBS})(?:[A-Z][a-z0-9]+)+$")

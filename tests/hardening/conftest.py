@@ -31,6 +31,8 @@ CHECKOUT = {"shipping_address": ADDRESS, "email": "ada@example.org"}
 
 
 def make_app(url: str, var_dir: Path, **settings: Any) -> FastAPI:
+    # An erasure waits out every process's key cache: short in tests.
+    settings.setdefault("personal_key_cache_seconds", 0.05)
     return create_app(Settings(database_url=url, jwt_secret=SECRET, var_dir=var_dir, **settings))
 
 

@@ -176,6 +176,9 @@ TABLE = [
     # A customer lists only itself, and reads no other customer.
     Row("GET", "/api/customers", only(200, *SIGNED_IN)),
     Row("GET", "/api/customers/{customer}", owners(200, "staff", "auditor", "admin"), "customer"),
+    # Personal data: its customer or an admin (another customer 403: it names whose it asks).
+    Row("GET", "/api/customers/{customer}/data", only(200, "owner", "admin"), "customer"),
+    Row("POST", "/api/customers/{customer}/erasure", only(200, "admin"), "customer"),
     Row("GET", "/api/reports/sales", only(200, "staff", "admin")),
     Row("GET", "/api/projections", only(200, "admin")),
     Row("POST", "/api/projections/{name}/rebuild", only(202, "admin"), "projection"),
