@@ -1,8 +1,9 @@
 // Audit: verification of the log against its links and signed receipts, the receipts,
 // an event's inclusion proof (proof.js), the hash chain's head (a digest to keep) and a
-// digest kept before, and the export.
-import { api, download, lines } from "../api.js";
+// digest kept before, the export; for admins, a customer's personal data (customers.js).
+import { api, download, lines, session } from "../api.js";
 import { fill, field, h, problem, table, when } from "../dom.js";
+import { customerSection } from "./customers.js";
 import { proofSection } from "./proof.js";
 
 // How each result of /api/audit/verify is said, and whether it is good news.
@@ -174,14 +175,16 @@ function exportSection() {
 }
 
 export function render(root) {
+  // An admin's section needs no auditor's role; the API refuses anyone else its calls.
+  const customers = session.has("admin") ? customerSection() : null;
   // Asked first, so that a caller the API refuses sees why before filling in a form.
   api("/api/audit/events", { params: { limit: 1 } }).then(
     () => {
       const proof = proofSection();
       fill(root, verificationSection(), receiptsSection(proof.receipt), proof.section,
-        exportSection(), digestSection(), verifySection());
+        exportSection(), digestSection(), verifySection(), customers);
     },
-    (error) => fill(root, problem(error)),
+    (error) => fill(root, problem(error), customers),
   );
   return null;
 }
