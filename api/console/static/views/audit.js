@@ -184,7 +184,10 @@ export function render(root) {
       fill(root, verificationSection(), receiptsSection(proof.receipt), proof.section,
         exportSection(), digestSection(), verifySection(), customers);
     },
-    (error) => fill(root, problem(error), customers),
+    (error) => fill(root, customers && error.status === 403
+      ? h("p", { class: "notice", id: "auditors-only" }, "Verification, receipts, proofs and the export"
+        + " are for auditors: the API refused them to your roles.")
+      : problem(error), customers),
   );
   return null;
 }
