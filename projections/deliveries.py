@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 from eventstore.log import LOG_NAME
@@ -26,9 +27,23 @@ from projections.integration.jetstream import PublisherState
 from projections.webhooks.store import DELIVERER, FAILING, PARKED, WebhookStore, channel
 
 JETSTREAM = PublisherState.name
-RETRYING = "retrying"
-DEGRADED = "degraded"
-"""A subscription that follows the log with deliveries parked (like a read model's)."""
+
+
+class ChannelState(StrEnum):
+    """What an outbound channel is doing. The JetStream publisher's are its own
+    (``jetstream.State``, as its process last wrote them to ``channel_health``); a webhook
+    subscription's are worked out here from its lag and deliveries; either is
+    ``not_running`` when no process has said lately that it delivers."""
+
+    STARTING = "starting"
+    STANDBY = "standby"
+    LIVE = "live"
+    CATCHING_UP = "catching_up"
+    RETRYING = "retrying"
+    DEGRADED = "degraded"
+    """A subscription that follows the log with deliveries parked (like a read model's)."""
+    STOPPED = "stopped"
+    NOT_RUNNING = NOT_RUNNING
 
 
 @dataclass(frozen=True)
@@ -39,7 +54,7 @@ class ChannelStatus:
     subscription_id: str | None
     target: str | None
     """Where it sends: the stream and subjects, or the webhook's URL."""
-    state: str
+    state: ChannelState
     worker: str | None
     """The process that delivers (None: none has said so)."""
     position: int
@@ -95,8 +110,8 @@ class Deliveries:
             counts = unsettled.get(subscription.id, {})
             parked, retrying = counts.get(PARKED, 0), counts.get(FAILING, 0)
             lag = max(head - subscription.position, 0)
-            state = deliverer.current_state(now)
-            if state != NOT_RUNNING:
+            state = ChannelState.NOT_RUNNING
+            if deliverer.current_state(now) != NOT_RUNNING:
                 state = _subscription_state(lag, parked, retrying)
             found.append(
                 ChannelStatus(
@@ -124,7 +139,8 @@ class Deliveries:
     ) -> ChannelStatus:
         row = row or Health(JETSTREAM)
         position = self._publisher_position()
-        state = row.current_state(now)
+        # Every state the publisher writes is one of ChannelState's (tests/api/test_openapi.py).
+        state = ChannelState(row.current_state(now))
         return ChannelStatus(
             channel="jetstream",
             name=JETSTREAM,
@@ -140,7 +156,7 @@ class Deliveries:
             last_failure_at=row.last_failure_at,
             last_error=row.last_error,
             parked=0,
-            retrying=1 if state == RETRYING else 0,
+            retrying=1 if state == ChannelState.RETRYING else 0,
         )
 
     def _publisher_position(self) -> int:
@@ -160,12 +176,12 @@ class Deliveries:
         return int((row["n"] if row is not None else None) or 0)
 
 
-def _subscription_state(lag: int, parked: int, retrying: int) -> str:
+def _subscription_state(lag: int, parked: int, retrying: int) -> ChannelState:
     if retrying:
-        return RETRYING
+        return ChannelState.RETRYING
     if parked:
-        return DEGRADED
-    return "live" if lag == 0 else "catching_up"
+        return ChannelState.DEGRADED
+    return ChannelState.LIVE if lag == 0 else ChannelState.CATCHING_UP
 
 
 class _Ages:

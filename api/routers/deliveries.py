@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from api.auth import Principal
 from api.deps import require
 from api.errors import problem_responses
-from projections.deliveries import Deliveries
+from projections.deliveries import ChannelState, Deliveries
 
 router = APIRouter(prefix="/api/deliveries", tags=["operations"])
 Admin = Annotated[Principal, Depends(require("admin"))]
@@ -34,7 +34,7 @@ class ChannelView(BaseModel):
     target: str | None = Field(
         description="where it sends: the stream and its subjects, or the webhook's URL"
     )
-    state: str = Field(
+    state: ChannelState = Field(
         description="JetStream: the publisher's `starting`, `live`, `retrying` (NATS or the"
         " database failed), `standby`, `stopped`; a webhook: `live`, `catching_up`,"
         " `retrying` (a delivery is being tried again), `degraded` (deliveries parked);"
@@ -66,6 +66,4 @@ class ChannelList(BaseModel):
     responses=problem_responses(401, 403),
 )
 def list_channels(deliveries: DeliveriesDep, _: Admin) -> ChannelList:
-    return ChannelList(
-        items=[ChannelView(**channel.as_dict()) for channel in deliveries.status()]
-    )
+    return ChannelList(items=[ChannelView(**channel.as_dict()) for channel in deliveries.status()])

@@ -15,8 +15,10 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.routers.projections import ProjectionState
 from domain.order import STATUSES
+from projections.deliveries import ChannelState
 from projections.engine.runner import DEGRADED
 from projections.engine.worker import State
+from projections.integration.jetstream import State as PublisherRunState
 from tests.api.conftest import ADDRESS, ALICE, AUDITOR, SECRET, STAFF, bearer, on_sqlite
 from tests.conftest import settings_for
 
@@ -66,6 +68,12 @@ def test_statuses_are_named_enums(client: TestClient) -> None:
     assert {s.value for s in State} | {DEGRADED, "rebuilding", "not_running"} == {
         s.value for s in ProjectionState
     }
+    # Every state the JetStream publisher writes, those of a webhook subscription, and
+    # not_running for either: no other value can be answered.
+    webhook = {"live", "catching_up", "retrying", "degraded", "not_running"}
+    channel_states = schemas["ChannelState"]["enum"]
+    assert channel_states == [s.value for s in ChannelState]
+    assert {s.value for s in PublisherRunState} | webhook == set(channel_states)
     uses = {
         ("OrderDetail", "status"): "OrderStatus",
         ("OrderSummary", "status"): "OrderStatus",
@@ -75,6 +83,7 @@ def test_statuses_are_named_enums(client: TestClient) -> None:
         ("RebuildProgress", "phase"): "RebuildPhase",
         ("DeliveryView", "status"): "DeliveryStatus",
         ("VerificationResult", "status"): "VerificationStatus",
+        ("ChannelView", "state"): "ChannelState",
     }
     for (model, field), enum in uses.items():
         assert schemas[model]["properties"][field]["$ref"] == f"#/components/schemas/{enum}"

@@ -34,9 +34,10 @@ from api.app import create_app
 from api.auth import mint
 from api.passwords import hash_password
 from commands.service import Shop
+from eventshop import bootstrap
 from eventshop.settings import Settings
 from tests.audit.conftest import History, make_history
-from tests.conftest import open_shop
+from tests.conftest import settings_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-background-networking"]
@@ -49,9 +50,11 @@ expect.set_options(timeout=10_000)
 
 @dataclass
 class Served:
-    """The app serving on 127.0.0.1, the shop it writes with, and what was written."""
+    """The app serving on 127.0.0.1, its settings, the shop it writes with, and what was
+    written."""
 
     url: str
+    settings: Settings
     shop: Shop
     history: History
 
@@ -63,16 +66,18 @@ class Served:
 def serve(database_url: str, var_dir: Path, **more: Any) -> Iterator[Served]:
     """``eventshop serve`` in a thread: the app with its read models fed in-process; ``more``
     settings (an admin, say)."""
-    shop = open_shop(database_url)
-    history = make_history(shop)
     # A NATS server named: the read models' view lists the JetStream publisher (none runs).
-    settings = Settings(
-        database_url=database_url,
+    # An erasure waits out every process's key cache: short here.
+    settings = settings_for(
+        database_url,
         jwt_secret=SECRET,
         var_dir=var_dir,
         nats_url=NATS_URL,
+        personal_key_cache_seconds=0.05,
         **more,
     )
+    shop = bootstrap.open_shop(settings)
+    history = make_history(shop)
     app = create_app(settings, shop=shop)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -87,7 +92,7 @@ def serve(database_url: str, var_dir: Path, **more: Any) -> Iterator[Served]:
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield Served(f"http://127.0.0.1:{port}", shop, history)
+        yield Served(f"http://127.0.0.1:{port}", settings, shop, history)
     finally:
         server.should_exit = True
         thread.join(15)

@@ -1,7 +1,10 @@
 // Audit: verification of the log against its links and signed receipts, the receipts,
-// the hash chain's head (a digest to keep) and a digest kept before, and the export.
-import { api, download, lines } from "../api.js";
+// an event's inclusion proof (proof.js), the hash chain's head (a digest to keep) and a
+// digest kept before, the export; for admins, a customer's personal data (customers.js).
+import { api, download, lines, session } from "../api.js";
 import { fill, field, h, problem, table, when } from "../dom.js";
+import { customerSection } from "./customers.js";
+import { proofSection } from "./proof.js";
 
 // How each result of /api/audit/verify is said, and whether it is good news.
 const RESULTS = {
@@ -49,7 +52,7 @@ function verificationSection() {
     h("div", { class: "controls" }, button, bar), out);
 }
 
-function receiptsSection() {
+function receiptsSection(useForProof) {
   const out = h("div");
   async function load() {
     try {
@@ -62,6 +65,11 @@ function receiptsSection() {
           ["Signed (UTC)", (r) => when(r.time)],
           ["Key", (r) => h("code", {}, r.key_id)],
           ["Link", (r) => h("code", {}, `${r.link.slice(0, 16)}…`)],
+          ["Tree size", (r) => r.tree_size ?? "—", { num: true }],
+          ["", (r) => (r.tree_size
+            ? h("button", { type: "button", class: "secondary", "aria-label": `Prove against the receipt at ${r.position}`,
+              onclick: () => useForProof(r.position) }, "Prove against it")
+            : null)],
         ], newest)
         : h("p", { class: "notice" }, "No receipt yet."));
     } catch (error) {
@@ -167,11 +175,19 @@ function exportSection() {
 }
 
 export function render(root) {
+  // An admin's section needs no auditor's role; the API refuses anyone else its calls.
+  const customers = session.has("admin") ? customerSection() : null;
   // Asked first, so that a caller the API refuses sees why before filling in a form.
   api("/api/audit/events", { params: { limit: 1 } }).then(
-    () => fill(root, verificationSection(), receiptsSection(), exportSection(), digestSection(),
-      verifySection()),
-    (error) => fill(root, problem(error)),
+    () => {
+      const proof = proofSection();
+      fill(root, verificationSection(), receiptsSection(proof.receipt), proof.section,
+        exportSection(), digestSection(), verifySection(), customers);
+    },
+    (error) => fill(root, customers && error.status === 403
+      ? h("p", { class: "notice", id: "auditors-only" }, "Verification, receipts, proofs and the export"
+        + " are for auditors: the API refused them to your roles.")
+      : problem(error), customers),
   );
   return null;
 }

@@ -21,14 +21,20 @@ function comparison(last) {
     tables ? ` (${tables})` : "");
 }
 
+// Counted in events, not positions: PostgreSQL's positions have gaps, so a bar of
+// positions would disagree with the events the rebuild reports when it ends.
 function progress(model) {
   const run = model.rebuild;
   if (!run) return model.state;
-  const target = Math.max(run.target, 1);
-  return h("span", {},
-    "rebuilding ",
-    h("progress", { max: target, value: Math.min(run.position, target), "aria-label": `Rebuild of ${model.name}` }),
-    ` ${run.position}/${run.target} (${run.phase})`);
+  const label = `Rebuild of ${model.name}`;
+  // No total yet (the rebuild has not seen the log's head): a bar that says so.
+  const bar = run.total
+    ? h("progress", { max: run.total, value: Math.min(run.events, run.total), "aria-label": label })
+    : h("progress", { "aria-label": label });
+  const eta = run.eta_seconds ? `, about ${Math.ceil(run.eta_seconds)} s left` : "";
+  return h("span", { class: "rebuild-progress" },
+    "rebuilding ", bar,
+    ` ${run.events}/${run.total || "?"} events (${run.phase}${eta})`);
 }
 
 export function render(root) {
