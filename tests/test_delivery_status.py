@@ -28,13 +28,14 @@ from tests.integration.test_jetstream import target as target  # a fixture
 from tests.webhooks.conftest import ADMIN, deliveries, subscribe, wait_until
 
 PLACED, PAID = "eventshop.order.placed", "eventshop.order.paid"
-ATTEMPTS = 3
-# Slow enough retries that a delivery is seen being retried, fast enough to park soon.
+ATTEMPTS = 4
+# Slow enough retries that a delivery is seen being retried on a loaded machine (3 s of
+# retrying in all), fast enough to park soon.
 RETRYING = {
     "webhook_allowed_hosts": ["127.0.0.1"],
     "webhook_attempts": ATTEMPTS,
-    "webhook_first_wait_seconds": 0.3,
-    "webhook_max_wait_seconds": 0.3,
+    "webhook_first_wait_seconds": 0.5,
+    "webhook_max_wait_seconds": 0.5,
     "webhook_poll_seconds": 0.02,
 }
 
