@@ -5,6 +5,7 @@ statistics."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import socket
@@ -38,6 +39,12 @@ CHUNK = 5_000
 ROOT = Path(__file__).resolve().parent.parent
 # The JWT key of every shop a benchmark serves (tokens minted with api.auth.mint).
 SECRET = "bench-secret-of-at-least-32-bytes-long"
+# One master key for personal data in every process of a run, as a deployment must give
+# its processes: the shops a benchmark serves inherit this environment, and a shop it
+# opens itself reads their sealed fields with it.
+os.environ.setdefault(
+    "EVENTSHOP_PERSONAL_DATA_MASTER_KEY", base64.b64encode(os.urandom(32)).decode()
+)
 
 
 @contextlib.contextmanager
