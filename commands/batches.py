@@ -42,6 +42,37 @@ def when_queued(callback: Callable[[object], None], after: Sequence[object] = ()
         _queueing.reset(token)
 
 
+class Signal:
+    """A one-shot event: set once, then every wait returns at once. A lock held from the
+    start and released by ``set``: ``threading.Event`` builds a Condition and a lock for
+    each one, several microseconds per save, and each of its waits another lock."""
+
+    __slots__ = ("_is_set", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._is_set = False
+
+    def set(self) -> None:
+        # Set by one thread at a time: the writer, or the caller it handed its role to.
+        if not self._is_set:
+            self._is_set = True
+            self._lock.release()
+
+    def is_set(self) -> bool:
+        return self._is_set
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Whether it was set (False: ``timeout`` seconds passed first)."""
+        if self._is_set:
+            return True
+        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            return False
+        self._lock.release()  # for the next waiter
+        return True
+
+
 @dataclass(eq=False)
 class Save:
     """One caller's save: its events, its key, and what became of it."""
@@ -54,7 +85,7 @@ class Save:
     error: BaseException | None = None
     after: list[Save] = field(default_factory=list)  # decided on their states
     writer: bool = False  # its caller writes the batches now
-    woken: threading.Event = field(default_factory=threading.Event)  # done, or writer
+    woken: Signal = field(default_factory=Signal)  # done, or writer
 
 
 def current_queueing() -> _Queueing | None:

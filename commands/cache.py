@@ -48,6 +48,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Repository, project_aggregate
 from eventsourcing.domain import Aggregate
 
+from commands.batches import Signal
 from domain.personal import personal_data
 
 # Aggregates kept (the least recently used go first), unless the Shop is given another
@@ -60,7 +61,7 @@ CACHE_ENV = {"AGGREGATE_CACHE_FASTFORWARD": "n", "DEEPCOPY_FROM_AGGREGATE_CACHE"
 class _Flight:
     """A save queued to be written: settled once committed (``ok``) or failed."""
 
-    settled: threading.Event = field(default_factory=threading.Event)
+    settled: Signal = field(default_factory=Signal)
     ok: bool = False
     save: object = None  # the recorder's handle of the save (commands/group_commit.py)
 
