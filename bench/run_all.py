@@ -145,11 +145,25 @@ def summary(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             bench = {"flash": "flash", "appends": "appends"}.get(name, "P1")
             floor = "floor --workers 2" if name == "spread_workers2" else "floor"
             measure = f"{row['label'].removeprefix('P1 ')} vs {floor}"
-            if name.startswith("spread"):
-                add(bench, measure, figures, row["ratio"], 0.8, at_most=False)
+            # The targets of the write-path issue: spread >= 1.0x at a p99 within 1.5x
+            # the floor's and <= 2 ms of CPU per receipt; hot >= 0.5x, none refused;
+            # the flash sale refusing none within 1 s at p99; appends >= 1.5x.
+            if name == "spread":
+                tail = row["shop_p99"] <= 1.5 * row["floor_p99"]
+                ok = row["ratio"] >= 1.0 and tail and row["shop_ms_per_command"] <= 2.0
+                figures += f"; floor p99 {row['floor_p99']:.0f} ms"
+                goal = " (target: >= 1.0x, p99 <= 1.5x the floor's, CPU <= 2 ms)"
+                add(bench, measure + goal, figures, row["ratio"], verdict="yes" if ok else "NO")
             elif name == "hot":
-                ok = "yes" if row["shop_non_2xx"] == 0 else "NO"
-                add(bench, measure + " (target: 0 non-2xx)", figures, row["ratio"], verdict=ok)
+                ok = row["ratio"] >= 0.5 and row["shop_non_2xx"] == 0
+                goal = " (target: >= 0.5x, 0 non-2xx)"
+                add(bench, measure + goal, figures, row["ratio"], verdict="yes" if ok else "NO")
+            elif name == "flash":
+                ok = row["refused"] == 0 and row["shop_non_2xx"] == 0 and row["shop_p99"] <= 1000
+                goal = " (target: 0 refused, p99 <= 1 s)"
+                add(bench, measure + goal, figures, row["ratio"], verdict="yes" if ok else "NO")
+            elif name == "appends":
+                add(bench, measure, figures, row["ratio"], 1.5, at_most=False)
             else:
                 add(bench, measure, figures, row["ratio"])
         for group, error in p1.get("errors", {}).items():
@@ -240,7 +254,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     if p1 := results.get("p1"):
         rows = write_report.summary_rows(p1)
         bars = p1_ax.bar(
-            [row["label"].replace(", ", "\n", 1) for row in rows],
+            [row["label"].replace(", ", "\n") for row in rows],
             [row["ratio"] for row in rows],
             color="#1f77b4",
         )
@@ -250,7 +264,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
             fontsize="small",
         )
         p1_ax.set_ylim(0, max([1.0, *(row["ratio"] for row in rows)]) * 1.2)
-        p1_ax.axhline(0.8, color="#999999", linestyle=":", label="P1 target 0.8x")
+        p1_ax.axhline(1.0, color="#999999", linestyle=":", label="spread target 1.0x")
         p1_ax.tick_params(axis="x", labelsize="x-small")
         p1_ax.set_ylabel("shop / floor (median of per-round ratios)")
         p1_ax.set_title("Write path vs floor, each in its own processes")

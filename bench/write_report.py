@@ -116,6 +116,7 @@ def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "ratio": found["ratio"],
                 "shop_p50": found["shop"]["p50"],
                 "shop_p99": found["shop"]["p99"],
+                "floor_p99": found["floor"]["p99"],
                 "shop_non_2xx": found["shop"]["non_2xx"],
                 "shop_ms_per_command": found["shop"]["server_ms_per_command"],
                 "worker_ms_per_command": found["shop"].get("worker_ms_per_command"),
