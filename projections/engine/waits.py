@@ -48,7 +48,7 @@ class PositionWaits:
     """Waits of coroutines for read models' positions (module docstring)."""
 
     def __init__(
-        self, runner: Runner, *, limit: int, tick: float = 0.005, poll: float = 0.05
+        self, runner: Runner, *, limit: int, tick: float = 0.005, poll: float = 0.01
     ) -> None:
         self.runner = runner
         self.limit = limit
