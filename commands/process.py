@@ -22,6 +22,7 @@ again.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -87,7 +88,7 @@ class Firing:
     position: int | None = None
 
 
-class ProcessManager:
+class ProcessManager(ABC):
     """Reacts to events with timers, and issues commands when they are due.
 
     Subclasses set ``name`` (also the name of its timers as a read model), mark their
@@ -120,9 +121,10 @@ class ProcessManager:
         reaction = self.reactions.get(get_topic(type(event)))
         return [] if reaction is None else list(reaction(self, event))
 
+    @abstractmethod
     def act(self, shop: Shop, timer: Timer) -> Done:
-        """Issue the command(s) of a due timer; a DomainError refuses them."""
-        raise NotImplementedError
+        """Issue the command(s) of a due timer; a DomainError refuses them (each process
+        manager says what its timers do: commands/expiry.py)."""
 
     def fire(self, shop: Shop, timer: Timer) -> Firing:
         """Act on a due timer once: as this process manager, under an idempotency key
